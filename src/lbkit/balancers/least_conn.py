@@ -1,0 +1,108 @@
+"""nginx's ``least_conn``: fewest active connections relative to weight, ties by round robin."""
+
+from __future__ import annotations
+
+import attrs
+
+from lbkit.balancers.round_robin import get_round_robin_peer, switch_to_backup
+from lbkit.peer import PeerGroup, PeerState, RequestState
+
+__all__ = ["LeastConn", "LeastConnPicker", "get_least_conn_peer"]
+
+
+def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
+    peers = request.group.peers
+    tried = request.tried
+    best: PeerState | None = None
+    many = False
+    for peer in peers:
+        if tried >> peer.index & 1 or peer.down:
+            continue
+        if (
+            peer.max_fails
+            and peer.fails >= peer.max_fails
+            and now - peer.checked <= peer.fail_timeout
+        ):
+            continue
+        if peer.max_conns and peer.conns >= peer.max_conns:
+            continue
+        # conns_a / weight_a < conns_b / weight_b, without division, as nginx compares.
+        if best is None or peer.conns * best.weight < best.conns * peer.weight:
+            best = peer
+            many = False
+        elif peer.conns * best.weight == best.conns * peer.weight:
+            many = True
+    if best is None:
+        return None
+    if many:
+        # Round robin among the tied peers, from the first of them onwards.
+        total = 0
+        first = best
+        for peer in peers[first.index :]:
+            if tried >> peer.index & 1 or peer.down:
+                continue
+            if peer.conns * first.weight != first.conns * peer.weight:
+                continue
+            if (
+                peer.max_fails
+                and peer.fails >= peer.max_fails
+                and now - peer.checked <= peer.fail_timeout
+            ):
+                continue
+            if peer.max_conns and peer.conns >= peer.max_conns:
+                continue
+            peer.current_weight += peer.effective_weight
+            total += peer.effective_weight
+            if peer.effective_weight < peer.weight:
+                peer.effective_weight += 1
+            if peer.current_weight > best.current_weight:
+                best = peer
+        best.current_weight -= total
+    if now - best.checked > best.fail_timeout:
+        best.checked = now
+    best.conns += 1
+    request.tried |= 1 << best.index
+    return best
+
+
+def get_least_conn_peer(request: RequestState, now: int) -> PeerState | None:
+    """nginx's ``ngx_http_upstream_get_least_conn_peer``, including the backup fallback."""
+    if request.group.single:
+        return get_round_robin_peer(request, now)
+    while True:
+        peer = _least_conn_step(request, now)
+        if peer is not None:
+            return peer
+        if not switch_to_backup(request):
+            return None
+        if request.group.single:
+            return get_round_robin_peer(request, now)
+
+
+@attrs.frozen(slots=True)
+class LeastConnPicker:
+    """Runtime side of :class:`LeastConn`."""
+
+    def begin(self, request: RequestState) -> None:
+        """Nothing to prepare for least_conn."""
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        """The least-loaded available peer."""
+        return get_least_conn_peer(request, now)
+
+
+@attrs.frozen(slots=True)
+class LeastConn:
+    """nginx's ``least_conn`` directive."""
+
+    supports_backup = True
+    needs_key = False
+    needs_client_addr = False
+
+    def bind(self, primary: PeerGroup) -> LeastConnPicker:
+        """least_conn needs no precomputed structure."""
+        return LeastConnPicker()
+
+    def to_nginx(self) -> str:
+        """The directive text."""
+        return "least_conn;"

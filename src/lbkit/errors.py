@@ -1,0 +1,50 @@
+"""The exception hierarchy: every error lbkit raises derives from :class:`LbkitError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidAddressError",
+    "LbkitError",
+    "NoLiveUpstreams",
+    "TriesExhausted",
+    "UsageError",
+]
+
+
+class LbkitError(Exception):
+    """Root of every exception raised by lbkit."""
+
+
+class ConfigError(LbkitError, ValueError):
+    """A configuration value or directive is invalid.
+
+    ``line`` is the 1-based line of the offending token when the value came from
+    nginx configuration text, else ``None``.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        self.line = line
+        if line is not None:
+            message = f"{message} (line {line})"
+        super().__init__(message)
+
+
+class InvalidAddressError(LbkitError, ValueError):
+    """A client address given to a balancer is not an IPv4 or IPv6 address."""
+
+
+class UsageError(LbkitError, RuntimeError):
+    """The API was used out of order (e.g. a peer reported twice)."""
+
+
+class NoLiveUpstreams(LbkitError):
+    """No peer can take the request: nginx would answer 502 Bad Gateway.
+
+    Raised when every peer is down, failed (max_fails within fail_timeout), at its
+    max_conns, or already tried for this request.
+    """
+
+
+class TriesExhausted(NoLiveUpstreams):
+    """Every peer the request may try has been tried and failed (nginx: 502)."""

@@ -1,0 +1,7 @@
+"""nginx configuration text in, lbkit objects out."""
+
+from lbkit.nginx.durations import parse_duration
+from lbkit.nginx.lexer import Directive, Token, parse_directives, tokenize
+from lbkit.nginx.upstream import parse_upstream
+
+__all__ = ["Directive", "Token", "parse_directives", "parse_duration", "parse_upstream", "tokenize"]
