@@ -41,13 +41,17 @@ def free_ports(n: int) -> list[int]:
 
 def find_nginx() -> str:
     """Path of the nginx binary, or fail the test saying what to install."""
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    path = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
     if path is None:
         pytest.fail(f"nginx not found on PATH or in /usr/sbin: {NGINX_HINT}")
     return path
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 10.0
+) -> None:
     """Wait until 127.0.0.1:port accepts connections (fail early if ``proc`` exits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,7 +92,16 @@ http {{
         self.conf.write_text(conf)
         binary = find_nginx()
         test = subprocess.run(
-            [binary, "-t", "-p", str(workdir), "-c", str(self.conf), "-e", str(workdir / "logs/error.log")],
+            [
+                binary,
+                "-t",
+                "-p",
+                str(workdir),
+                "-c",
+                str(self.conf),
+                "-e",
+                str(workdir / "logs/error.log"),
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -96,7 +109,15 @@ http {{
         if test.returncode != 0:
             raise RuntimeError(f"nginx rejected the generated config:\n{test.stderr}\n{conf}")
         self.proc = subprocess.Popen(
-            [binary, "-p", str(workdir), "-c", str(self.conf), "-e", str(workdir / "logs/error.log")],
+            [
+                binary,
+                "-p",
+                str(workdir),
+                "-c",
+                str(self.conf),
+                "-e",
+                str(workdir / "logs/error.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

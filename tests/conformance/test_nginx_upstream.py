@@ -83,6 +83,13 @@ def _scenarios(b: list[str], dead: str, h: list[str]) -> dict[str, str]:
             f"server {h[1]};",
             f"server {b[1]} weight=3;",
         ),
+        "least_conn_allhold": up(
+            "least_conn_allhold",
+            "least_conn;",
+            f"server {h[0]} weight=3;",
+            f"server {h[1]};",
+            f"server {h[2]} weight=2;",
+        ),
         "rr_max_conns": up(
             "rr_max_conns",
             f"server {h[0]} weight=3 max_conns=2;",
@@ -99,9 +106,7 @@ def _scenarios(b: list[str], dead: str, h: list[str]) -> dict[str, str]:
             f"server {b[3]} down;",
             f"server {b[4]} weight=3;",
         ),
-        "ip_hash_bind": up(
-            "ip_hash_bind", "ip_hash;", *(f"server {x};" for x in b[:4])
-        ),
+        "ip_hash_bind": up("ip_hash_bind", "ip_hash;", *(f"server {x};" for x in b[:4])),
         "ip_hash_mostly_down": up(
             "ip_hash_mostly_down",
             "ip_hash;",
@@ -216,7 +221,7 @@ def _scenarios(b: list[str], dead: str, h: list[str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workdir: Path = tmp_path_factory.mktemp("nginx")
-    ports = free_ports(N_INSTANT + 4)
+    ports = free_ports(N_INSTANT + 5)
     instant_ports, dead_port, front, hold_ports = (
         ports[:N_INSTANT],
         ports[N_INSTANT],
@@ -402,6 +407,10 @@ def _hold_sequence(world: World, name: str, n: int) -> None:
 
 def test_least_conn_with_open_connections(world: World) -> None:
     _hold_sequence(world, "least_conn_hold", 40)
+
+
+def test_least_conn_weighs_connections(world: World) -> None:
+    _hold_sequence(world, "least_conn_allhold", 30)
 
 
 def test_round_robin_respects_max_conns(world: World) -> None:
