@@ -384,7 +384,11 @@ def _hold_sequence(world: World, name: str, n: int) -> None:
             threads.append(t)
             moved: list[str] = []
 
-            def settled(result: list[Reply] = result, before: dict[str, int] = before) -> bool:
+            def settled(
+                result: list[Reply] = result,
+                before: dict[str, int] = before,
+                moved: list[str] = moved,
+            ) -> bool:
                 moved[:] = [h for h, b in holds.items() if b.accepted > before[h]]
                 return bool(result) or bool(moved)
 
