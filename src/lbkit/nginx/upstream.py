@@ -166,6 +166,10 @@ def parse_upstream(text: str, *, clock: Callable[[], float] | None = None) -> Up
             )
     if not servers:
         raise ConfigError(f'no servers in upstream "{name}"', line=block.line)
+    if all(server.backup for server, _ in servers):
+        raise ConfigError(
+            f'no servers in upstream "{name}": every server is a backup', line=block.line
+        )
     seen: dict[str, int] = {}
     for server, line in servers:
         if server.address in seen:

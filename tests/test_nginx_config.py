@@ -1,0 +1,131 @@
+"""parse_upstream: what it accepts, and errors that name the bad token and its line."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lbkit
+from lbkit.nginx import parse_duration, parse_upstream, tokenize
+
+
+def test_parses_every_parameter() -> None:
+    up = parse_upstream(
+        """
+        # a comment
+        upstream backend {
+            zone backend 64k;
+            least_conn;
+            server 10.0.0.1:8080 weight=3 max_fails=2 fail_timeout=1m max_conns=10;
+            server [2001:db8::1]:80 backup;
+            server unix:/run/app.sock down;
+            server 'example.com';
+            keepalive 32;
+            keepalive_timeout 60s;
+        }
+        """
+    )
+    assert up.name == "backend"
+    assert isinstance(up.method, lbkit.LeastConn)
+    assert up.keepalive == 32
+    assert up.directives["zone"] == ("backend", "64k")
+    first = up.servers[0]
+    assert (first.weight, first.max_fails, first.fail_timeout, first.max_conns) == (3, 2, 60, 10)
+    assert up.servers[1].backup
+    assert up.servers[2].down
+    assert [s.address for s in up.servers][-1] == "example.com"
+
+
+@pytest.mark.parametrize(
+    ("directive", "method"),
+    [
+        ("ip_hash;", lbkit.IpHash()),
+        ("hash $remote_addr;", lbkit.Hash("$remote_addr")),
+        ("hash $uri consistent;", lbkit.Hash("$uri", consistent=True)),
+        ("random;", lbkit.Random()),
+        ("random two;", lbkit.Random(two=True)),
+        ("random two least_conn;", lbkit.Random(two=True, least_conn=True)),
+    ],
+)
+def test_methods(directive: str, method: lbkit.Method) -> None:
+    up = parse_upstream(f"upstream u {{ {directive} server a:1; server b:1; }}")
+    assert up.method == method
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server a:1 weight=0;", 'invalid parameter "weight=0"'),
+        ("server a:1 weight=-2;", 'invalid parameter "weight=-2"'),
+        ("server a:1 weight=1.5;", 'invalid parameter "weight=1.5"'),
+        ("server a:1 max_fails=-1;", 'invalid parameter "max_fails=-1"'),
+        ("server a:1 fail_timeout=abc;", 'invalid parameter "fail_timeout=abc"'),
+        ("server a:1 fail_timeout=10ms;", 'invalid parameter "fail_timeout=10ms"'),
+        ("server a:1 slow_start=10s;", 'invalid parameter "slow_start=10s"'),
+        ("server a:1; server a:1;", 'duplicate server "a:1"'),
+        ("hash $k; server a:1; server b:1 backup;", 'does not support parameter "backup"'),
+        ("server a:1 backup; server b:1; ip_hash;", 'does not support parameter "backup"'),
+        ("random; server a:1; server b:1 backup;", 'does not support parameter "backup"'),
+        ("server a:1; sticky cookie x;", 'unknown directive "sticky"'),
+        ("hash $k sometimes; server a:1;", 'invalid parameter "sometimes"'),
+        ("random three; server a:1;", 'invalid parameter "three"'),
+        ("server a:99999;", "invalid port"),
+        ("server a:1; keepalive 0;", "keepalive"),
+        ("", "no servers"),
+        ("server a:1 backup;", "every server is a backup"),
+    ],
+)
+def test_errors_name_the_token_and_line(text: str, message: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="line") as info:
+        parse_upstream(f"upstream u {{\n{text}\n}}")
+    assert message in str(info.value) or message in repr(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_error_reports_line_number() -> None:
+    with pytest.raises(lbkit.ConfigError) as info:
+        parse_upstream("upstream u {\n  server a:1;\n  server b:1 weight=zero;\n}")
+    assert info.value.line == 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "upstream u { server a:1; ",
+        "upstream u { server a:1 }",
+        "server a:1;",
+        "upstream u { server a:1; } upstream v { server b:1; }",
+        'upstream u { server "a:1; }',
+        "upstream { server a:1; }",
+    ],
+)
+def test_malformed_text(text: str) -> None:
+    with pytest.raises(lbkit.ConfigError):
+        parse_upstream(text)
+
+
+def test_tokenizer_quotes_escapes_and_variables() -> None:
+    words = [t.text for t in tokenize("hash \"$a b\" 'c\\'d' ${host}x # no\n;")]
+    assert words == ["hash", "$a b", "c'd", "${host}x", ";"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10", 10), ("10s", 10), ("1m", 60), ("1m 30s", 90), ("1h30m", 5400), ("2d", 172800)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "10x", "1s 1m", "5ms", "-1", "1m1m"])
+def test_bad_durations(text: str) -> None:
+    assert parse_duration(text) is None
+
+
+@given(st.text(max_size=200))
+def test_parser_never_crashes_on_arbitrary_text(text: str) -> None:
+    with contextlib.suppress(lbkit.ConfigError):
+        parse_upstream(text)
