@@ -520,7 +520,6 @@ def _lbkit_attempts(up: lbkit.Upstream, dead: str, **kw: str) -> tuple[int, list
         ("ip_hash_fail", "addr"),
         ("hash_fail", "key"),
         ("chash_fail", "key"),
-        ("random_fail", "none"),
         ("all_dead", "none"),
         ("single_dead", "none"),
     ],
@@ -554,3 +553,19 @@ def test_retries_and_passive_health_match(world: World, name: str, kind: str) ->
     assert ours == theirs
     if name != "single_dead":
         assert any(world.dead in tried for _, tried in theirs)
+
+
+def test_random_retries_and_passive_health(world: World) -> None:
+    """nginx's random draws cannot be reproduced, so compare the rules: a refused peer is
+    retried on the other one, and after max_fails=1 it stays out for fail_timeout=30s."""
+    up = world.upstream("random_fail")
+    ours = [_lbkit_attempts(up, world.dead) for _ in range(40)]
+    replies = [world.request("random_fail") for _ in range(40)]
+    theirs = [(r.status, r.upstream_addrs) for r in replies]
+    for outcome in (ours, theirs):
+        assert all(status == 200 for status, _ in outcome)
+        with_dead = [i for i, (_, tried) in enumerate(outcome) if world.dead in tried]
+        assert len(with_dead) <= 1
+        for _, tried in outcome:
+            assert tried[-1] == world.instant[0]
+            assert len(tried) == len(set(tried))
