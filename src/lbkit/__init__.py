@@ -9,8 +9,14 @@
 """
 
 from lbkit.balancers import Hash, IpHash, LeastConn, Method, Random, RoundRobin
+from lbkit.balancers.bounded import BoundedLoad
+from lbkit.balancers.ketama import FLAVORS, Ketama
+from lbkit.balancers.least_time import Ewma, LeastTime, PeakEwma, PowerOfTwo
+from lbkit.balancers.maglev import Maglev
+from lbkit.balancers.rendezvous import JumpHash, Rendezvous, jump_hash
 from lbkit.errors import (
     ConfigError,
+    EmptyRingError,
     InvalidAddressError,
     LbkitError,
     NoLiveUpstreams,
@@ -18,27 +24,43 @@ from lbkit.errors import (
     UsageError,
 )
 from lbkit.peer import Peer, PeerState
+from lbkit.reshard import Move, ReshardPlan, plan_reshard
 from lbkit.server import Server
 from lbkit.upstream import Upstream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FLAVORS",
+    "BoundedLoad",
     "ConfigError",
+    "EmptyRingError",
+    "Ewma",
     "Hash",
     "InvalidAddressError",
     "IpHash",
+    "JumpHash",
+    "Ketama",
     "LbkitError",
     "LeastConn",
+    "LeastTime",
+    "Maglev",
     "Method",
+    "Move",
     "NoLiveUpstreams",
+    "PeakEwma",
     "Peer",
     "PeerState",
+    "PowerOfTwo",
     "Random",
+    "Rendezvous",
+    "ReshardPlan",
     "RoundRobin",
     "Server",
     "TriesExhausted",
     "Upstream",
     "UsageError",
     "__version__",
+    "jump_hash",
+    "plan_reshard",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EmptyRingError",
     "InvalidAddressError",
     "LbkitError",
     "NoLiveUpstreams",
@@ -48,3 +49,7 @@ class NoLiveUpstreams(LbkitError):
 
 class TriesExhausted(NoLiveUpstreams):
     """Every peer the request may try has been tried and failed (nginx: 502)."""
+
+
+class EmptyRingError(LbkitError, LookupError):
+    """A lookup on a hash ring or table that has no nodes."""

@@ -1,0 +1,231 @@
+"""Latency-aware choices: EWMA and peak-EWMA trackers, power of two choices, least_time.
+
+``least_time`` follows nginx Plus's ``least_time header|last_byte [inflight]``: the peer
+with the lowest ``average time * (active requests + 1) / weight`` wins (ties go round
+robin). ``PowerOfTwo`` compares two random peers by in-flight requests per weight, or by the
+same latency cost when trackers are given (the "P2C + peak EWMA" of Finagle and Linkerd).
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Generic, Literal, TypeVar
+
+import attrs
+
+from lbkit.balancers.ketama import _weights_for
+from lbkit.errors import ConfigError, EmptyRingError, UsageError
+
+__all__ = ["Ewma", "LeastTime", "PeakEwma", "PowerOfTwo"]
+
+N = TypeVar("N", bound=Hashable)
+
+
+@attrs.define(slots=True)
+class Ewma:
+    """Exponentially weighted moving average of response times, decaying with time.
+
+    A sample ``x`` taken ``dt`` seconds after the previous one moves the average by a
+    factor ``1 - exp(-dt / decay)`` towards ``x``.
+    """
+
+    decay: float = 10.0
+    value: float | None = None
+    stamp: float = 0.0
+
+    def observe(self, sample: float, now: float) -> None:
+        """Add one response time (seconds) measured at ``now``."""
+        if not sample >= 0 or math.isinf(sample):
+            raise ConfigError(f"invalid response time {sample!r}: expected seconds >= 0")
+        if self.value is None:
+            self.value = sample
+        else:
+            w = math.exp(-max(now - self.stamp, 0.0) / self.decay)
+            self.value = self.value * w + sample * (1.0 - w)
+        self.stamp = now
+
+    def get(self, now: float) -> float:
+        """The current average (0.0 before the first sample)."""
+        return 0.0 if self.value is None else self.value
+
+
+@attrs.define(slots=True)
+class PeakEwma(Ewma):
+    """EWMA that jumps to a sample above it at once and decays back slowly (peak EWMA)."""
+
+    def observe(self, sample: float, now: float) -> None:
+        """A higher sample replaces the average; a lower one decays it as an EWMA."""
+        if self.value is not None and sample > self.value:
+            if not sample >= 0 or math.isinf(sample):
+                raise ConfigError(f"invalid response time {sample!r}: expected seconds >= 0")
+            self.value = sample
+            self.stamp = now
+            return
+        Ewma.observe(self, sample, now)
+
+
+class _LatencyBalancer(Generic[N]):
+    def __init__(
+        self,
+        nodes: Iterable[N],
+        weights: Mapping[N, int] | Sequence[int] | None,
+        tracker: Callable[[], Ewma],
+        clock: Callable[[], float],
+    ) -> None:
+        node_list = list(nodes)
+        if not node_list:
+            raise EmptyRingError("no nodes: give at least one")
+        if len(set(node_list)) != len(node_list):
+            raise ConfigError("duplicate nodes: each node may appear once")
+        self._weights = _weights_for(node_list, weights)
+        for node, weight in self._weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                raise ConfigError(f"invalid weight {weight!r} for {node!r}: expected >= 1")
+        self.nodes = node_list
+        self.inflight: dict[N, int] = dict.fromkeys(node_list, 0)
+        self.trackers: dict[N, Ewma] = {n: tracker() for n in node_list}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def cost(self, node: N, now: float | None = None) -> float:
+        """``(average time + 1 µs) * (in flight + 1) / weight``: lower is better."""
+        t = self.trackers[node].get(self._clock() if now is None else now)
+        return (t + 1e-6) * (self.inflight[node] + 1) / self._weights[node]
+
+    def done(self, node: N, elapsed: float | None = None) -> None:
+        """A request on ``node`` ended; ``elapsed`` seconds feeds its tracker."""
+        with self._lock:
+            if self.inflight.get(node, 0) <= 0:
+                raise UsageError(f"done({node!r}) without a matching pick")
+            self.inflight[node] -= 1
+            if elapsed is not None:
+                self.trackers[node].observe(elapsed, self._clock())
+
+
+class LeastTime(_LatencyBalancer[N]):
+    """nginx Plus ``least_time``: lowest average response time, weighed by load and weight.
+
+    ``mode`` records which time the caller reports (``"header"``: time to the response
+    header; ``"last_byte"``: to the end of the body); ``inflight=True`` also counts requests
+    still running (``least_time ... inflight``): a node whose oldest running request has
+    taken longer than its average is judged by that longer time.
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[N],
+        weights: Mapping[N, int] | Sequence[int] | None = None,
+        *,
+        mode: Literal["header", "last_byte"] = "header",
+        inflight: bool = False,
+        peak: bool = False,
+        decay: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode not in ("header", "last_byte"):
+            raise ConfigError(f"invalid least_time mode {mode!r}: expected header or last_byte")
+        if not decay > 0:
+            raise ConfigError(f"invalid decay {decay!r}: expected seconds > 0")
+        kind = PeakEwma if peak else Ewma
+        super().__init__(nodes, weights, lambda: kind(decay), clock)
+        self.mode = mode
+        self.count_inflight = inflight
+        self._rr = 0
+        self._started: dict[N, list[float]] = {n: [] for n in self.nodes}
+
+    def cost(self, node: N, now: float | None = None) -> float:
+        """Like the base cost, with running requests' elapsed time when ``inflight``."""
+        now = self._clock() if now is None else now
+        t = self.trackers[node].get(now)
+        started = self._started[node]
+        if self.count_inflight and started:
+            t = max(t, now - started[0])
+        return (t + 1e-6) * (self.inflight[node] + 1) / self._weights[node]
+
+    def done(self, node: N, elapsed: float | None = None) -> None:
+        """A request on ``node`` ended; ``elapsed`` seconds feeds its tracker."""
+        super().done(node, elapsed)
+        with self._lock:
+            if self._started[node]:
+                self._started[node].pop(0)
+
+    def pick(self) -> N:
+        """The node with the lowest cost; ties rotate."""
+        with self._lock:
+            now = self._clock()
+            n = len(self.nodes)
+            best: N | None = None
+            best_cost = math.inf
+            for i in range(n):
+                node = self.nodes[(self._rr + i) % n]
+                c = self.cost(node, now)
+                if c < best_cost:
+                    best, best_cost = node, c
+            self._rr = (self._rr + 1) % n
+            assert best is not None
+            self.inflight[best] += 1
+            self._started[best].append(now)
+            return best
+
+
+class PowerOfTwo(_LatencyBalancer[N]):
+    """Power of two choices: draw two distinct nodes (by weight), keep the cheaper one.
+
+    With ``latency=False`` the comparison is in-flight requests per weight (least request);
+    with ``latency=True`` it is the least_time cost using peak-EWMA trackers.
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[N],
+        weights: Mapping[N, int] | Sequence[int] | None = None,
+        *,
+        latency: bool = False,
+        decay: float = 10.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(nodes, weights, lambda: PeakEwma(decay), clock)
+        self.latency = latency
+        self._rng = _random.Random(seed)
+        self._cum: list[int] = []
+        total = 0
+        for node in self.nodes:
+            total += self._weights[node]
+            self._cum.append(total)
+
+    def _draw(self) -> int:
+        x = self._rng.randrange(self._cum[-1])
+        lo, hi = 0, len(self._cum)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._cum[mid] <= x:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def pick(self) -> N:
+        """Two weighted draws of distinct nodes; the one with the lower cost wins."""
+        with self._lock:
+            nodes = self.nodes
+            if len(nodes) == 1:
+                best = nodes[0]
+            else:
+                i = self._draw()
+                j = self._draw()
+                while j == i:
+                    j = self._draw()
+                a, b = nodes[i], nodes[j]
+                if self.latency:
+                    now = self._clock()
+                    best = a if self.cost(a, now) <= self.cost(b, now) else b
+                else:
+                    wa, wb = self._weights[a], self._weights[b]
+                    best = a if self.inflight[a] * wb <= self.inflight[b] * wa else b
+            self.inflight[best] += 1
+            return best
