@@ -127,3 +127,12 @@ def test_conns_return_to_zero(weights: tuple[int, ...]) -> None:
     up = lbkit.Upstream(servers(*weights))
     sequence(up, 20)
     assert all(p.conns == 0 for p in up.peers)
+
+
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=25), st.integers(0, 40))
+def test_precomputed_schedule_equals_nginx_order(weights: list[int], extra: int) -> None:
+    up = lbkit.Upstream(servers(*weights))
+    schedule = lbkit.SmoothSchedule([s.address for s in up.servers], weights)
+    n = 2 * sum(weights) + extra
+    assert schedule.take(n) == sequence(up, n)
+    assert schedule.period == sum(weights)

@@ -14,6 +14,7 @@ from lbkit.balancers.ketama import FLAVORS, Ketama
 from lbkit.balancers.least_time import Ewma, LeastTime, PeakEwma, PowerOfTwo
 from lbkit.balancers.maglev import Maglev
 from lbkit.balancers.rendezvous import JumpHash, Rendezvous, jump_hash
+from lbkit.balancers.schedule import SmoothSchedule
 from lbkit.errors import (
     ConfigError,
     EmptyRingError,
@@ -57,6 +58,7 @@ __all__ = [
     "ReshardPlan",
     "RoundRobin",
     "Server",
+    "SmoothSchedule",
     "TriesExhausted",
     "Upstream",
     "UsageError",

@@ -1,0 +1,97 @@
+"""nginx's smooth weighted round robin as a precomputed cycle: O(1) per pick.
+
+With static weights and every peer healthy, nginx's choices repeat with a period equal to
+the total weight (after a full cycle every current weight is back to 0). This module
+computes one period in O(total_weight * distinct_weights * log n) and then answers each
+pick by indexing it, instead of nginx's O(n) scan per pick. It gives exactly the sequence
+:class:`~lbkit.Upstream` (and nginx) produce for a fresh upstream without failures.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+from lbkit.errors import ConfigError
+
+__all__ = ["SmoothSchedule", "smooth_wrr_cycle"]
+
+N = TypeVar("N", bound=Hashable)
+
+#: Largest period precomputed (total weight); above it, use Upstream's O(n) algorithm.
+MAX_PERIOD = 10_000_000
+
+
+def smooth_wrr_cycle(weights: Sequence[int]) -> list[int]:
+    """Indexes nginx's smooth WRR picks over one period (``sum(weights)`` picks).
+
+    Before pick ``t`` (0-based) peer ``i`` holds ``(t + 1) * w_i - W * c_i`` where ``c_i``
+    counts its earlier picks; the largest wins, the lowest index on ties. Peers of equal
+    weight grow alike, so within a weight class the one with the fewest picks (then the
+    lowest index) leads: one heap per class, and only the class leaders are compared.
+    """
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+            raise ConfigError(f"invalid weight {w!r}: expected an integer >= 1")
+    total = sum(weights)
+    if not weights:
+        return []
+    if total > MAX_PERIOD:
+        raise ConfigError(f"total weight {total} exceeds {MAX_PERIOD}: schedule too long")
+    classes: dict[int, list[tuple[int, int]]] = {}
+    for i, w in enumerate(weights):
+        classes.setdefault(w, []).append((0, i))
+    for heap in classes.values():
+        heapq.heapify(heap)
+    cycle: list[int] = []
+    items = list(classes.items())
+    for t in range(total):
+        best_value = best_index = -1
+        best_heap: list[tuple[int, int]] = []
+        for w, heap in items:
+            count, index = heap[0]
+            value = (t + 1) * w - total * count
+            if best_index < 0 or value > best_value or (value == best_value and index < best_index):
+                best_value, best_index, best_heap = value, index, heap
+        count, index = heapq.heappop(best_heap)
+        heapq.heappush(best_heap, (count + 1, index))
+        cycle.append(index)
+    return cycle
+
+
+class SmoothSchedule(Generic[N]):
+    """An O(1)-per-pick iterator over nginx's smooth weighted round-robin order.
+
+    For large groups with static weights and no failures (e.g. to plan or simulate traffic);
+    use :class:`~lbkit.Upstream` when passive health, ``down`` or ``max_conns`` matter.
+    """
+
+    __slots__ = ("_cycle", "_nodes", "_pos")
+
+    def __init__(self, nodes: Iterable[N], weights: Sequence[int] | None = None) -> None:
+        self._nodes = list(nodes)
+        if not self._nodes:
+            raise ConfigError("a schedule needs at least one node")
+        w = [1] * len(self._nodes) if weights is None else list(weights)
+        if len(w) != len(self._nodes):
+            raise ConfigError(f"{len(w)} weights for {len(self._nodes)} nodes")
+        self._cycle = [self._nodes[i] for i in smooth_wrr_cycle(w)]
+        self._pos = 0
+
+    def next(self) -> N:
+        """The next node in nginx's order."""
+        node = self._cycle[self._pos]
+        self._pos += 1
+        if self._pos == len(self._cycle):
+            self._pos = 0
+        return node
+
+    def take(self, count: int) -> list[N]:
+        """The next ``count`` nodes."""
+        return [self.next() for _ in range(count)]
+
+    @property
+    def period(self) -> int:
+        """Picks after which the order repeats (the total weight)."""
+        return len(self._cycle)
