@@ -136,3 +136,33 @@ def test_precomputed_schedule_equals_nginx_order(weights: list[int], extra: int)
     n = 2 * sum(weights) + extra
     assert schedule.take(n) == sequence(up, n)
     assert schedule.period == sum(weights)
+
+
+def test_slow_start_ramps_a_recovered_peer() -> None:
+    clock = FakeClock()
+    up = parse_upstream(
+        "upstream u { server a:1 weight=10 max_fails=1 fail_timeout=5 slow_start=20s;"
+        " server b:1 weight=10; }",
+        clock=clock,
+    )
+    a = up.peer_state("a:1")
+    peer = up.pick()
+    assert peer.name == "a:1"
+    up.done(peer, failed=True)
+    clock.now += 6  # past fail_timeout: a is probed and recovers
+    while True:
+        peer = up.pick()
+        up.done(peer)
+        if peer.name == "a:1":
+            break
+    assert a.ramp_start is not None
+    early = Counter(sequence(up, 200))
+    assert early["a:1"] < 30  # weight 1 of 11 at first
+    clock.now += 10
+    middle = Counter(sequence(up, 200))
+    assert 60 < middle["a:1"] < 100  # weight 5 of 15
+    clock.now += 11
+    late = Counter(sequence(up, 200))
+    assert 95 <= late["a:1"] <= 105  # full weight again
+    assert a.weight == 10
+    assert a.ramp_start is None

@@ -41,6 +41,7 @@ class PeerState:
     checked: int = 0
     requests: int = 0
     response_time: float | None = None
+    ramp_start: int | None = None
 
     @classmethod
     def from_server(cls, server: Server, index: int) -> PeerState:

@@ -90,7 +90,9 @@ class Server:
     ``address`` is kept exactly as written; it is the peer's ``name`` and, for
     ``hash ... consistent``, the text the ring points are derived from.
     ``fail_timeout`` is in whole seconds, as in nginx. ``max_conns=0`` means no limit and
-    ``max_fails=0`` disables passive health accounting.
+    ``max_fails=0`` disables passive health accounting. ``slow_start`` is nginx Plus's
+    parameter (not in nginx OSS): after a failed peer recovers, its weight grows from 1 back
+    to ``weight`` over that many seconds.
     """
 
     address: str = attrs.field(validator=_check_address)
@@ -100,6 +102,9 @@ class Server:
     backup: bool = attrs.field(default=False, validator=_flag)
     down: bool = attrs.field(default=False, validator=_flag)
     max_conns: int = attrs.field(default=0, validator=_non_negative)
+    #: Seconds over which a recovered peer ramps its weight back up (nginx Plus
+    #: ``slow_start``); 0 disables it. Round robin and least_conn only.
+    slow_start: int = attrs.field(default=0, validator=_non_negative)
 
     def to_nginx(self) -> str:
         """Render this server as an nginx ``server`` directive (without indentation)."""
@@ -112,6 +117,8 @@ class Server:
             parts.append(f"fail_timeout={self.fail_timeout}s")
         if self.max_conns:
             parts.append(f"max_conns={self.max_conns}")
+        if self.slow_start:
+            parts.append(f"slow_start={self.slow_start}s")
         if self.backup:
             parts.append("backup")
         if self.down:

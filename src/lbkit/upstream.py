@@ -71,6 +71,7 @@ class Upstream:
         self._primary = primary
         self._picker: Picker = method.bind(primary)
         self._by_name = {state.name: state for state in self.peers}
+        self._ramping: list[PeerState] = []
 
     # -- introspection -------------------------------------------------------------
 
@@ -136,9 +137,28 @@ class Upstream:
         self._picker.begin(request)
         return request
 
+    def _apply_slow_start(self, now: int) -> None:
+        """Set the weight of each recovering peer on its ramp from 1 to its full weight."""
+        still = []
+        for state in self._ramping:
+            assert state.ramp_start is not None
+            elapsed = now - state.ramp_start
+            full = state.server.weight
+            if elapsed >= state.server.slow_start:
+                state.weight = full
+                state.ramp_start = None
+                continue
+            state.weight = max(1, full * elapsed // state.server.slow_start)
+            state.effective_weight = min(state.effective_weight, state.weight)
+            still.append(state)
+        self._ramping = still
+
     def _get(self, request: RequestState) -> Peer:
         with self._lock:
-            state = self._picker.get(request, self._now())
+            now = self._now()
+            if self._ramping:
+                self._apply_slow_start(now)
+            state = self._picker.get(request, now)
         if state is None:
             request.finished = True
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
@@ -172,6 +192,8 @@ class Upstream:
             peer.reported = True
             peer.failed = bool(failed)
             free_peer(peer.request, state, peer.failed, self._now())
+            if state.ramp_start is not None and state not in self._ramping:
+                self._ramping.append(state)
             state.requests += 1
             if elapsed is not None:
                 prior = state.response_time
@@ -244,6 +266,11 @@ def _validate(servers: Sequence[Server], method: Method, name: str) -> None:
                 "appear once"
             )
         seen.add(server.address)
+        if server.slow_start and not method.supports_backup:
+            raise ConfigError(
+                f'balancing method "{method.to_nginx().rstrip(";")}" does not support parameter '
+                f'"slow_start" (server {server.address}): only round robin and least_conn do'
+            )
         if server.backup and not method.supports_backup:
             raise ConfigError(
                 f'balancing method "{method.to_nginx().rstrip(";")}" does not support parameter '

@@ -88,6 +88,8 @@ def free_peer(request: RequestState, peer: PeerState, failed: bool, now: int) ->
         peer.effective_weight = max(peer.effective_weight, 0)
     elif peer.accessed < peer.checked:
         # A success after the fail_timeout probe marks the peer live again.
+        if peer.server.slow_start and peer.max_fails and peer.fails >= peer.max_fails:
+            peer.ramp_start = now
         peer.fails = 0
     peer.conns -= 1
     if request.tries_left:

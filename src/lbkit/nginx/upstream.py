@@ -27,7 +27,9 @@ UPSTREAM_DIRECTIVES = (
     "zone",
 )
 
-_SERVER_PARAMS = "weight=N, max_fails=N, fail_timeout=TIME, max_conns=N, backup, down"
+_SERVER_PARAMS = (
+    "weight=N, max_fails=N, fail_timeout=TIME, max_conns=N, slow_start=TIME, backup, down"
+)
 
 
 def _int_param(token: str, prefix: str, line: int, minimum: int) -> int:
@@ -66,6 +68,14 @@ def _parse_server(d: Directive) -> Server:
                     line=d.line,
                 )
             kwargs["fail_timeout"] = seconds
+        elif token.startswith("slow_start="):
+            seconds = parse_duration(token[len("slow_start=") :])
+            if seconds is None:
+                raise ConfigError(
+                    f'invalid parameter "{token}": expected a time such as 30s or 1m',
+                    line=d.line,
+                )
+            kwargs["slow_start"] = seconds
         elif token == "backup":
             kwargs["backup"] = True
         elif token == "down":
@@ -179,12 +189,13 @@ def parse_upstream(text: str, *, clock: Callable[[], float] | None = None) -> Up
                 line=line,
             )
         seen[server.address] = line
-        if server.backup and not method.supports_backup:
-            raise ConfigError(
-                f'balancing method "{method.to_nginx().rstrip(";")}" (line {method_line}) does '
-                f'not support parameter "backup" of server {server.address}',
-                line=line,
-            )
+        for param, used in (("backup", server.backup), ("slow_start", server.slow_start)):
+            if used and not method.supports_backup:
+                raise ConfigError(
+                    f'balancing method "{method.to_nginx().rstrip(";")}" (line {method_line}) '
+                    f'does not support parameter "{param}" of server {server.address}',
+                    line=line,
+                )
     return Upstream(
         [s for s, _ in servers],
         method,
