@@ -19,13 +19,16 @@ from lbkit.errors import (
     ConfigError,
     EmptyRingError,
     InvalidAddressError,
+    InvalidHostError,
     LbkitError,
     NoLiveUpstreams,
+    ResolutionError,
     TriesExhausted,
     UsageError,
 )
 from lbkit.peer import Peer, PeerState
 from lbkit.reshard import Move, ReshardPlan, plan_reshard
+from lbkit.routing.router import RouteMatch, Router, ServerBlock
 from lbkit.server import Server
 from lbkit.upstream import Upstream
 
@@ -39,6 +42,7 @@ __all__ = [
     "Ewma",
     "Hash",
     "InvalidAddressError",
+    "InvalidHostError",
     "IpHash",
     "JumpHash",
     "Ketama",
@@ -56,8 +60,12 @@ __all__ = [
     "Random",
     "Rendezvous",
     "ReshardPlan",
+    "ResolutionError",
     "RoundRobin",
+    "RouteMatch",
+    "Router",
     "Server",
+    "ServerBlock",
     "SmoothSchedule",
     "TriesExhausted",
     "Upstream",

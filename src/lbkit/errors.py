@@ -6,8 +6,10 @@ __all__ = [
     "ConfigError",
     "EmptyRingError",
     "InvalidAddressError",
+    "InvalidHostError",
     "LbkitError",
     "NoLiveUpstreams",
+    "ResolutionError",
     "TriesExhausted",
     "UsageError",
 ]
@@ -53,3 +55,11 @@ class TriesExhausted(NoLiveUpstreams):
 
 class EmptyRingError(LbkitError, LookupError):
     """A lookup on a hash ring or table that has no nodes."""
+
+
+class InvalidHostError(LbkitError, ValueError):
+    """A Host header nginx would refuse (it answers 400 Bad Request); the message says why."""
+
+
+class ResolutionError(LbkitError, LookupError):
+    """A name could not be resolved (no such name, or the DNS server stopped answering)."""

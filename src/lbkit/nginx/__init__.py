@@ -2,6 +2,15 @@
 
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, Token, parse_directives, tokenize
+from lbkit.nginx.servers import parse_servers
 from lbkit.nginx.upstream import parse_upstream
 
-__all__ = ["Directive", "Token", "parse_directives", "parse_duration", "parse_upstream", "tokenize"]
+__all__ = [
+    "Directive",
+    "Token",
+    "parse_directives",
+    "parse_duration",
+    "parse_servers",
+    "parse_upstream",
+    "tokenize",
+]

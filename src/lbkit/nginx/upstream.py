@@ -11,7 +11,7 @@ from lbkit.nginx.lexer import Directive, parse_directives
 from lbkit.server import Server
 from lbkit.upstream import Upstream
 
-__all__ = ["UPSTREAM_DIRECTIVES", "parse_upstream"]
+__all__ = ["UPSTREAM_DIRECTIVES", "parse_upstream", "upstream_from_directive"]
 
 #: Directives accepted inside an upstream block.
 UPSTREAM_DIRECTIVES = (
@@ -138,15 +138,24 @@ def _find_upstream_block(text: str) -> Directive:
 def parse_upstream(text: str, *, clock: Callable[[], float] | None = None) -> Upstream:
     """Build an :class:`~lbkit.Upstream` from one nginx ``upstream NAME { ... }`` block.
 
-    Accepts ``server`` (weight, max_fails, fail_timeout, max_conns, backup, down),
-    ``hash KEY [consistent]``, ``ip_hash``, ``least_conn``, ``random [two [least_conn]]``,
-    ``keepalive N`` and, recorded but without effect on the choice, ``zone`` and the other
-    ``keepalive_*`` directives. Anything else raises :class:`~lbkit.ConfigError` naming it
-    and its line. ``clock`` is passed to the upstream (default :func:`time.monotonic`).
+    Accepts ``server`` (weight, max_fails, fail_timeout, max_conns, slow_start, backup,
+    down), ``hash KEY [consistent]``, ``ip_hash``, ``least_conn``, ``random [two
+    [least_conn]]``, ``keepalive N`` and, recorded but without effect on the choice, ``zone``
+    and the other ``keepalive_*`` directives. Anything else raises
+    :class:`~lbkit.ConfigError` naming it and its line. ``clock`` is passed to the upstream
+    (default :func:`time.monotonic`).
     """
     if not isinstance(text, str):
         raise ConfigError(f"parse_upstream takes str, not {type(text).__name__}")
-    block = _find_upstream_block(text)
+    return upstream_from_directive(_find_upstream_block(text), clock=clock)
+
+
+def upstream_from_directive(
+    block: Directive, *, clock: Callable[[], float] | None = None
+) -> Upstream:
+    """Build an :class:`~lbkit.Upstream` from a parsed ``upstream`` directive."""
+    if block.block is None or len(block.args) != 1:
+        raise ConfigError('expected "upstream NAME { ... }"', line=block.line)
     name = block.args[0]
     servers: list[tuple[Server, int]] = []
     method: Method = RoundRobin()

@@ -1,0 +1,158 @@
+"""Host normalisation, server_name tables, PCRE translation, templates, parse_servers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lbkit
+from lbkit.nginx import parse_servers
+from lbkit.routing import MAX_HOST_LENGTH, ServerNames, expand, normalize_host, translate_pcre
+
+
+@given(st.binary(max_size=300))
+def test_normalize_never_crashes_and_is_idempotent(raw: bytes) -> None:
+    try:
+        host = normalize_host(raw)
+    except lbkit.InvalidHostError as exc:
+        message = str(exc)
+        host = None
+    if host is None:
+        assert "invalid host" in message
+        return
+    assert host == host.lower() or any(ord(c) > 127 for c in host)
+    assert normalize_host(host) == host
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("Example.COM", "example.com"),
+        ("example.com.", "example.com"),
+        ("example.com:8080", "example.com"),
+        ("[::1]:80", "[::1]"),
+        ("[2001:DB8::1]", "[2001:db8::1]"),
+        ("  www.example.com\t", "www.example.com"),
+        (b"caf\xc3\xa9.example", "caf\xc3\xa9.example"),
+    ],
+)
+def test_normalize(raw: str | bytes, host: str) -> None:
+    assert normalize_host(raw) == host
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("a..b", "two dots"),
+        ("a/b", "'/'"),
+        ("", "empty"),
+        (".", "empty"),
+        ("a b", "space"),
+        ("a\x00b", "control"),
+        ("x" * (MAX_HOST_LENGTH + 1), "longer than"),
+    ],
+)
+def test_invalid_hosts_say_why(raw: str, why: str) -> None:
+    with pytest.raises(lbkit.InvalidHostError, match=why):
+        normalize_host(raw)
+
+
+def test_precedence_exact_head_tail_regex_default() -> None:
+    names: ServerNames[str] = ServerNames()
+    names.add("~^www\\.", "regex")
+    names.add("www.example.*", "tail")
+    names.add("*.example.com", "head")
+    names.add("www.example.com", "exact")
+    names.add("*.b.example.com", "longer head")
+    assert names.find("www.example.com").value == "exact"  # type: ignore[union-attr]
+    assert names.find("x.example.com").value == "head"  # type: ignore[union-attr]
+    assert names.find("x.b.example.com").value == "longer head"  # type: ignore[union-attr]
+    assert names.find("www.example.org").value == "tail"  # type: ignore[union-attr]
+    assert names.find("www.other.org").value == "regex"  # type: ignore[union-attr]
+    assert names.find("other.org") is None
+    assert names.find("example.com") is None  # "*." needs a label in front
+
+
+def test_lookup_does_not_scan_exact_names() -> None:
+    names: ServerNames[int] = ServerNames()
+    for i in range(20000):
+        names.add(f"tenant-{i}.example.com", i)
+    assert names.find("tenant-19999.example.com").value == 19999  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("pcre", "python"),
+    [
+        ("^(?<user>[a-z]+)$", "^(?P<user>[a-z]+)$"),
+        ("^(?'user'[a-z]+)$", "^(?P<user>[a-z]+)$"),
+        ("^(?P<user>a)\\k<user>$", "^(?P<user>a)(?P=user)$"),
+        ("^[[:digit:]]+\\z", "^[0-9]+\\Z"),
+        ("abc\\Z", "abc(?=\\n?\\Z)"),
+    ],
+)
+def test_pcre_translation(pcre: str, python: str) -> None:
+    assert translate_pcre(pcre) == python
+    re.compile(python)
+
+
+@pytest.mark.parametrize("pcre", ["a\\Kb", "(?|a|b)", "\\p{L}+", "(?R)", "(*UTF8)a", "\\Qa.b\\E"])
+def test_untranslatable_pcre_is_a_clear_error(pcre: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="Python's re cannot express"):
+        translate_pcre(pcre)
+
+
+def test_templates() -> None:
+    values = {"host": "a.test", "1": "x", "2": "y", "name": "n"}
+    assert expand("http://host_$2", values) == "http://host_y"
+    assert expand("${name}.internal:$1", values) == "n.internal:x"
+    assert expand("$3-$1", values) == "-x"  # a capture that did not participate is empty
+    with pytest.raises(lbkit.ConfigError, match=r"unknown variable \$nope"):
+        expand("$nope", values)
+
+
+TENANTS = r"""
+server { listen 80 default_server; return 444; }
+server {
+    server_name ~^([a-zA-Z0-9]+)_([a-zA-Z0-9]+)_([0-9]+)\.test\.org$;
+    location / { proxy_pass http://host_$3; }
+}
+upstream host_01 { server 10.0.0.1:80; server 10.0.0.2:80; }
+"""
+
+
+def test_tenant_template_and_upstream_composition() -> None:
+    router = parse_servers(TENANTS)
+    m = router.match("wordpress_c001_01.test.org")
+    assert (m.index, m.captures, m.target) == (1, ("wordpress", "c001", "01"), "http://host_01")
+    assert m.upstream is not None
+    assert m.upstream.pick().name in {"10.0.0.1:80", "10.0.0.2:80"}
+    assert router.match("wordpress_c001_02.test.org").upstream is None
+    assert router.match("other.org").index == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server { server_name a; rewrite ^ /x; }", 'unknown directive "rewrite"'),
+        ("server { server_name *a.com; }", "is invalid"),
+        ("server { server_name a.*.com; }", "invalid server name or wildcard"),
+        ("server { server_name ~(?R); }", "recursion"),
+        ("server { listen 80 default_server; } server { listen 80 default_server; }", "default"),
+        ("location / { }", 'unexpected "location"'),
+        ("", "no server blocks"),
+    ],
+)
+def test_parse_servers_errors(text: str, message: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match=re.escape(message)):
+        parse_servers(text)
+
+
+def test_missing_host_uses_empty_name_then_default() -> None:
+    router = parse_servers('server { server_name a.test; } server { server_name ""; }')
+    assert router.match(None).index == 1
+    router = parse_servers("server { server_name a.test; } server { server_name b.test; }")
+    m = router.match(None)
+    assert (m.index, m.host) == (0, "a.test")
