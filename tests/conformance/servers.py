@@ -224,3 +224,94 @@ def hold_backends(ports: list[int]) -> Iterator[list[HoldBackend]]:
     finally:
         for b in backends:
             b.close()
+
+
+DNSMASQ_HINT = "install the Debian package dnsmasq-base (apt-get install -y dnsmasq-base)"
+
+
+def find_dnsmasq() -> str:
+    """Path of dnsmasq, or fail the test saying what to install."""
+    path = shutil.which("dnsmasq") or (
+        "/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None
+    )
+    if path is None:
+        pytest.fail(f"dnsmasq not found on PATH or in /usr/sbin: {DNSMASQ_HINT}")
+    return path
+
+
+class Dnsmasq:
+    """A real dnsmasq on 127.0.0.1:port answering from a hosts file and wildcard records."""
+
+    def __init__(self, workdir: Path, port: int, addresses: list[str], ttl: int) -> None:
+        self.port = port
+        self.hosts = workdir / "hosts"
+        if not self.hosts.exists():
+            self.hosts.write_text("")
+        args = [
+            find_dnsmasq(),
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            f"--port={port}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            f"--addn-hosts={self.hosts}",
+            f"--local-ttl={ttl}",
+            "--user=root",
+            "--pid-file=",
+            "--log-facility=-",
+            # answer NXDOMAIN (not REFUSED) for unknown names in the test domain
+            "--local=/priv/",
+            *(f"--address={a}" for a in addresses),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        # a DNS query for the root zone: any reply means dnsmasq is up
+        query = bytes.fromhex("abcd01000001000000000000") + b"\x00\x00\x01\x00\x01"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"dnsmasq exited with {self.proc.returncode}: {err}")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.2)
+                try:
+                    s.sendto(query, ("127.0.0.1", self.port))
+                    s.recvfrom(512)
+                    return
+                except OSError:
+                    time.sleep(0.05)
+        raise RuntimeError(f"dnsmasq did not answer on 127.0.0.1:{self.port}")
+
+    @property
+    def pid(self) -> int:
+        """The dnsmasq process id."""
+        return self.proc.pid
+
+    def write_hosts(self, text: str) -> None:
+        """Replace the hosts file and make dnsmasq reload it (SIGHUP)."""
+        self.hosts.write_text(text)
+        os.kill(self.pid, signal.SIGHUP)
+        time.sleep(0.2)
+
+    def pause(self) -> None:
+        """Stop answering (SIGSTOP) without closing the socket."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Answer again (SIGCONT)."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop dnsmasq by its PID."""
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(5)
