@@ -3,18 +3,27 @@
 from lbkit.routing.host import MAX_HOST_LENGTH, normalize_host
 from lbkit.routing.names import NameMatch, ServerNames
 from lbkit.routing.regex import compile_server_regex, translate_pcre
+from lbkit.routing.registry import HostsFileSource, RouteRegistry, parse_hosts
+from lbkit.routing.resolver import AsyncResolver, CachedAnswer, Resolver, validate_name
 from lbkit.routing.router import RouteMatch, Router, ServerBlock
 from lbkit.routing.template import expand
 
 __all__ = [
     "MAX_HOST_LENGTH",
+    "AsyncResolver",
+    "CachedAnswer",
+    "HostsFileSource",
     "NameMatch",
+    "Resolver",
     "RouteMatch",
+    "RouteRegistry",
     "Router",
     "ServerBlock",
     "ServerNames",
     "compile_server_regex",
     "expand",
     "normalize_host",
+    "parse_hosts",
     "translate_pcre",
+    "validate_name",
 ]
