@@ -7,11 +7,17 @@ __all__ = [
     "EmptyRingError",
     "InvalidAddressError",
     "InvalidHostError",
+    "InvalidKeyError",
     "LbkitError",
     "NoLiveUpstreams",
     "ResolutionError",
+    "SessionConflict",
+    "StoreError",
+    "StoreUnavailable",
     "TriesExhausted",
+    "UnsupportedOperation",
     "UsageError",
+    "ValueTooLarge",
 ]
 
 
@@ -63,3 +69,35 @@ class InvalidHostError(LbkitError, ValueError):
 
 class ResolutionError(LbkitError, LookupError):
     """A name could not be resolved (no such name, or the DNS server stopped answering)."""
+
+
+class StoreError(LbkitError):
+    """Base of the session-store errors."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """A store backend could not be reached or did not answer within its timeout.
+
+    ``address`` names the backend (``redis://127.0.0.1:6379``, a directory...) and
+    ``__cause__`` holds the underlying error.
+    """
+
+    def __init__(self, message: str, *, address: str = "") -> None:
+        self.address = address
+        super().__init__(message)
+
+
+class SessionConflict(StoreError):
+    """A versioned write lost: someone wrote the key since it was read. Re-read and retry."""
+
+
+class ValueTooLarge(StoreError, ValueError):
+    """A value exceeds the store's size limit (the message gives the limit)."""
+
+
+class InvalidKeyError(StoreError, ValueError):
+    """A key is not 1..200 characters of ``A-Z a-z 0-9 _ -`` (it never reaches a backend)."""
+
+
+class UnsupportedOperation(StoreError, NotImplementedError):
+    """The backend's protocol cannot do this (e.g. sharedance has no per-key TTL)."""

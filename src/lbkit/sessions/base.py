@@ -1,0 +1,137 @@
+"""The session-store contract shared by every backend, sync and asyncio.
+
+Values are bytes; keys are validated before they reach a backend. A versioned write
+(``set(..., if_version=v)``) succeeds only if the key still has version ``v`` (use
+:data:`ABSENT` to create a key only if it does not exist); otherwise
+:class:`~lbkit.SessionConflict`. ``ttl`` is in seconds; ``None`` keeps the value until it
+is deleted (or, for stores that cannot hold it forever, for the store's default).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Protocol, runtime_checkable
+
+from lbkit.errors import InvalidKeyError, UnsupportedOperation, ValueTooLarge
+
+__all__ = [
+    "ABSENT",
+    "DEFAULT_MAX_VALUE",
+    "KEY_PATTERN",
+    "AsyncSessionStore",
+    "SessionStore",
+    "Version",
+    "check_ttl",
+    "check_value",
+    "unsupported",
+    "validate_key",
+]
+
+#: A version: an opaque integer that changes on every write.
+Version = int
+#: ``if_version=ABSENT``: write only if the key does not exist yet.
+ABSENT: Version = 0
+#: Default largest value accepted (bytes).
+DEFAULT_MAX_VALUE = 1024 * 1024
+#: What a key may be: 1..200 of letters, digits, ``_`` and ``-`` (session ids are urlsafe).
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,200}\Z")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if valid, else raise :class:`~lbkit.InvalidKeyError`."""
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        shown = repr(key)[:80]
+        raise InvalidKeyError(
+            f"invalid session key {shown}: expected 1..200 characters of A-Z a-z 0-9 _ -"
+        )
+    return key
+
+
+def check_value(value: bytes, limit: int) -> bytes:
+    """Return ``value`` if it is bytes within ``limit``, else raise."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"session values are bytes, not {type(value).__name__}")
+    data = bytes(value)
+    if len(data) > limit:
+        raise ValueTooLarge(f"value of {len(data)} bytes exceeds the store limit of {limit} bytes")
+    return data
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    """Return ``ttl`` if it is None or a positive finite number of seconds."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
+        raise ValueError(f"invalid ttl {ttl!r}: expected seconds > 0 or None")
+    return float(ttl)
+
+
+def unsupported(backend: str, capability: str, why: str) -> UnsupportedOperation:
+    """The error for a capability a backend's protocol lacks."""
+    return UnsupportedOperation(f"{backend} store cannot {capability}: {why}")
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """What every synchronous store offers."""
+
+    #: What this backend supports, among ``{"ttl", "touch", "versions"}``.
+    capabilities: frozenset[str]
+
+    def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or None if missing or expired."""
+
+    def get_versioned(self, key: str) -> tuple[bytes, Version] | None:
+        """The value and version of ``key``, or None."""
+
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        if_version: Version | None = None,
+    ) -> Version | None:
+        """Store ``value``; returns the new version (None if the backend has none)."""
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; returns whether it existed."""
+
+    def touch(self, key: str, ttl: float) -> bool:
+        """Extend the TTL of ``key``; returns whether it existed."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    """The asyncio twin of :class:`SessionStore`: the same methods as coroutines."""
+
+    capabilities: frozenset[str]
+
+    async def get(self, key: str) -> bytes | None:
+        """See :meth:`SessionStore.get`."""
+
+    async def get_versioned(self, key: str) -> tuple[bytes, Version] | None:
+        """See :meth:`SessionStore.get_versioned`."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        if_version: Version | None = None,
+    ) -> Version | None:
+        """See :meth:`SessionStore.set`."""
+
+    async def delete(self, key: str) -> bool:
+        """See :meth:`SessionStore.delete`."""
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """See :meth:`SessionStore.touch`."""
+
+    async def close(self) -> None:
+        """Release connections."""
