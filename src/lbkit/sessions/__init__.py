@@ -29,8 +29,8 @@ from lbkit.sessions.session import (
     new_session_id,
 )
 from lbkit.sessions.sharded import AsyncShardedStore, ShardedStore
+from lbkit.sessions.sharedance import AsyncSharedanceStore, SharedanceStore
 from lbkit.sessions.sqlite import AsyncSqliteStore, SqliteStore
-from lbkit.sharedance.client import AsyncSharedanceStore, SharedanceStore
 
 __all__ = [
     "ABSENT",

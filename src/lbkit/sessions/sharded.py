@@ -15,7 +15,14 @@ from typing import Any
 
 from lbkit.balancers.ketama import Ketama
 from lbkit.errors import ConfigError, StoreUnavailable
-from lbkit.sessions.base import AsyncSessionStore, SessionStore, Version, validate_key
+from lbkit.sessions.base import (
+    DEFAULT_MAX_VALUE,
+    AsyncSessionStore,
+    SessionStore,
+    Version,
+    check_value,
+    validate_key,
+)
 
 __all__ = ["AsyncShardedStore", "ShardedStore"]
 
@@ -29,6 +36,10 @@ def _named(stores: Sequence[Any] | Mapping[str, Any]) -> dict[str, Any]:
     if not named:
         raise ConfigError("a sharded store needs at least one node")
     return named
+
+
+def _max_value(stores: Mapping[str, Any]) -> int:
+    return min(int(getattr(s, "max_value", DEFAULT_MAX_VALUE)) for s in stores.values())
 
 
 def _caps(stores: Mapping[str, Any]) -> frozenset[str]:
@@ -51,6 +62,11 @@ class ShardedStore:
         self.replicas = replicas
         self.ring: Ketama[str] = Ketama(list(self.stores))
         self.capabilities = _caps(self.stores)
+
+    @property
+    def max_value(self) -> int:
+        """The smallest value limit of the nodes (checked before any node is written)."""
+        return _max_value(self.stores)
 
     def nodes_for(self, key: str) -> list[str]:
         """The node names holding ``key``, primary first."""
@@ -113,6 +129,7 @@ class ShardedStore:
         if_version: Version | None = None,
     ) -> Version | None:
         """Write to every replica that answers (compare on the first)."""
+        check_value(value, self.max_value)
         kwargs: dict[str, Any] = {} if if_version is None else {"if_version": if_version}
         return self._write(key, "set", value, ttl, **kwargs)  # type: ignore[no-any-return]
 
@@ -144,6 +161,11 @@ class AsyncShardedStore:
         self.replicas = replicas
         self.ring: Ketama[str] = Ketama(list(self.stores))
         self.capabilities = _caps(self.stores)
+
+    @property
+    def max_value(self) -> int:
+        """The smallest value limit of the nodes (checked before any node is written)."""
+        return _max_value(self.stores)
 
     def nodes_for(self, key: str) -> list[str]:
         """The node names holding ``key``, primary first."""
@@ -194,6 +216,7 @@ class AsyncShardedStore:
         if_version: Version | None = None,
     ) -> Version | None:
         """See :meth:`ShardedStore.set`."""
+        check_value(value, self.max_value)
         kwargs: dict[str, Any] = {} if if_version is None else {"if_version": if_version}
         return await self._write(key, "set", value, ttl, **kwargs)  # type: ignore[no-any-return]
 

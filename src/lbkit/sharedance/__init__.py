@@ -1,6 +1,11 @@
-"""The sharedance protocol: sans-I/O codec, sync/async clients and a compatible server."""
+"""The sharedance protocol: a sans-I/O codec and a compatible server.
 
-from lbkit.sharedance.client import AsyncSharedanceStore, SharedanceStore
+The client stores are :class:`lbkit.sessions.SharedanceStore` and
+:class:`lbkit.sessions.AsyncSharedanceStore` (also reachable from here).
+"""
+
+from typing import Any
+
 from lbkit.sharedance.protocol import (
     DEFAULT_PORT,
     ProtocolError,
@@ -26,3 +31,11 @@ __all__ = [
     "encode_store",
     "is_valid_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SharedanceStore", "AsyncSharedanceStore"):
+        from lbkit.sessions import sharedance
+
+        return getattr(sharedance, name)
+    raise AttributeError(f"module 'lbkit.sharedance' has no attribute {name!r}")

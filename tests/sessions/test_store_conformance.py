@@ -1,0 +1,158 @@
+"""One conformance suite, run against every backend (real servers where there are any)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import lbkit
+from lbkit import sessions
+
+from .conftest import BACKENDS
+
+VERSIONED = [b for b in BACKENDS if b != "sharedance"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, make_store: Callable[[str], Any]) -> Any:
+    return make_store(request.param)
+
+
+@pytest.fixture(params=VERSIONED)
+def vstore(request: pytest.FixtureRequest, make_store: Callable[[str], Any]) -> Any:
+    return make_store(request.param)
+
+
+def test_roundtrip_overwrite_delete(store: Any) -> None:
+    assert store.get("missing") is None
+    store.set("k1", b"\x00\xffbinary value")
+    assert store.get("k1") == b"\x00\xffbinary value"
+    store.set("k1", b"second")
+    assert store.get("k1") == b"second"
+    assert store.delete("k1") is True
+    assert store.get("k1") is None
+    assert store.delete("k1") is False
+
+
+def test_bad_keys_never_reach_the_backend(store: Any) -> None:
+    for key in ["", "../../etc/passwd", "a/b", "a.b", "x" * 201, "sp ace", "nul\x00", "é"]:
+        with pytest.raises(lbkit.StoreError, match="invalid session key"):
+            store.set(key, b"v")
+        with pytest.raises(sessions.InvalidKeyError):
+            store.get(key)
+
+
+def test_oversized_value_names_the_limit(store: Any) -> None:
+    with pytest.raises(sessions.ValueTooLarge, match=str(store.max_value)):
+        store.set("big", b"x" * (store.max_value + 1))
+    assert store.get("big") is None
+
+
+def test_ttl_expires_and_touch_extends(vstore: Any) -> None:
+    vstore.set("short", b"a", ttl=1)
+    vstore.set("kept", b"b", ttl=1)
+    assert vstore.touch("kept", 30) is True
+    assert vstore.touch("never-set", 30) is False
+    assert vstore.get("short") == b"a"
+    time.sleep(2.2)  # memcached counts whole seconds
+    assert vstore.get("short") is None
+    assert vstore.get("kept") == b"b"
+
+
+def test_versioned_writes(vstore: Any) -> None:
+    v1 = vstore.set("v", b"one", if_version=sessions.ABSENT)
+    with pytest.raises(lbkit.SessionConflict):
+        vstore.set("v", b"again", if_version=sessions.ABSENT)
+    value, version = vstore.get_versioned("v")
+    assert value == b"one"
+    if v1 is not None:
+        assert version == v1
+    v2 = vstore.set("v", b"two", if_version=version)
+    with pytest.raises(lbkit.SessionConflict):
+        vstore.set("v", b"lost update", if_version=version)
+    assert vstore.get_versioned("v") == (b"two", v2) if v2 is not None else True
+    assert vstore.get("v") == b"two"
+
+
+def test_sharedance_says_what_it_cannot_do(make_store: Callable[[str], Any]) -> None:
+    store = make_store("sharedance")
+    assert store.capabilities == frozenset()
+    with pytest.raises(
+        lbkit.UnsupportedOperation, match="sharedance store cannot set a per-key TTL"
+    ):
+        store.set("k", b"v", ttl=5)
+    with pytest.raises(lbkit.UnsupportedOperation, match="compare-and-set"):
+        store.set("k", b"v", if_version=1)
+    with pytest.raises(lbkit.UnsupportedOperation, match="touch"):
+        store.touch("k", 5)
+    with pytest.raises(lbkit.StoreError, match="empty value"):
+        store.set("k", b"")
+
+
+@pytest.mark.parametrize("backend", ["sharedance", "redis", "memcached"])
+def test_unreachable_server_is_store_unavailable_within_timeout(backend: str) -> None:
+    from tests.conformance.servers import free_port
+
+    port = free_port()
+    store: Any = {
+        "sharedance": lambda: sessions.SharedanceStore("127.0.0.1", port, timeout=1.0),
+        "redis": lambda: sessions.RedisStore(f"redis://127.0.0.1:{port}/0", timeout=1.0),
+        "memcached": lambda: sessions.MemcachedStore("127.0.0.1", port, timeout=1.0),
+    }[backend]()
+    started = time.monotonic()
+    with pytest.raises(lbkit.StoreUnavailable, match=str(port)) as info:
+        store.get("abc")
+    assert time.monotonic() - started < 3.0
+    assert info.value.__cause__ is not None
+
+
+def test_async_twins(make_store: Callable[[str], Any], tmp_path: Any, request: Any) -> None:
+    import asyncio
+
+    redis_port = request.getfixturevalue("redis_proc").port
+    mc_port = request.getfixturevalue("memcached_proc").port
+    sd_port = request.getfixturevalue("sharedance_proc").port
+
+    async def exercise(store: Any, versioned: bool) -> None:
+        await store.set("a1", b"hello")
+        assert await store.get("a1") == b"hello"
+        if versioned:
+            value, version = await store.get_versioned("a1")
+            await store.set("a1", b"next", if_version=version)
+            with pytest.raises(lbkit.SessionConflict):
+                await store.set("a1", b"stale", if_version=version)
+            assert await store.touch("a1", 30)
+        assert await store.delete("a1")
+        assert await store.get("a1") is None
+        await store.close()
+
+    async def main() -> None:
+        await exercise(sessions.AsyncMemoryStore(), True)
+        await exercise(sessions.AsyncFileStore(tmp_path / "af"), True)
+        await exercise(sessions.AsyncSqliteStore(tmp_path / "a.db"), True)
+        await exercise(sessions.AsyncRedisStore(f"redis://127.0.0.1:{redis_port}/0"), True)
+        await exercise(sessions.AsyncMemcachedStore("127.0.0.1", mc_port), True)
+        await exercise(sessions.AsyncSharedanceStore("127.0.0.1", sd_port), False)
+        await exercise(
+            sessions.AsyncShardedStore(
+                [sessions.AsyncMemoryStore(), sessions.AsyncMemoryStore()], replicas=2
+            ),
+            True,
+        )
+
+    asyncio.run(main())
+
+
+def test_redis_cluster(redis_cluster: Any) -> None:
+    store = sessions.RedisStore(redis_cluster.url, cluster=True)
+    for i in range(50):
+        store.set(f"user-{i}", f"value-{i}".encode(), ttl=60)
+    assert [store.get(f"user-{i}") for i in range(50)] == [f"value-{i}".encode() for i in range(50)]
+    value, version = store.get_versioned("user-7")
+    store.set("user-7", b"new", if_version=version)
+    with pytest.raises(lbkit.SessionConflict):
+        store.set("user-7", b"stale", if_version=version)
+    store.close()
