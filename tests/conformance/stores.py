@@ -118,7 +118,7 @@ class RedisCluster:
                     str(d / "nodes.conf"),
                     "--cluster-node-timeout",
                     "2000",
-                )  # fmt: skip
+                )
             )
         cli = _binary("redis-cli", "redis-server")
         out = subprocess.run(

@@ -120,7 +120,7 @@ def test_async_twins(make_store: Callable[[str], Any], tmp_path: Any, request: A
         await store.set("a1", b"hello")
         assert await store.get("a1") == b"hello"
         if versioned:
-            value, version = await store.get_versioned("a1")
+            _value, version = await store.get_versioned("a1")
             await store.set("a1", b"next", if_version=version)
             with pytest.raises(lbkit.SessionConflict):
                 await store.set("a1", b"stale", if_version=version)
@@ -151,7 +151,7 @@ def test_redis_cluster(redis_cluster: Any) -> None:
     for i in range(50):
         store.set(f"user-{i}", f"value-{i}".encode(), ttl=60)
     assert [store.get(f"user-{i}") for i in range(50)] == [f"value-{i}".encode() for i in range(50)]
-    value, version = store.get_versioned("user-7")
+    _value, version = store.get_versioned("user-7")
     store.set("user-7", b"new", if_version=version)
     with pytest.raises(lbkit.SessionConflict):
         store.set("user-7", b"stale", if_version=version)
