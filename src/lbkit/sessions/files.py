@@ -15,6 +15,7 @@ import fcntl
 import os
 import secrets
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -38,6 +39,18 @@ _MAGIC = b"LBKS1"
 _HEADER = struct.Struct(">5sQdI")
 _STRIPES = 64
 _PREFIX = "s-"
+
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(path: str) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.get(path)
+        if lock is None:
+            lock = _THREAD_LOCKS[path] = threading.Lock()
+        return lock
 
 
 class FileStore:
@@ -75,14 +88,16 @@ class FileStore:
     def _locked(self, key: str) -> Iterator[None]:
         stripe = zlib.crc32(key.encode()) % _STRIPES
         path = self.directory / ".locks" / f"{stripe:02d}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.lockf(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        # POSIX record locks exclude other processes only: threads need their own lock.
+        with _thread_lock(str(path)):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def _read(self, key: str) -> tuple[bytes, Version, float] | None:
         path = self._path(key)

@@ -1,0 +1,164 @@
+"""Many writers at once, crashes and restarts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lbkit
+from lbkit import sessions
+
+
+def _increment(store: Any, key: str, times: int) -> int:
+    conflicts = 0
+    for _ in range(times):
+        while True:
+            found = store.get_versioned(key)
+            count, version = (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
+            try:
+                store.set(key, str(count + 1).encode(), if_version=version)
+                break
+            except lbkit.SessionConflict:
+                conflicts += 1
+    return conflicts
+
+
+@pytest.mark.parametrize("backend", ["memory", "files", "sqlite", "redis", "memcached"])
+def test_eight_threads_two_instances_lose_no_update(
+    backend: str, make_store: Callable[[str], Any]
+) -> None:
+    first = make_store(backend)
+    if backend == "memory":
+        second = first  # one process: the same store
+    elif backend == "redis":
+        second = sessions.RedisStore(first.url, prefix=first.prefix)
+    elif backend == "memcached":
+        second = sessions.MemcachedStore(
+            *first.address.removeprefix("memcached://").split(":")[:1],
+            int(first.address.rsplit(":", 1)[1]),
+            prefix=first.prefix,
+        )
+    elif backend == "files":
+        second = sessions.FileStore(first.directory)
+    else:
+        second = sessions.SqliteStore(first.path)
+    per_thread = 25
+    stores = [first, second]
+    if backend == "memcached":
+        # pymemcache clients are not thread-safe: one client per thread
+        port = int(first.address.rsplit(":", 1)[1])
+        stores = [sessions.MemcachedStore("127.0.0.1", port, prefix=first.prefix) for _ in range(8)]
+    if backend == "redis":
+        stores = [first, second]
+    acked = {}
+
+    def work(i: int) -> None:
+        store = stores[i % len(stores)]
+        _increment(store, "shared", per_thread)
+        store.set(f"own-{i}", f"mine-{i}".encode())
+        acked[i] = True
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert first.get("shared") == str(8 * per_thread).encode()
+    for i in acked:
+        assert first.get(f"own-{i}") == f"mine-{i}".encode()
+
+
+def _proc_increment(kind: str, where: str, prefix: str, times: int) -> None:
+    if kind == "files":
+        store: Any = sessions.FileStore(where)
+    elif kind == "sqlite":
+        store = sessions.SqliteStore(where)
+    else:
+        store = sessions.RedisStore(where, prefix=prefix)
+    _increment(store, "pcount", times)
+
+
+@pytest.mark.parametrize("backend", ["files", "sqlite", "redis"])
+def test_eight_processes_lose_no_update(backend: str, make_store: Callable[[str], Any]) -> None:
+    store = make_store(backend)
+    where = {"files": str(getattr(store, "directory", "")), "sqlite": getattr(store, "path", "")}
+    where["redis"] = getattr(store, "url", "")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_proc_increment,
+            args=(backend, where[backend], getattr(store, "prefix", ""), 15),
+        )
+        for _ in range(8)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert store.get("pcount") == b"120"
+
+
+def test_killing_redis_gives_store_unavailable_then_reconnects(
+    make_store: Callable[[str], Any], redis_proc: Any
+) -> None:
+    store = make_store("redis")
+    store.set("before", b"1")
+    redis_proc.kill()
+    started = time.monotonic()
+    with pytest.raises(lbkit.StoreUnavailable):
+        store.get("before")
+    assert time.monotonic() - started < 6.0
+    redis_proc.restart()  # no persistence: the data is gone, the client reconnects
+    store.set("after", b"2")
+    assert store.get("after") == b"2"
+
+
+def test_killing_memcached_and_sharedance(make_store: Callable[[str], Any], request: Any) -> None:
+    for backend, fixture in (("memcached", "memcached_proc"), ("sharedance", "sharedance_proc")):
+        store = make_store(backend)
+        proc = request.getfixturevalue(fixture)
+        store.set("k", b"v")
+        proc.kill()
+        with pytest.raises(lbkit.StoreUnavailable):
+            store.get("k")
+        proc.restart()
+        store.set("k", b"again")
+        assert store.get("k") == b"again"
+
+
+_WRITER = r"""
+import sys
+from lbkit.sessions import FileStore
+store = FileStore(sys.argv[1])
+i = 0
+while True:
+    i += 1
+    store.set("victim", b"%08d" % i * 50000)
+"""
+
+
+def test_kill_9_during_file_store_write_keeps_a_whole_value(tmp_path: Path) -> None:
+    directory = tmp_path / "files"
+    store = sessions.FileStore(directory)
+    store.set("victim", b"original")
+    for delay in (0.05, 0.15, 0.3):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(directory)])
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        value = store.get("victim")
+        assert value is not None
+        # the previous value or a new one, whole: never a torn write
+        assert value == b"original" or (len(value) == 400000 and value == value[:8] * 50000)
+    assert not [p for p in directory.iterdir() if p.name.startswith("s-") and p.stat().st_size == 0]
