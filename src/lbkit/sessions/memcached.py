@@ -95,7 +95,11 @@ class MemcachedStore:
         *,
         if_version: Version | None = None,
     ) -> Version | None:
-        """Store ``value`` (``cas`` when ``if_version``; ``add`` when it is ABSENT)."""
+        """Store ``value`` (``cas`` when ``if_version``; ``add`` when it is ABSENT).
+
+        Returns None: memcached does not report the new cas token, and reading it back
+        would cost a round trip; ``get_versioned`` gives it when needed.
+        """
         k = self._k(key)
         data = check_value(value, self.max_value)
         expire = _expire(check_ttl(ttl))
@@ -108,8 +112,7 @@ class MemcachedStore:
             ok = self._call("cas", k, data, str(if_version), expire=expire)
             if not ok:
                 raise SessionConflict(f"session {key!r} changed since version {if_version}")
-        found = self._call("gets", k)
-        return None if found[0] is None else int(found[1])
+        return None
 
     def delete(self, key: str) -> bool:
         """Remove ``key``."""

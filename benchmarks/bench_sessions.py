@@ -1,0 +1,143 @@
+"""Session stores against the raw clients: lbkit's overhead over redis-py and pymemcache.
+
+Starts a real redis-server and memcached on free loopback ports (Debian packages
+redis-server and memcached), then measures ops/s of get and set through lbkit's stores and
+through the clients used directly, in one run, and prints the ratios. Local backends
+(memory, files, SQLite) are measured alongside for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from lbkit import sessions
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _server(args: list[str], port: int) -> Iterator[None]:
+    if shutil.which(args[0]) is None:
+        raise SystemExit(f"{args[0]} not found: apt-get install -y redis-server memcached")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def _ops_per_s(fn: Callable[[int], object], n: int, repeats: int) -> float:
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        runs.append(n / (time.perf_counter() - start))
+    return statistics.median(runs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="session store overhead over raw clients")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    n = 500 if args.quick else 5000
+    repeats = 3 if args.quick else 5
+    value = b"x" * 512
+    keys = [f"bench-{i}" for i in range(n)]
+    results: dict[str, float] = {}
+    rport, mport = _free_port(), _free_port()
+    redis_args = ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", ""]
+    redis_args += ["--appendonly", "no"]
+    mc_args = ["memcached", "-p", str(mport), "-l", "127.0.0.1", "-U", "0"]
+    if os.geteuid() == 0:
+        mc_args += ["-u", "root"]
+    with _server(redis_args, rport), _server(mc_args, mport), tempfile.TemporaryDirectory() as tmp:
+        import redis
+        from pymemcache.client.base import Client
+
+        # the raw clients get the same settings as lbkit's: timeouts, acknowledged writes
+        raw_redis = redis.Redis(port=rport, socket_timeout=5.0, socket_connect_timeout=5.0)
+        lb_redis = sessions.RedisStore(f"redis://127.0.0.1:{rport}/0")
+        results["redis-py set (raw SET)"] = _ops_per_s(
+            lambda i: raw_redis.set(keys[i], value), n, repeats
+        )
+        results["lbkit RedisStore.set"] = _ops_per_s(
+            lambda i: lb_redis.set(keys[i], value), n, repeats
+        )
+        results["redis-py get (raw GET)"] = _ops_per_s(lambda i: raw_redis.get(keys[i]), n, repeats)
+        results["lbkit RedisStore.get"] = _ops_per_s(lambda i: lb_redis.get(keys[i]), n, repeats)
+
+        raw_mc = Client(
+            ("127.0.0.1", mport), connect_timeout=5.0, timeout=5.0, default_noreply=False
+        )
+        lb_mc = sessions.MemcachedStore("127.0.0.1", mport)
+        results["pymemcache set (raw)"] = _ops_per_s(
+            lambda i: raw_mc.set(keys[i], value), n, repeats
+        )
+        results["lbkit MemcachedStore.set"] = _ops_per_s(
+            lambda i: lb_mc.set(keys[i], value), n, repeats
+        )
+        results["pymemcache get (raw)"] = _ops_per_s(lambda i: raw_mc.get(keys[i]), n, repeats)
+        results["lbkit MemcachedStore.get"] = _ops_per_s(lambda i: lb_mc.get(keys[i]), n, repeats)
+
+        local = {
+            "MemoryStore": sessions.MemoryStore(),
+            "FileStore (fsync)": sessions.FileStore(Path(tmp) / "f"),
+            "FileStore (no fsync)": sessions.FileStore(Path(tmp) / "g", fsync=False),
+            "SqliteStore": sessions.SqliteStore(Path(tmp) / "s.db"),
+        }
+        for name, store in local.items():
+            m = max(50, n // 10) if "fsync)" in name and "no" not in name else n
+            results[f"lbkit {name}.set"] = _ops_per_s(
+                lambda i, s=store: s.set(keys[i], value), m, repeats
+            )
+            results[f"lbkit {name}.get"] = _ops_per_s(
+                lambda i, s=store, m=m: s.get(keys[i % m]), n, repeats
+            )
+
+    print(f"ops/s, 512-byte values, {n} ops, median of {repeats} (one process, loopback)")
+    for name, ops in results.items():
+        print(f"  {name:<34} {ops:12,.0f}")
+    print("\nlbkit's cost over the raw client (raw ops/s divided by lbkit ops/s):")
+    pairs = [
+        ("redis set", "redis-py set (raw SET)", "lbkit RedisStore.set"),
+        ("redis get", "redis-py get (raw GET)", "lbkit RedisStore.get"),
+        ("memcached set", "pymemcache set (raw)", "lbkit MemcachedStore.set"),
+        ("memcached get", "pymemcache get (raw)", "lbkit MemcachedStore.get"),
+    ]
+    for label, raw, ours in pairs:
+        print(f"  {label:<14} {results[raw] / results[ours]:5.2f}x")
+    print("  (lbkit's redis set is a Lua script that also keeps a version for compare-and-set)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
