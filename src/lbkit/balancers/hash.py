@@ -98,6 +98,7 @@ class ConsistentHashPicker:
 
     hashes: list[int]
     owners: list[str]
+    peers: dict[str, PeerState]
 
     def begin(self, request: RequestState) -> None:
         """Find the first ring point >= crc32(key) (may equal the ring size: it wraps)."""
@@ -105,38 +106,33 @@ class ConsistentHashPicker:
         request.hash_tries = 0
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        """nginx's ``ngx_http_upstream_get_chash_peer``."""
+        """nginx's ``ngx_http_upstream_get_chash_peer``.
+
+        nginx scans every peer for those named like the ring point (a name that resolved to
+        several addresses is several peers) and runs smooth WRR among them. lbkit has one
+        peer per name, for which that step nets to "effective weight recovers by one", so
+        the peer is found by name in O(1).
+        """
         group = request.group
         if request.hash_tries > 20 or group.single or not request.key:
             return get_round_robin_peer(request, now)
         number = len(self.hashes)
+        by_name = self.peers
         while True:
-            owner = self.owners[request.hash % number]
-            best: PeerState | None = None
-            total = 0
-            for peer in group.peers:
-                if request.tried >> peer.index & 1 or not peer.is_available(now):
-                    continue
-                if peer.server.address != owner:
-                    continue
-                peer.current_weight += peer.effective_weight
-                total += peer.effective_weight
-                if peer.effective_weight < peer.weight:
-                    peer.effective_weight += 1
-                if best is None or peer.current_weight > best.current_weight:
-                    best = peer
-            if best is not None:
-                best.current_weight -= total
+            peer = by_name[self.owners[request.hash % number]]
+            if not (request.tried >> peer.index & 1) and peer.is_available(now):
                 break
             request.hash = (request.hash + 1) & 0xFFFFFFFF
             request.hash_tries += 1
             if request.hash_tries > 20:
                 return get_round_robin_peer(request, now)
-        best.conns += 1
-        if now - best.checked > best.fail_timeout:
-            best.checked = now
-        request.tried |= 1 << best.index
-        return best
+        if peer.effective_weight < peer.weight:
+            peer.effective_weight += 1
+        peer.conns += 1
+        if now - peer.checked > peer.fail_timeout:
+            peer.checked = now
+        request.tried |= 1 << peer.index
+        return peer
 
 
 def _check_key(_: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -164,7 +160,7 @@ class Hash:
         if not self.consistent:
             return HashPicker()
         hashes, owners = consistent_points(primary.peers)
-        return ConsistentHashPicker(hashes, owners)
+        return ConsistentHashPicker(hashes, owners, {p.name: p for p in primary.peers})
 
     def to_nginx(self) -> str:
         """The directive text."""

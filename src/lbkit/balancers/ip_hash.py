@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import attrs
 
@@ -38,6 +39,16 @@ def client_address_bytes(client_addr: str | bytes) -> bytes:
         raise InvalidAddressError(
             f"invalid client address {text[:64]!r}...: longer than {MAX_ADDRESS_TEXT} characters"
         )
+    # fast path: the C parser for plain dotted-quad and IPv6 text
+    try:
+        return socket.inet_pton(socket.AF_INET, text)[:3]
+    except OSError:
+        pass
+    if ":" in text and "%" not in text:
+        try:
+            return socket.inet_pton(socket.AF_INET6, text)
+        except OSError:
+            pass
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
