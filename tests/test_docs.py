@@ -12,6 +12,7 @@ import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
+README = DOCS.parent / "README.md"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -21,7 +22,7 @@ def test_every_page_is_linked_from_the_index() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, README], ids=lambda p: p.name)
 def test_examples_run(page: Path, capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for block in BLOCK.findall(page.read_text()):
