@@ -162,3 +162,56 @@ def test_kill_9_during_file_store_write_keeps_a_whole_value(tmp_path: Path) -> N
         # the previous value or a new one, whole: never a torn write
         assert value == b"original" or (len(value) == 400000 and value == value[:8] * 50000)
     assert not [p for p in directory.iterdir() if p.name.startswith("s-") and p.stat().st_size == 0]
+
+
+def test_sharded_store_fails_over_to_a_replica(tmp_path: Path) -> None:
+    from tests.conformance.servers import free_port
+
+    dead = sessions.RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout=0.5)
+    nodes = {"a": sessions.MemoryStore(), "b": sessions.MemoryStore(), "dead": dead}
+    store = sessions.ShardedStore(nodes, replicas=2)
+    keys = [f"user-{i}" for i in range(40)]
+    on_dead = [k for k in keys if store.nodes_for(k)[0] == "dead"]
+    assert on_dead  # some keys have the dead node as primary
+    for k in keys:
+        store.set(k, k.encode())  # the dead replica is skipped
+    for k in keys:
+        assert store.get(k) == k.encode()  # reads fail over
+    lonely = sessions.ShardedStore({"dead": dead}, replicas=1)
+    with pytest.raises(lbkit.StoreUnavailable):
+        lonely.set("x", b"1")
+
+
+def test_sharded_store_moves_about_one_nth_when_a_node_joins() -> None:
+    store = sessions.ShardedStore([sessions.MemoryStore() for _ in range(4)])
+    keys = [f"s-{i}" for i in range(4000)]
+    before = {k: store.nodes_for(k)[0] for k in keys}
+    store.add_node("node-new", sessions.MemoryStore())
+    moved = [k for k in keys if store.nodes_for(k)[0] != before[k]]
+    assert all(store.nodes_for(k)[0] == "node-new" for k in moved)
+    assert 0.1 < len(moved) / len(keys) < 0.3  # ideal 1/5
+
+
+def test_truncated_frames_are_dropped_after_the_timeout(tmp_path: Path) -> None:
+    import socket as _socket
+
+    from tests.conformance.servers import free_port
+    from tests.conformance.stores import Process
+
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "lbkit.sharedance", "--port", str(port), "--directory",
+         str(tmp_path / "sd"), "--timeout", "1"],
+        port,
+    )  # fmt: skip
+    try:
+        with _socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"S\x00\x00\x00\x05\x00\x00\x00\x10abc")  # announces more than it sends
+            started = time.monotonic()
+            assert s.recv(10) == b""  # dropped, no reply
+            assert time.monotonic() - started < 3
+        store = sessions.SharedanceStore("127.0.0.1", port)
+        store.set("after", b"ok")
+        assert store.get("after") == b"ok"
+    finally:
+        proc.stop()
