@@ -74,37 +74,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     rport, mport = _free_port(), _free_port()
     redis_args = ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", ""]
     redis_args += ["--appendonly", "no"]
-    mc_args = ["memcached", "-p", str(mport), "-l", "127.0.0.1", "-U", "0"]
+    mc_args = ["memcached", "-p", str(mport), "-l", "127.0.0.1", "-U", "0", "-t", "1"]
     if os.geteuid() == 0:
         mc_args += ["-u", "root"]
     with _server(redis_args, rport), _server(mc_args, mport), tempfile.TemporaryDirectory() as tmp:
         import redis
-        from pymemcache.client.base import Client
 
         # the raw clients get the same settings as lbkit's: timeouts, acknowledged writes
         raw_redis = redis.Redis(port=rport, socket_timeout=5.0, socket_connect_timeout=5.0)
         lb_redis = sessions.RedisStore(f"redis://127.0.0.1:{rport}/0")
-        results["redis-py set (raw SET)"] = _ops_per_s(
-            lambda i: raw_redis.set(keys[i], value), n, repeats
-        )
-        results["lbkit RedisStore.set"] = _ops_per_s(
-            lambda i: lb_redis.set(keys[i], value), n, repeats
-        )
-        results["redis-py get (raw GET)"] = _ops_per_s(lambda i: raw_redis.get(keys[i]), n, repeats)
-        results["lbkit RedisStore.get"] = _ops_per_s(lambda i: lb_redis.get(keys[i]), n, repeats)
+        from pymemcache.client.base import Client
 
+        # memcached runs with one worker thread (-t 1): with several threads on a 2-core box,
+        # a connection's speed depended on which thread it landed on (up to 8x apart), which
+        # swamped the difference between the clients. One throwaway connection warms it up.
+        first = Client(("127.0.0.1", mport))
+        first.get("warm-up")
+        first.close()
         raw_mc = Client(
-            ("127.0.0.1", mport), connect_timeout=5.0, timeout=5.0, default_noreply=False
+            ("127.0.0.1", mport),
+            connect_timeout=5.0,
+            timeout=5.0,
+            default_noreply=False,
+            no_delay=True,
         )
         lb_mc = sessions.MemcachedStore("127.0.0.1", mport)
-        results["pymemcache set (raw)"] = _ops_per_s(
-            lambda i: raw_mc.set(keys[i], value), n, repeats
-        )
-        results["lbkit MemcachedStore.set"] = _ops_per_s(
-            lambda i: lb_mc.set(keys[i], value), n, repeats
-        )
-        results["pymemcache get (raw)"] = _ops_per_s(lambda i: raw_mc.get(keys[i]), n, repeats)
-        results["lbkit MemcachedStore.get"] = _ops_per_s(lambda i: lb_mc.get(keys[i]), n, repeats)
+        for i in range(n):  # warm both connections up with the keys read below
+            raw_mc.set(keys[i], value)
+            lb_mc.set(keys[i], value)
+        pairs = {
+            ("redis-py set (raw SET)", "lbkit RedisStore.set"): (
+                lambda i: raw_redis.set(keys[i], value),
+                lambda i: lb_redis.set(keys[i], value),
+            ),
+            ("redis-py get (raw GET)", "lbkit RedisStore.get"): (
+                lambda i: raw_redis.get(keys[i]),
+                lambda i: lb_redis.get(keys[i]),
+            ),
+            ("pymemcache set (raw)", "lbkit MemcachedStore.set"): (
+                lambda i: raw_mc.set(keys[i], value),
+                lambda i: lb_mc.set(keys[i], value),
+            ),
+            ("pymemcache get (raw)", "lbkit MemcachedStore.get"): (
+                lambda i: raw_mc.get(keys[i]),
+                lambda i: lb_mc.get(keys[i]),
+            ),
+        }
+        for (raw_name, lb_name), (raw_fn, lb_fn) in pairs.items():
+            # alternate raw and lbkit runs so that both see the same machine state
+            raw_runs, lb_runs = [], []
+            for _ in range(repeats):
+                raw_runs.append(_ops_per_s(raw_fn, n, 1))
+                lb_runs.append(_ops_per_s(lb_fn, n, 1))
+            results[raw_name] = statistics.median(raw_runs)
+            results[lb_name] = statistics.median(lb_runs)
 
         local = {
             "MemoryStore": sessions.MemoryStore(),

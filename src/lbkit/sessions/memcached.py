@@ -62,7 +62,11 @@ class MemcachedStore:
         self.max_value = max_value
         self._errors: tuple[type[BaseException], ...] = (OSError, socket.timeout, MemcacheError)
         self._c: Any = Client(
-            (host, port), connect_timeout=timeout, timeout=timeout, default_noreply=False
+            (host, port),
+            connect_timeout=timeout,
+            timeout=timeout,
+            default_noreply=False,
+            no_delay=True,
         )
 
     def _k(self, key: str) -> str:
