@@ -112,13 +112,11 @@ class RequestState:
     group: PeerGroup
     tries_left: int
     tried: int = 0
-    current: PeerState | None = None
     key: bytes = b""
     addr: bytes = b""
     hash: int = 0
     rehash: int = 0
     hash_tries: int = 0
-    finished: bool = False
 
 
 @attrs.define(slots=True, eq=False)

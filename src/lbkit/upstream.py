@@ -160,9 +160,7 @@ class Upstream:
                 self._apply_slow_start(now)
             state = self._picker.get(request, now)
         if state is None:
-            request.finished = True
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
-        request.current = state
         return Peer(state, request)
 
     def pick(self, key: str | bytes | None = None, client_addr: str | bytes | None = None) -> Peer:
@@ -228,7 +226,6 @@ class Upstream:
             if not peer.failed:
                 return
             if request.tries_left == 0:
-                request.finished = True
                 raise TriesExhausted(
                     f"no live upstreams in upstream {self.name!r}: every try failed "
                     f"(last: {peer.name})"

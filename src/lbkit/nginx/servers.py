@@ -6,6 +6,7 @@ from lbkit.errors import ConfigError
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, parse_directives
 from lbkit.nginx.upstream import upstream_from_directive
+from lbkit.routing.names import ServerNames
 from lbkit.routing.router import Router, ServerBlock
 from lbkit.upstream import Upstream
 
@@ -90,9 +91,7 @@ def _parse_server(d: Directive, index: int) -> ServerBlock:
                 line=item.line,
             )
     try:
-        from lbkit.routing.names import ServerNames
-
-        ServerNames[int]().add_many(names, index)  # validate names with their line
+        ServerNames[int]().add_many(names, index)  # validate the names, reporting the line
     except ConfigError as exc:
         raise ConfigError(str(exc), line=d.line) from None
     return ServerBlock(
