@@ -215,3 +215,34 @@ def test_truncated_frames_are_dropped_after_the_timeout(tmp_path: Path) -> None:
         assert store.get("after") == b"ok"
     finally:
         proc.stop()
+
+
+def test_server_killed_mid_store_never_leaves_a_partial_value(tmp_path: Path) -> None:
+    from tests.conformance.stores import sharedance_server
+
+    proc = sharedance_server(tmp_path / "sd")
+    big = b"0123456789abcdef" * (4 * 1024 * 1024 // 16)
+    store = sessions.SharedanceStore("127.0.0.1", proc.port, timeout=5.0, max_value=len(big))
+    outcome: list[object] = []
+
+    def writer() -> None:
+        try:
+            store.set("big", big)
+            outcome.append("stored")
+        except lbkit.StoreError as exc:  # StoreUnavailable is a StoreError too
+            outcome.append(exc)
+
+    try:
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(0.01)
+        proc.kill()  # mid-operation (or just after, on a fast machine)
+        t.join(10)
+        assert not t.is_alive()  # no hang
+        proc.restart()
+        value = store.get("big")
+        assert value is None or value == big  # never a partial value
+        if outcome[0] != "stored":
+            assert isinstance(outcome[0], lbkit.StoreError)
+    finally:
+        proc.stop()
