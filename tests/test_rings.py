@@ -129,6 +129,12 @@ def test_ring_errors() -> None:
     assert ring.lookup("x") == "a"
 
 
+def test_flavour_aliases() -> None:
+    assert lbkit.Ketama(["a"], flavor="mmh3").flavor == "fast"  # type: ignore[arg-type]
+    assert lbkit.Ketama(["a:1"], flavor="crc32").flavor == "nginx"  # type: ignore[arg-type]
+    assert lbkit.Ketama(["a"], flavor="md5").flavor == "libketama"  # type: ignore[arg-type]
+
+
 def test_replicas_walk_distinct_nodes() -> None:
     ring = lbkit.Ketama(["a", "b", "c", "d"])
     reps = ring.lookup_distinct("session-1", 3)

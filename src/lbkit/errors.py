@@ -96,7 +96,7 @@ class ValueTooLarge(StoreError, ValueError):
 
 
 class InvalidKeyError(StoreError, ValueError):
-    """A key is not 1..200 characters of ``A-Z a-z 0-9 _ -`` (it never reaches a backend)."""
+    """A key is not 1..200 characters of ``A-Z a-z 0-9 _ - :`` (it never reaches a backend)."""
 
 
 class UnsupportedOperation(StoreError, NotImplementedError):

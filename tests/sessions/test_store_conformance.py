@@ -35,6 +35,8 @@ def test_roundtrip_overwrite_delete(store: Any) -> None:
     assert store.delete("k1") is True
     assert store.get("k1") is None
     assert store.delete("k1") is False
+    store.set("app:user-1", b"prefixed")  # ":" is allowed for prefixes
+    assert store.get("app:user-1") == b"prefixed"
 
 
 def test_bad_keys_never_reach_the_backend(store: Any) -> None:

@@ -86,6 +86,10 @@ _FLAVOR_FUNCS: dict[str, tuple[Callable[[str | bytes], int], Callable[..., list[
 }
 
 
+#: Other names accepted for the flavours.
+_ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
+
+
 class Ketama(Generic[N]):
     """A consistent-hash ring mapping keys (str or bytes) to nodes.
 
@@ -119,6 +123,7 @@ class Ketama(Generic[N]):
         weights: Mapping[N, int] | Sequence[int] | None = None,
         flavor: Flavor = "fast",
     ) -> None:
+        flavor = _ALIASES.get(flavor, flavor)  # type: ignore[assignment]
         if flavor not in _FLAVOR_FUNCS:
             raise ConfigError(f"unknown ring flavor {flavor!r}: expected one of {FLAVORS}")
         node_list = list(nodes)
