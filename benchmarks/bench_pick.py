@@ -1,115 +1,350 @@
-"""Cost of one pick() + done() for each nginx method with 3, 10 and 100 peers.
+"""Cost of one ``pick()`` + ``done()`` pair for each nginx method with 3, 10 and 100 peers.
 
-Medians of several repeats, in ns per pick, with the ratio to a floor (a plain Python loop
-doing ``random.choice`` over a list and nothing else), so that later changes can show they
-made lbkit faster, not slower. ``--json`` saves the numbers for comparisons.
+For every method (round robin, least_conn, ip_hash, hash, hash consistent, random, random
+two least_conn) and every upstream size, a loop of ``pick()`` + ``done()`` over pre-generated
+keys / IPv4 client addresses is timed with ``time.perf_counter_ns``. Servers have weights
+1, 2, 3, 1, 2, 3... so the weighted code paths run.
+
+The machine this runs on is noisy, so:
+
+- each case gets one untimed warm-up run, then ``--repeats`` timed runs;
+- the repeats are interleaved (round 1 of every case, then round 2...), so a burst of load
+  from elsewhere slows every case a little instead of one case a lot;
+- the garbage collector is off during a timed run (as ``timeit`` does);
+- the figure reported is the MEDIAN ns per pick, with the minimum beside it;
+- every median is also given as a ratio to a floor measured the same way: a plain Python
+  loop doing ``random.choice(names)`` over the list of server names and nothing else.
+  Ratios move much less than nanoseconds from one machine or one run to the next.
+
+``--json PATH`` writes every sample and the environment, for later comparisons.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import gc
 import json
+import os
+import platform
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lbkit
 
-METHODS: dict[str, Callable[[], lbkit.Method]] = {
-    "round robin": lbkit.RoundRobin,
-    "least_conn": lbkit.LeastConn,
-    "ip_hash": lbkit.IpHash,
-    "hash": lambda: lbkit.Hash("$request_uri"),
-    "hash consistent": lambda: lbkit.Hash("$request_uri", consistent=True),
-    "random": lambda: lbkit.Random(seed=1),
-    "random two least_conn": lambda: lbkit.Random(two=True, least_conn=True, seed=1),
+#: Name of the reference row; ratios are relative to it.
+FLOOR = "floor: random.choice(list)"
+
+#: Upstream sizes measured.
+PEER_COUNTS: tuple[int, ...] = (3, 10, 100)
+
+#: What each method's ``pick()`` is given: nothing, ``key=`` or ``client_addr=``.
+NO_ARG, KEY, ADDR = "none", "key", "client_addr"
+
+#: label -> (factory of the method, argument its pick() needs), in table order.
+METHODS: dict[str, tuple[Callable[[], lbkit.Method], str]] = {
+    "round robin": (lbkit.RoundRobin, NO_ARG),
+    "least_conn": (lbkit.LeastConn, NO_ARG),
+    "ip_hash": (lbkit.IpHash, ADDR),
+    "hash": (lambda: lbkit.Hash("$request_uri"), KEY),
+    "hash consistent": (lambda: lbkit.Hash("$request_uri", consistent=True), KEY),
+    "random": (lambda: lbkit.Random(seed=1), NO_ARG),
+    "random two least_conn": (lambda: lbkit.Random(two=True, least_conn=True, seed=1), NO_ARG),
 }
 
-
-def _median_ns(run: Callable[[], None], ops: int, repeats: int) -> tuple[float, float]:
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        run()
-        times.append((time.perf_counter_ns() - start) / ops)
-    return statistics.median(times), min(times)
+#: (picks per timed run, repeats) for each mode.
+QUICK = (3_000, 5)
+FULL = (20_000, 11)
 
 
-def bench(peers: int, n: int, repeats: int) -> dict[str, tuple[float, float]]:
-    servers = [
-        lbkit.Server(f"10.0.{i // 250}.{i % 250}:80", weight=1 + i % 3) for i in range(peers)
+@dataclass
+class Case:
+    """One row of the table: a timed loop of ``ops`` operations."""
+
+    method: str
+    peers: int
+    ops: int
+    run: Callable[[], None]
+    upstream: lbkit.Upstream | None = None
+    samples_ns: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ns)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples_ns)
+
+
+def make_servers(peers: int) -> list[lbkit.Server]:
+    """``peers`` servers 10.0.x.y:80 with weights 1, 2, 3, 1, 2, 3..."""
+    return [
+        lbkit.Server(f"10.0.{i // 250}.{i % 250 + 1}:80", weight=1 + i % 3) for i in range(peers)
     ]
-    rng = random.Random(7)
-    keys = [f"/item/{rng.getrandbits(40)}" for _ in range(n)]
+
+
+def make_inputs(n: int, seed: int = 7) -> tuple[list[str], list[str]]:
+    """``n`` request URIs (hash keys) and ``n`` IPv4 client addresses, as text."""
+    rng = random.Random(seed)
+    keys = [f"/item/{rng.getrandbits(40):x}?page={rng.randrange(100)}" for _ in range(n)]
     addrs = [
-        f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.9" for _ in range(n)
+        f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        for _ in range(n)
     ]
-    out: dict[str, tuple[float, float]] = {}
-    names = [s.address for s in servers]
+    return keys, addrs
 
-    def floor() -> None:
-        choice = rng.choice
-        for _ in range(n):
+
+def floor_loop(names: list[str], inputs: list[str]) -> Callable[[], None]:
+    """The floor: the same loop shape as the picks, doing only ``random.choice(names)``."""
+    choice = random.Random(3).choice
+
+    def run() -> None:
+        for _ in inputs:
             choice(names)
 
-    out["floor: random.choice"] = _median_ns(floor, n, repeats)
-    for label, make in METHODS.items():
-        up = lbkit.Upstream(servers, make())
-        pick, done = up.pick, up.done
-        if label == "ip_hash":
+    return run
 
-            def run(
-                pick: Callable[..., lbkit.Peer] = pick, done: Callable[..., None] = done
-            ) -> None:
-                for a in addrs:
-                    done(pick(client_addr=a))
 
-        elif label.startswith("hash"):
+def pick_loop(
+    up: lbkit.Upstream, arg: str, keys: list[str], addrs: list[str]
+) -> Callable[[], None]:
+    """A loop of ``done(pick(...))`` giving each pick what its method needs."""
+    pick, done = up.pick, up.done
+    if arg == KEY:
 
-            def run(
-                pick: Callable[..., lbkit.Peer] = pick, done: Callable[..., None] = done
-            ) -> None:
-                for k in keys:
-                    done(pick(key=k))
+        def run_key() -> None:
+            for k in keys:
+                done(pick(key=k))
 
-        else:
+        return run_key
+    if arg == ADDR:
 
-            def run(
-                pick: Callable[..., lbkit.Peer] = pick, done: Callable[..., None] = done
-            ) -> None:
-                for _ in range(n):
-                    done(pick())
+        def run_addr() -> None:
+            for a in addrs:
+                done(pick(client_addr=a))
 
-        out[label] = _median_ns(run, n, repeats)
-    return out
+        return run_addr
+
+    def run_plain() -> None:
+        for _ in keys:
+            done(pick())
+
+    return run_plain
+
+
+def build_cases(n: int, peer_counts: Sequence[int], methods: Sequence[str]) -> list[Case]:
+    keys, addrs = make_inputs(n)
+    cases: list[Case] = []
+    for peers in peer_counts:
+        servers = make_servers(peers)
+        names = [s.address for s in servers]
+        cases.append(Case(FLOOR, peers, n, floor_loop(names, keys)))
+        for label in methods:
+            make, arg = METHODS[label]
+            up = lbkit.Upstream(servers, make())
+            cases.append(Case(label, peers, n, pick_loop(up, arg, keys, addrs), up))
+    return cases
+
+
+def time_once(run: Callable[[], None]) -> int:
+    """Nanoseconds for one call of ``run`` with the garbage collector off."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        run()
+        return time.perf_counter_ns() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def measure(cases: list[Case], repeats: int, progress: bool) -> None:
+    """Warm every case up once, then time ``repeats`` interleaved rounds."""
+    for case in cases:
+        case.run()
+    for round_no in range(repeats):
+        if progress:
+            print(f"\r  round {round_no + 1}/{repeats}", end="", file=sys.stderr, flush=True)
+        for case in cases:
+            case.samples_ns.append(time_once(case.run) / case.ops)
+    if progress:
+        print("\r" + " " * 30 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def check_balanced(cases: list[Case]) -> None:
+    """Every pick was matched by a done(): no connection may be left counted."""
+    for case in cases:
+        if case.upstream is None:
+            continue
+        busy = [p.name for p in case.upstream.peers if p.conns]
+        if busy:
+            raise RuntimeError(f"{case.method} ({case.peers} peers): conns left on {busy}")
+
+
+def floors(cases: list[Case]) -> dict[int, float]:
+    return {c.peers: c.median for c in cases if c.method == FLOOR}
+
+
+def _table_order(case: Case) -> tuple[int, int]:
+    """Floor first, then the methods in :data:`METHODS` order, each by number of peers."""
+    return ([FLOOR, *METHODS].index(case.method), case.peers)
+
+
+def format_table(cases: list[Case]) -> str:
+    floor_by_peers = floors(cases)
+    width = max(len(c.method) for c in cases)
+    header = f"{'method':<{width}} {'peers':>5} {'median ns':>10} {'min ns':>10} {'x floor':>8}"
+    lines = [header, "-" * len(header)]
+    for case in sorted(cases, key=_table_order):
+        ratio = case.median / floor_by_peers[case.peers]
+        lines.append(
+            f"{case.method:<{width}} {case.peers:>5} {case.median:>10,.0f} {case.minimum:>10,.0f}"
+            f" {ratio:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def format_comparison(cases: list[Case], path: Path) -> str:
+    """The change of each ratio to the floor since the run saved in ``path`` (``--json``).
+
+    Ratios, not nanoseconds, are compared: they survive a change of machine or load better.
+    """
+    old_data = json.loads(path.read_text())
+    old = {(r["method"], r["peers"]): r for r in old_data["results"]}
+    env = old_data.get("environment", {})
+    floor_by_peers = floors(cases)
+    width = max(len(c.method) for c in cases)
+    header = f"{'method':<{width}} {'peers':>5} {'old x':>7} {'new x':>7} {'change':>8}"
+    lines = [f"(earlier run: {env.get('date', '?')}, python {env.get('python', '?')})", header]
+    for case in sorted(cases, key=_table_order):
+        before = old.get((case.method, case.peers))
+        if case.method == FLOOR or before is None:
+            continue
+        ratio = case.median / floor_by_peers[case.peers]
+        change = ratio / before["ratio_to_floor"] - 1
+        lines.append(
+            f"{case.method:<{width}} {case.peers:>5} {before['ratio_to_floor']:>7.1f}"
+            f" {ratio:>7.1f} {change:>+8.0%}"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, object]:
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "lbkit": lbkit.__version__,
+    }
+
+
+def to_json(
+    cases: list[Case], n: int, repeats: int, quick: bool, env: dict[str, object]
+) -> dict[str, object]:
+    floor_by_peers = floors(cases)
+    return {
+        "benchmark": "bench_pick",
+        "unit": "ns per pick()+done()",
+        "floor": FLOOR,
+        "mode": "quick" if quick else "full",
+        "picks_per_run": n,
+        "repeats": repeats,
+        "environment": env,
+        "results": [
+            {
+                "method": c.method,
+                "peers": c.peers,
+                "median_ns": round(c.median, 1),
+                "min_ns": round(c.minimum, 1),
+                "ratio_to_floor": round(c.median / floor_by_peers[c.peers], 2),
+                "samples_ns": [round(s, 1) for s in c.samples_ns],
+            }
+            for c in cases
+        ],
+    }
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="ns per pick()+done() for each nginx method, medians and ratio to a floor"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK[0]:,} picks x {QUICK[1]} repeats"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        help=f"timed runs per case (default {FULL[1]}, {QUICK[1]} with --quick)",
+    )
+    parser.add_argument(
+        "--picks",
+        type=positive_int,
+        help=f"picks per timed run (default {FULL[0]:,}, {QUICK[0]:,} with --quick)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="PATH",
+        help="a --json file from an earlier run: print the change of each ratio to the floor",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        choices=list(METHODS),
+        help="measure only this method (repeatable; default all)",
+    )
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="pick()+done() cost per nginx method")
-    parser.add_argument("--quick", action="store_true", help="small run, a few seconds")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--json", type=Path, help="write the results here")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 7)
-    n = 1_000 if args.quick else 10_000
-    results: dict[str, dict[str, list[float]]] = {}
-    print(f"pick() + done(), ns per pick: median (min) of {repeats} runs of {n} picks")
-    for peers in (3, 10, 100):
-        rows = bench(peers, n, repeats)
-        floor = rows["floor: random.choice"][0]
-        print(f"\n{peers} peers")
-        for label, (median, low) in rows.items():
-            print(f"  {label:<24} {median:9.0f} ({low:7.0f})  {median / floor:6.1f}x floor")
-        results[str(peers)] = {k: [m, lo] for k, (m, lo) in rows.items()}
+    args = parse_args(argv)
+    default_n, default_repeats = QUICK if args.quick else FULL
+    n = args.picks or default_n
+    repeats = args.repeats or default_repeats
+    methods = args.method or list(METHODS)
+    env = environment()
+    print(
+        f"bench_pick: pick() + done(), ns per pick, median and min of {repeats} runs of "
+        f"{n:,} picks\n"
+        f"python {env['python']} on {env['platform']}, {env['cpus']} cpus, "
+        f"lbkit {env['lbkit']}, {env['date']}\n"
+        f"x floor = median / median of '{FLOOR}' over the same number of servers\n"
+    )
+    started = time.perf_counter()
+    cases = build_cases(n, PEER_COUNTS, methods)
+    measure(cases, repeats, progress=sys.stderr.isatty())
+    check_balanced(cases)
+    print(format_table(cases))
+    print(f"\n({time.perf_counter() - started:.1f} s)")
+    if args.compare:
+        print(f"\ncompared with {args.compare}:\n{format_comparison(cases, args.compare)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(
+            json.dumps(to_json(cases, n, repeats, args.quick, env), indent=2) + "\n"
+        )
+        print(f"results written to {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
