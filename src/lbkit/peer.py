@@ -88,16 +88,24 @@ class PeerGroup:
     total_weight: int
     tries: int
     backup: PeerGroup | None = None
+    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups.
+    starts: list[int] = attrs.field(factory=list)
 
     @classmethod
     def from_servers(cls, servers: Sequence[Server]) -> PeerGroup:
         """Build a group from servers in configuration order."""
         peers = [PeerState.from_server(s, i) for i, s in enumerate(servers)]
+        starts = []
+        total = 0
+        for p in peers:
+            starts.append(total)
+            total += p.weight
         return cls(
             peers=peers,
             single=len(peers) == 1,
             total_weight=sum(p.weight for p in peers),
             tries=sum(1 for p in peers if not p.down),
+            starts=starts,
         )
 
 

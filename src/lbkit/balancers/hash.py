@@ -49,7 +49,7 @@ class HashPicker:
             step = (crc32(prefix + key) >> 16) & 0x7FFF
             request.hash = (request.hash + step) & 0xFFFFFFFF
             request.rehash += 1
-            peer = weighted_index(group.peers, request.hash % group.total_weight)
+            peer = weighted_index(group, request.hash % group.total_weight)
             if not (request.tried >> peer.index & 1) and peer.is_available(now):
                 break
             request.hash_tries += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import socket
 
@@ -67,13 +68,13 @@ def ip_hash_step(hash_value: int, addr: bytes) -> int:
     return hash_value
 
 
-def weighted_index(peers: list[PeerState], w: int) -> PeerState:
-    """The peer whose weight range contains ``w`` (0 <= w < total weight), in config order."""
-    for peer in peers:
-        if w < peer.weight:
-            return peer
-        w -= peer.weight
-    raise AssertionError("weight offset beyond total weight")  # pragma: no cover
+def weighted_index(group: PeerGroup, w: int) -> PeerState:
+    """The peer whose weight range holds ``w`` (0 <= w < total weight), in config order.
+
+    nginx walks the ranges one by one; a bisect over their starts finds the same peer.
+    (Weights of hash methods never change at run time: slow_start is refused for them.)
+    """
+    return group.peers[bisect.bisect_right(group.starts, w) - 1]
 
 
 @attrs.frozen(slots=True)
@@ -92,7 +93,7 @@ class IpHashPicker:
         hash_value = request.hash
         while True:
             hash_value = ip_hash_step(hash_value, request.addr)
-            peer = weighted_index(group.peers, hash_value % group.total_weight)
+            peer = weighted_index(group, hash_value % group.total_weight)
             if not (request.tried >> peer.index & 1) and peer.is_available(now):
                 break
             request.hash_tries += 1
