@@ -411,3 +411,13 @@ def _weights_for(nodes: list[N], weights: Mapping[N, int] | Sequence[int] | None
             f"{len(weight_list)} weights for {len(nodes)} nodes: give one weight per node"
         )
     return dict(zip(nodes, weight_list, strict=True))
+
+
+def node_weights(nodes: list[N], weights: Mapping[N, int] | Sequence[int] | None) -> dict[N, int]:
+    """Each node's weight, refusing duplicate nodes and weights that are not integers >= 1."""
+    if len(set(nodes)) != len(nodes):
+        raise ConfigError("duplicate nodes: each node may appear once")
+    out = _weights_for(nodes, weights)
+    for node, weight in out.items():
+        _check_weight(node, weight)
+    return out

@@ -17,7 +17,7 @@ from typing import Generic, Literal, TypeVar
 
 import attrs
 
-from lbkit.balancers.ketama import _weights_for
+from lbkit.balancers.ketama import node_weights
 from lbkit.errors import ConfigError, EmptyRingError, UsageError
 
 __all__ = ["Ewma", "LeastTime", "PeakEwma", "PowerOfTwo"]
@@ -79,12 +79,7 @@ class _LatencyBalancer(Generic[N]):
         node_list = list(nodes)
         if not node_list:
             raise EmptyRingError("no nodes: give at least one")
-        if len(set(node_list)) != len(node_list):
-            raise ConfigError("duplicate nodes: each node may appear once")
-        self._weights = _weights_for(node_list, weights)
-        for node, weight in self._weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-                raise ConfigError(f"invalid weight {weight!r} for {node!r}: expected >= 1")
+        self._weights = node_weights(node_list, weights)
         self.nodes = node_list
         self.inflight: dict[N, int] = dict.fromkeys(node_list, 0)
         self.trackers: dict[N, Ewma] = {n: tracker() for n in node_list}

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import mmh3
 
-from lbkit.balancers.ketama import _weights_for
+from lbkit.balancers.ketama import _check_weight, node_weights
 from lbkit.errors import ConfigError, EmptyRingError
 
 __all__ = ["DEFAULT_TABLE_SIZE", "Maglev", "is_prime"]
@@ -68,16 +68,8 @@ class Maglev(Generic[N]):
             or not is_prime(table_size)
         ):
             raise ConfigError(f"invalid table_size {table_size!r}: expected a prime such as 65537")
-        node_list = list(nodes)
-        if len(set(node_list)) != len(node_list):
-            raise ConfigError("duplicate nodes: each node may appear once")
         self.table_size = table_size
-        self._weights: dict[N, int] = _weights_for(node_list, weights)
-        for node, weight in self._weights.items():
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-                raise ConfigError(
-                    f"invalid weight {weight!r} for {node!r}: expected an integer >= 1"
-                )
+        self._weights: dict[N, int] = node_weights(list(nodes), weights)
         self._table: list[N] = []
         self._build()
         self.lookup: Callable[[str | bytes], N] = self._make_lookup()
@@ -145,8 +137,7 @@ class Maglev(Generic[N]):
         """Add ``node`` and rebuild the table."""
         if node in self._weights:
             raise ConfigError(f"node {node!r} is already in the table")
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise ConfigError(f"invalid weight {weight!r} for {node!r}: expected an integer >= 1")
+        _check_weight(node, weight)
         self._weights[node] = weight
         self._build()
 

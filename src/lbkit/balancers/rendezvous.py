@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 import mmh3
 
-from lbkit.balancers.ketama import _weights_for
+from lbkit.balancers.ketama import _check_weight, node_weights
 from lbkit.errors import ConfigError, EmptyRingError
 
 __all__ = ["JumpHash", "Rendezvous", "jump_hash"]
@@ -29,19 +29,9 @@ class Rendezvous(Generic[N]):
     def __init__(
         self, nodes: Iterable[N] = (), weights: Mapping[N, int] | Sequence[int] | None = None
     ) -> None:
-        node_list = list(nodes)
-        if len(set(node_list)) != len(node_list):
-            raise ConfigError("duplicate nodes: each node may appear once")
-        self._weights = _weights_for(node_list, weights)
+        self._weights = node_weights(list(nodes), weights)
         self._entries: list[tuple[int, float, N]] = []
-        for node, weight in self._weights.items():
-            self._check(node, weight)
         self._refresh()
-
-    @staticmethod
-    def _check(node: object, weight: int) -> None:
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise ConfigError(f"invalid weight {weight!r} for {node!r}: expected an integer >= 1")
 
     def _refresh(self) -> None:
         self._entries = [
@@ -74,7 +64,7 @@ class Rendezvous(Generic[N]):
         """Add a node: only keys for which it scores highest move to it."""
         if node in self._weights:
             raise ConfigError(f"node {node!r} is already present")
-        self._check(node, weight)
+        _check_weight(node, weight)
         self._weights[node] = weight
         self._refresh()
 
