@@ -10,11 +10,15 @@ __all__ = [
     "InvalidKeyError",
     "LbkitError",
     "NoLiveUpstreams",
+    "ProtocolError",
+    "RequestError",
     "ResolutionError",
     "SessionConflict",
     "StoreError",
     "StoreUnavailable",
     "TriesExhausted",
+    "UnknownNodeError",
+    "UnknownPeerError",
     "UnsupportedOperation",
     "UsageError",
     "ValueTooLarge",
@@ -39,7 +43,32 @@ class ConfigError(LbkitError, ValueError):
         super().__init__(message)
 
 
-class InvalidAddressError(LbkitError, ValueError):
+class RequestError(LbkitError, ValueError):
+    """A per-request argument is invalid (e.g. ``done(elapsed=-1)``): the call did nothing.
+
+    Distinct from :class:`ConfigError`, which is about configuration, not one request.
+    """
+
+
+class UnknownPeerError(LbkitError, KeyError):
+    """A server name that the upstream does not have (the message lists the ones it has)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownNodeError(LbkitError, KeyError):
+    """A node that is not on the ring or table (the message lists the nodes it has)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProtocolError(LbkitError, ValueError):
+    """Bytes that break a wire protocol (sharedance): the peer drops the connection."""
+
+
+class InvalidAddressError(RequestError):
     """A client address given to a balancer is not an IPv4 or IPv6 address."""
 
 

@@ -16,7 +16,7 @@ import struct
 
 import attrs
 
-from lbkit.errors import LbkitError
+from lbkit.errors import ProtocolError
 
 __all__ = [
     "DEFAULT_PORT",
@@ -35,10 +35,6 @@ OK = b"OK\n"
 _U32 = struct.Struct(">I")
 _U32X2 = struct.Struct(">II")
 _MAX_U32 = 0xFFFFFFFF
-
-
-class ProtocolError(LbkitError, ValueError):
-    """Bytes that are not a valid sharedance request (the server drops the connection)."""
 
 
 def is_valid_key(key: bytes) -> bool:
