@@ -8,12 +8,15 @@ __all__ = [
     "InvalidAddressError",
     "InvalidHostError",
     "InvalidKeyError",
+    "InvalidStoreArgument",
     "LbkitError",
     "NoLiveUpstreams",
     "ProtocolError",
     "RequestError",
     "ResolutionError",
     "SessionConflict",
+    "SessionDataError",
+    "SessionInterrupted",
     "StoreError",
     "StoreUnavailable",
     "TriesExhausted",
@@ -130,3 +133,15 @@ class InvalidKeyError(StoreError, ValueError):
 
 class UnsupportedOperation(StoreError, NotImplementedError):
     """The backend's protocol cannot do this (e.g. sharedance has no per-key TTL)."""
+
+
+class InvalidStoreArgument(StoreError, RequestError):
+    """A store call's ``ttl``, ``if_version`` or value type is invalid: refused before any I/O."""
+
+
+class SessionInterrupted(SessionConflict):
+    """The session was deleted (logout, expiry) while this request used it: not re-created."""
+
+
+class SessionDataError(StoreError, ValueError):
+    """Stored session bytes that the serializer cannot read (bad UTF-8, JSON, too deep)."""

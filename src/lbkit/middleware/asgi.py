@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from lbkit.sessions._manager import AsyncSessionManager
+from lbkit.sessions._session import CookieConfig, Serializer, Session, parse_cookie_header
 from lbkit.sessions.base import AsyncSessionStore
-from lbkit.sessions.manager import AsyncSessionManager
-from lbkit.sessions.session import CookieConfig, Serializer, Session, parse_cookie_header
 
 __all__ = ["ASGISessionMiddleware", "AsyncLazySession"]
 

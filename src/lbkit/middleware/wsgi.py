@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lbkit.sessions._manager import SessionManager
+from lbkit.sessions._session import CookieConfig, Serializer, Session, parse_cookie_header
 from lbkit.sessions.base import SessionStore
-from lbkit.sessions.manager import SessionManager
-from lbkit.sessions.session import CookieConfig, Serializer, Session, parse_cookie_header
 
 __all__ = ["LazySession", "WSGISessionMiddleware"]
 

@@ -16,11 +16,10 @@ from lbkit.errors import (
     UnsupportedOperation,
     ValueTooLarge,
 )
-from lbkit.sessions.base import ABSENT, AsyncSessionStore, SessionStore, Version, validate_key
-from lbkit.sessions.files import AsyncFileStore, FileStore
-from lbkit.sessions.manager import AsyncSessionManager, SessionManager
-from lbkit.sessions.memory import AsyncMemoryStore, MemoryStore
-from lbkit.sessions.session import (
+from lbkit.sessions._files import AsyncFileStore, FileStore
+from lbkit.sessions._manager import AsyncSessionManager, SessionManager
+from lbkit.sessions._memory import AsyncMemoryStore, MemoryStore
+from lbkit.sessions._session import (
     CookieConfig,
     CookieSigner,
     JSONSerializer,
@@ -28,9 +27,10 @@ from lbkit.sessions.session import (
     Session,
     new_session_id,
 )
-from lbkit.sessions.sharded import AsyncShardedStore, ShardedStore
-from lbkit.sessions.sharedance import AsyncSharedanceStore, SharedanceStore
-from lbkit.sessions.sqlite import AsyncSqliteStore, SqliteStore
+from lbkit.sessions._sharded import AsyncShardedStore, ShardedStore
+from lbkit.sessions._sharedance import AsyncSharedanceStore, SharedanceStore
+from lbkit.sessions._sqlite import AsyncSqliteStore, SqliteStore
+from lbkit.sessions.base import ABSENT, AsyncSessionStore, SessionStore, Version, validate_key
 
 __all__ = [
     "ABSENT",
@@ -69,10 +69,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "RedisStore": "lbkit.sessions.redis",
-    "AsyncRedisStore": "lbkit.sessions.redis",
-    "MemcachedStore": "lbkit.sessions.memcached",
-    "AsyncMemcachedStore": "lbkit.sessions.memcached",
+    "RedisStore": "lbkit.sessions._redis",
+    "AsyncRedisStore": "lbkit.sessions._redis",
+    "MemcachedStore": "lbkit.sessions._memcached",
+    "AsyncMemcachedStore": "lbkit.sessions._memcached",
 }
 
 

@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from typing import Protocol, runtime_checkable
 
-from lbkit.errors import InvalidKeyError, UnsupportedOperation, ValueTooLarge
+from lbkit.errors import (
+    InvalidKeyError,
+    InvalidStoreArgument,
+    UnsupportedOperation,
+    ValueTooLarge,
+)
 
 __all__ = [
     "ABSENT",
     "DEFAULT_MAX_VALUE",
     "KEY_PATTERN",
+    "MAX_TTL",
     "AsyncSessionStore",
     "SessionStore",
     "Version",
     "check_ttl",
     "check_value",
+    "check_version",
+    "new_version",
     "unsupported",
     "validate_key",
 ]
@@ -37,6 +46,8 @@ DEFAULT_MAX_VALUE = 1024 * 1024
 #: What a key may be: 1..200 of letters, digits, ``_``, ``-`` and ``:`` (session ids are
 #: urlsafe; ``:`` allows prefixes such as ``app:``). Never ``.``, ``/`` or white space.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,200}\Z")
+#: Longest TTL any store accepts (ten years, in seconds).
+MAX_TTL = 10 * 365 * 24 * 3600
 
 
 def validate_key(key: str) -> str:
@@ -50,9 +61,11 @@ def validate_key(key: str) -> str:
 
 
 def check_value(value: bytes, limit: int) -> bytes:
-    """Return ``value`` if it is bytes within ``limit``, else raise."""
+    """Return ``value`` as bytes if it is bytes-like within ``limit``, else raise."""
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"session values are bytes, not {type(value).__name__}")
+        raise InvalidStoreArgument(
+            f"session values are bytes, not {type(value).__name__}: encode them first"
+        )
     data = bytes(value)
     if len(data) > limit:
         raise ValueTooLarge(f"value of {len(data)} bytes exceeds the store limit of {limit} bytes")
@@ -60,12 +73,43 @@ def check_value(value: bytes, limit: int) -> bytes:
 
 
 def check_ttl(ttl: float | None) -> float | None:
-    """Return ``ttl`` if it is None or a positive finite number of seconds."""
+    """Return ``ttl`` if it is None or a number of seconds in (0, :data:`MAX_TTL`]."""
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
-        raise ValueError(f"invalid ttl {ttl!r}: expected seconds > 0 or None")
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, (int, float))
+        or math.isnan(ttl)
+        or not 0 < ttl <= MAX_TTL
+    ):
+        raise InvalidStoreArgument(
+            f"invalid ttl {ttl!r}: expected None or seconds in (0, {MAX_TTL}] as int or float"
+        )
     return float(ttl)
+
+
+def check_version(version: Version | None) -> Version | None:
+    """Return ``if_version`` if it is None, :data:`ABSENT` or a version a store gave."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**64:
+        raise InvalidStoreArgument(
+            f"invalid if_version {version!r}: expected None, ABSENT (0) or a version "
+            "returned by the store (an int in 1..2**64-1)"
+        )
+    return version
+
+
+def new_version(previous: Version) -> Version:
+    """A fresh random version (62 bits, never ABSENT, never ``previous``).
+
+    Random rather than counted, so a key deleted and written again never repeats an
+    old version: a stale ``if_version`` cannot match a newer value.
+    """
+    while True:
+        version = secrets.randbits(62) + 1
+        if version != previous:
+            return version
 
 
 def unsupported(backend: str, capability: str, why: str) -> UnsupportedOperation:

@@ -35,7 +35,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("SharedanceStore", "AsyncSharedanceStore"):
-        from lbkit.sessions import sharedance
+        from lbkit.sessions import _sharedance as sharedance
 
         return getattr(sharedance, name)
     raise AttributeError(f"module 'lbkit.sharedance' has no attribute {name!r}")

@@ -7,7 +7,9 @@ One command per TCP connection; lengths are unsigned 32-bit big-endian:
 - delete: ``D`` keylen key -> ``OK\\n``, then the server closes
 
 A failure is a close without a reply (an empty fetch reads as "missing"). Keys are
-non-empty and made of bytes 32..126 other than ``.`` and ``/``.
+non-empty and made of bytes 32..126 other than ``.`` and ``/``. The server side reads
+requests with :class:`RequestParser`; the client side reads replies with
+:class:`ReplyReader` and interprets them with :func:`fetched` and :func:`acknowledged`.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ __all__ = [
     "DEFAULT_PORT",
     "OK",
     "ProtocolError",
+    "ReplyReader",
     "Request",
     "RequestParser",
+    "acknowledged",
     "encode_delete",
     "encode_fetch",
     "encode_store",
+    "fetched",
     "is_valid_key",
 ]
 
@@ -130,3 +135,42 @@ class RequestParser:
             return Request("store", _check_key(key), data)
         key = bytes(self._buf[5:])
         return Request("fetch" if cmd == b"F" else "delete", _check_key(key))
+
+
+class ReplyReader:
+    """Client side: feed the bytes of a reply until the server closes; at most ``limit``.
+
+    Raises :class:`ProtocolError` as soon as the reply exceeds ``limit`` bytes, so a
+    misbehaving server cannot make the client buffer without bound.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    @property
+    def wanted(self) -> int:
+        """How many more bytes may still arrive (ask for one more to detect an overflow)."""
+        return self.limit - self._size + 1
+
+    def feed(self, chunk: bytes) -> None:
+        """Add bytes received."""
+        self._size += len(chunk)
+        if self._size > self.limit:
+            raise ProtocolError(f"reply longer than {self.limit} bytes")
+        self._chunks.append(chunk)
+
+    def reply(self) -> bytes:
+        """Everything received (call once the server closed the connection)."""
+        return b"".join(self._chunks)
+
+
+def fetched(reply: bytes) -> bytes | None:
+    """A fetch reply as a value: None when empty (missing, expired or failed)."""
+    return reply or None
+
+
+def acknowledged(reply: bytes) -> bool:
+    """Whether a store or delete reply is the server's ``OK``."""
+    return reply == OK

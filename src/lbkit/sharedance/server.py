@@ -1,11 +1,16 @@
 """A sharedance-compatible server (asyncio): files in a directory, expired by age.
 
 Behaves like the original daemon: one request per connection; a store writes a temporary
-file and renames it over the key's file; entries older than ``expiration`` seconds (by
-modification time) are removed by a periodic cleanup and never served; an idle connection
-is dropped after ``timeout`` seconds; a request larger than ``max_read_size`` or malformed
-is dropped without a reply. Unlike the original it does not chroot: bind it to a private
-address.
+file and renames it over the key's file (0600, as the original); entries older than
+``expiration`` seconds (by modification time) are removed by a periodic cleanup and never
+served; a request larger than ``max_read_size`` or malformed is dropped without a reply.
+
+Unlike the original it answers ``OK`` to a store only once the file is fsynced and renamed
+(stores arriving together share one flush: a group commit), bounds each request by one
+deadline (``timeout`` for the whole request, however slowly it trickles in), serves at most
+``max_connections`` clients at once (others are closed at once, before the process nears
+its open-file limit) and holds at most ``max_read_size`` bytes per connection. It does not
+chroot: bind it to a private address.
 """
 
 from __future__ import annotations
@@ -13,13 +18,73 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
+import resource
 import time
 from pathlib import Path
 
-from lbkit.sharedance.protocol import OK, ProtocolError, Request, RequestParser
+from lbkit.errors import ConfigError
+from lbkit.sessions._atomic_file import TEMP_PREFIX, write_files
+from lbkit.sharedance.protocol import DEFAULT_PORT, OK, ProtocolError, Request, RequestParser
 
-__all__ = ["SharedanceServer"]
+__all__ = ["SharedanceServer", "default_max_connections"]
+
+
+def default_max_connections() -> int:
+    """Half the process's open-file limit, at most 1024 (stores need file descriptors too)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(1, min(1024, soft // 2))
+
+
+class _GroupCommit:
+    """Collects store requests and writes them in batches (one flush per batch)."""
+
+    def __init__(self, directory: Path, max_batch: int) -> None:
+        self.directory = directory
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, bytes, asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _name, _data, future in self._pending:
+            if not future.done():
+                future.set_result(False)
+        self._pending.clear()
+
+    async def store(self, name: str, data: bytes) -> bool:
+        """Whether the value is durably stored (False: it was not, say nothing)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((name, data, future))
+        self._wake.set()
+        return await asyncio.shield(future)  # a client gone early does not stop the write
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                files = [(name, data) for name, data, _future in batch]
+                try:
+                    errors = await asyncio.to_thread(write_files, self.directory, files)
+                except BaseException:
+                    for _name, _data, future in batch:
+                        if not future.done():
+                            future.set_result(False)
+                    raise
+                for (_name, _data, future), error in zip(batch, errors, strict=True):
+                    if not future.done():
+                        future.set_result(error is None)
 
 
 class SharedanceServer:
@@ -29,16 +94,35 @@ class SharedanceServer:
         self,
         directory: str | os.PathLike[str],
         ip: str = "127.0.0.1",
-        port: int = 1042,
+        port: int = DEFAULT_PORT,
         *,
         expiration: float = 600.0,
         timeout: float = 10.0,
         max_read_size: int = 16 * 1024 * 1024,
         read_size: int = 65536,
         backlog: int = 128,
+        max_connections: int | None = None,
+        max_batch: int = 256,
     ) -> None:
+        for name, value in (
+            ("expiration", expiration),
+            ("timeout", timeout),
+            ("max_read_size", max_read_size),
+            ("read_size", read_size),
+            ("backlog", backlog),
+            ("max_batch", max_batch),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"invalid {name}={value!r}: expected a number > 0")
+        self.max_connections = (
+            default_max_connections() if max_connections is None else max_connections
+        )
+        if isinstance(self.max_connections, bool) or not isinstance(self.max_connections, int):
+            raise ConfigError(f"invalid max_connections={max_connections!r}: expected an int")
+        if self.max_connections < 1:
+            raise ConfigError(f"invalid max_connections={max_connections!r}: expected >= 1")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ip = ip
         self.port = port
         self.expiration = expiration
@@ -46,74 +130,84 @@ class SharedanceServer:
         self.max_read_size = max_read_size
         self.read_size = read_size
         self.backlog = backlog
+        self.max_batch = max_batch
+        self.active = 0
+        self.refused = 0
         self._server: asyncio.base_events.Server | None = None
         self._cleaner: asyncio.Task[None] | None = None
+        self._commits: _GroupCommit | None = None
 
     def _path(self, key: bytes) -> Path:
         # The parser accepted only bytes 32..126 without "." or "/": a plain file name.
         return self.directory / key.decode("ascii")
 
-    def _expired(self, path: Path) -> bool:
+    def _fetch(self, key: bytes) -> bytes | None:
+        path = self._path(key)
         try:
-            return time.time() - path.stat().st_mtime > self.expiration
+            with open(path, "rb") as f:
+                if time.time() - os.fstat(f.fileno()).st_mtime > self.expiration:
+                    return None
+                return f.read() or None
         except OSError:
-            return True
+            return None
 
-    def _handle(self, request: Request) -> bytes | None:
-        path = self._path(request.key)
-        if request.command == "store":
-            tmp = self.directory / f".tmp-{secrets.token_hex(8)}"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(request.data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                return None
-            return OK
-        if request.command == "fetch":
-            if self._expired(path):
-                return None
-            try:
-                return path.read_bytes() or None
-            except OSError:
-                return None
+    def _delete(self, key: bytes) -> bytes | None:
         try:
-            path.unlink()
+            self._path(key).unlink()
         except OSError:
             return None
         return OK
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
         parser = RequestParser(self.max_read_size)
+        while True:
+            chunk = await reader.read(self.read_size)
+            if not chunk:
+                return None
+            request = parser.feed(chunk)
+            if request is not None:
+                return request
+
+    async def _answer(self, request: Request) -> bytes | None:
+        if request.command == "store":
+            assert self._commits is not None
+            stored = await self._commits.store(request.key.decode("ascii"), request.data)
+            return OK if stored else None
+        if request.command == "fetch":
+            return self._fetch(request.key)
+        return self._delete(request.key)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= self.max_connections:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.active += 1
         try:
-            request = None
-            while request is None:
-                chunk = await asyncio.wait_for(reader.read(self.read_size), self.timeout)
-                if not chunk:
-                    return
-                request = parser.feed(chunk)
-            reply = await asyncio.to_thread(self._handle, request)
+            # one deadline for the whole request, however slowly its bytes trickle in
+            request = await asyncio.wait_for(self._read_request(reader), self.timeout)
+            if request is None:
+                return
+            reply = await self._answer(request)
             if reply:
                 writer.write(reply)
                 await asyncio.wait_for(writer.drain(), self.timeout)
         except (ProtocolError, asyncio.TimeoutError, ConnectionError, OSError):
             return
         finally:
+            self.active -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     def cleanup(self) -> int:
-        """Remove entries older than ``expiration``; returns how many."""
+        """Remove entries (and stray temporary files) older than ``expiration``; how many."""
         removed = 0
         now = time.time()
         for path in self.directory.iterdir():
             with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > self.expiration:
+                age = now - path.stat().st_mtime
+                if age > self.expiration or (path.name.startswith(TEMP_PREFIX) and age > 3600):
                     path.unlink()
                     removed += 1
         return removed
@@ -126,6 +220,8 @@ class SharedanceServer:
 
     async def start(self) -> None:
         """Start listening (returns once the socket is bound)."""
+        self._commits = _GroupCommit(self.directory, self.max_batch)
+        self._commits.start()
         self._server = await asyncio.start_server(
             self._client, self.ip, self.port, backlog=self.backlog
         )
@@ -142,9 +238,11 @@ class SharedanceServer:
             await self._server.serve_forever()
 
     async def stop(self) -> None:
-        """Stop listening and cleaning."""
+        """Stop listening, cleaning and committing."""
         if self._cleaner is not None:
             self._cleaner.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._commits is not None:
+            await self._commits.stop()

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 import attrs
 
-from lbkit.errors import ConfigError
+from lbkit.errors import ConfigError, SessionConflict, SessionDataError
 
 __all__ = [
     "CookieConfig",
@@ -50,7 +50,7 @@ class Serializer(Protocol):
         """Serialise."""
 
     def loads(self, raw: bytes) -> dict[str, Any]:
-        """Deserialise; raise ValueError for bytes it cannot read."""
+        """Deserialise; raise :class:`~lbkit.SessionDataError` for bytes it cannot read."""
 
 
 class JSONSerializer:
@@ -61,10 +61,13 @@ class JSONSerializer:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def loads(self, raw: bytes) -> dict[str, Any]:
-        """Parse JSON; the top level must be an object."""
-        data = json.loads(raw.decode("utf-8"))
+        """Parse JSON; the top level must be an object (else :class:`SessionDataError`)."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+            raise SessionDataError(f"stored session data is not readable JSON: {exc}") from exc
         if not isinstance(data, dict):
-            raise ValueError("session data is not a JSON object")
+            raise SessionDataError("stored session data is not a JSON object")
         return data
 
 
@@ -158,7 +161,9 @@ class Session(MutableMapping[str, Any]):
 
     ``id`` is None until the session is first saved; ``regenerate()`` asks for a new id on
     the next save (call it on login, against session fixation); ``invalidate()`` deletes
-    the session and its cookie.
+    the session and its cookie. It remembers the data as loaded and which keys this request
+    read before changing them, so a save that races another request can tell a real
+    conflict (both changed a key this one read) from changes that merge.
     """
 
     def __init__(
@@ -167,6 +172,8 @@ class Session(MutableMapping[str, Any]):
         self.id = session_id
         self.version = version
         self._data: dict[str, Any] = dict(data or {})
+        self._base: dict[str, Any] = dict(self._data)
+        self._read: set[str] = set()
         self._changes: dict[str, Any] = {}
         self.cleared = False
         self.regenerated = False
@@ -185,6 +192,8 @@ class Session(MutableMapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         self.accessed = True
+        if key not in self._changes:
+            self._read.add(key)  # a value from the store, not this request's own write
         return self._data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -221,7 +230,17 @@ class Session(MutableMapping[str, Any]):
         return dict(self._data)
 
     def rebase(self, stored: dict[str, Any]) -> dict[str, Any]:
-        """``stored`` with this request's changes applied (used after a lost race)."""
+        """``stored`` with this request's changes applied (used after a lost race).
+
+        Raises :class:`~lbkit.SessionConflict` when another request changed a key that
+        this one read and then changed (its write was computed from an old value); a key
+        this request wrote without reading it simply takes this request's value.
+        """
+        for key in self._changes:
+            if key in self._read and stored.get(key, _MISSING) != self._base.get(key, _MISSING):
+                raise SessionConflict(
+                    f"session key {key!r} was changed by another request since this one read it"
+                )
         merged = {} if self.cleared else dict(stored)
         for key, value in self._changes.items():
             if value is _MISSING:
@@ -230,9 +249,12 @@ class Session(MutableMapping[str, Any]):
                 merged[key] = value
         return merged
 
-    def mark_saved(self, session_id: str, version: int | None) -> None:
-        """Record a successful save."""
+    def mark_saved(self, session_id: str, version: int | None, data: dict[str, Any]) -> None:
+        """Record a successful save of ``data``."""
         self.id = session_id
         self.version = version
+        self._data = dict(data)
+        self._base = dict(data)
+        self._read.clear()
         self._changes.clear()
         self.cleared = self.regenerated = False

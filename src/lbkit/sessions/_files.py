@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import struct
 import threading
 import time
@@ -22,15 +21,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lbkit.errors import ConfigError, SessionConflict, StoreUnavailable
+from lbkit.sessions._atomic_file import TEMP_PREFIX, write_file
+from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
     check_ttl,
     check_value,
+    check_version,
+    new_version,
     validate_key,
 )
-from lbkit.sessions.threaded import ThreadedAsyncStore
 
 __all__ = ["AsyncFileStore", "FileStore"]
 
@@ -119,26 +121,10 @@ class FileStore:
 
     def _write(self, key: str, value: bytes, version: Version, expires: float) -> None:
         path = self._path(key)
-        tmp = self.directory / f".tmp-{key}-{secrets.token_hex(6)}"
         header = _HEADER.pack(_MAGIC, version, expires, zlib.crc32(value))
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, header + value)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            if self.fsync:
-                dfd = os.open(self.directory, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            write_file(path, header + value, fsync=self.fsync)
+        except OSError as exc:  # nothing renamed: the previous value is still there
             raise StoreUnavailable(f"cannot write {path}: {exc}", address=str(path)) from exc
 
     def get(self, key: str) -> bytes | None:
@@ -163,6 +149,7 @@ class FileStore:
         validate_key(key)
         data = check_value(value, self.max_value)
         ttl = check_ttl(ttl)
+        check_version(if_version)
         with self._locked(key):
             current = self._read(key)
             have = ABSENT if current is None else current[1]
@@ -170,7 +157,7 @@ class FileStore:
                 raise SessionConflict(
                     f"session {key!r} changed: version {have}, expected {if_version}"
                 )
-            version = max(have, int(self._clock() * 1e6)) + 1
+            version = new_version(have)
             expires = 0.0 if ttl is None else self._clock() + ttl
             self._write(key, data, version, expires)
             return version
@@ -202,7 +189,7 @@ class FileStore:
         now = self._clock()
         for path in self.directory.iterdir():
             name = path.name
-            if name.startswith(".tmp-"):
+            if name.startswith(TEMP_PREFIX):
                 with contextlib.suppress(OSError):
                     if now - path.stat().st_mtime > 3600:
                         path.unlink()
@@ -229,7 +216,14 @@ class FileStore:
 
 
 class AsyncFileStore(ThreadedAsyncStore[FileStore]):
-    """The asyncio twin of :class:`FileStore` (same arguments)."""
+    """The asyncio twin of :class:`FileStore` (calls run in worker threads)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(FileStore(*args, **kwargs))  # type: ignore[arg-type]
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        max_value: int = DEFAULT_MAX_VALUE,
+        *,
+        fsync: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(FileStore(directory, max_value, fsync=fsync, clock=clock))

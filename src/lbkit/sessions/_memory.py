@@ -9,15 +9,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from lbkit.errors import ConfigError, SessionConflict
+from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
     check_ttl,
     check_value,
+    check_version,
     validate_key,
 )
-from lbkit.sessions.threaded import ThreadedAsyncStore
 
 __all__ = ["AsyncMemoryStore", "MemoryStore"]
 
@@ -84,6 +85,7 @@ class MemoryStore:
         validate_key(key)
         data = check_value(value, self.max_value)
         ttl = check_ttl(ttl)
+        check_version(if_version)
         with self._lock:
             if if_version is not None:
                 current = self._live(key)
@@ -127,7 +129,13 @@ class MemoryStore:
 
 
 class AsyncMemoryStore(ThreadedAsyncStore[MemoryStore]):
-    """The asyncio twin of :class:`MemoryStore` (same arguments)."""
+    """The asyncio twin of :class:`MemoryStore` (calls run in worker threads)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(MemoryStore(*args, **kwargs))  # type: ignore[arg-type]
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        max_value: int = DEFAULT_MAX_VALUE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(MemoryStore(max_entries, max_value, clock=clock))

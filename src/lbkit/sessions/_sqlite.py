@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from lbkit.errors import SessionConflict, StoreUnavailable
+from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
     check_ttl,
     check_value,
+    check_version,
+    new_version,
     validate_key,
 )
-from lbkit.sessions.threaded import ThreadedAsyncStore
 
 __all__ = ["AsyncSqliteStore", "SqliteStore"]
 
@@ -62,7 +65,7 @@ class SqliteStore:
             try:
                 db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(
                     f"cannot open SQLite store {self.path}: {exc}", address=self.path
@@ -70,32 +73,37 @@ class SqliteStore:
             self._local.db = db
         return db
 
-    class _Tx:
-        def __init__(self, store: SqliteStore) -> None:
-            self.store = store
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any SQLite failure (locked, disk full...) is a StoreError
+        and rolls back, so nothing is half-written or acknowledged."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failed("is locked or unusable", exc) from exc
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed("could not write", exc) from exc
+            raise
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.db = self.store._db()
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(
-                    f"SQLite store {self.store.path} is locked: {exc}", address=self.store.path
-                ) from exc
-            return self.db
-
-        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    def _tx(self) -> SqliteStore._Tx:
-        return SqliteStore._Tx(self)
+    def _failed(self, what: str, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"SQLite store {self.path} {what}: {exc}", address=self.path)
 
     def _row(self, db: sqlite3.Connection, key: str) -> tuple[bytes, int] | None:
-        row = db.execute(
-            "SELECT value, version FROM lbkit_sessions WHERE key = ? "
-            "AND (expires IS NULL OR expires > ?)",
-            (key, self._clock()),
-        ).fetchone()
+        try:
+            row = db.execute(
+                "SELECT value, version FROM lbkit_sessions WHERE key = ? "
+                "AND (expires IS NULL OR expires > ?)",
+                (key, self._clock()),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed("could not read", exc) from exc
         return None if row is None else (bytes(row[0]), int(row[1]))
 
     def get(self, key: str) -> bytes | None:
@@ -119,6 +127,7 @@ class SqliteStore:
         validate_key(key)
         data = check_value(value, self.max_value)
         ttl = check_ttl(ttl)
+        check_version(if_version)
         expires = None if ttl is None else self._clock() + ttl
         with self._tx() as db:
             row = self._row(db, key)
@@ -127,9 +136,7 @@ class SqliteStore:
                 raise SessionConflict(
                     f"session {key!r} changed: version {have}, expected {if_version}"
                 )
-            stored = db.execute("SELECT version FROM lbkit_sessions WHERE key = ?", (key,))
-            old = stored.fetchone()
-            version = (int(old[0]) if old else 0) + 1
+            version = new_version(have)
             db.execute(
                 "INSERT INTO lbkit_sessions (key, value, version, expires) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
@@ -175,7 +182,14 @@ class SqliteStore:
 
 
 class AsyncSqliteStore(ThreadedAsyncStore[SqliteStore]):
-    """The asyncio twin of :class:`SqliteStore` (same arguments)."""
+    """The asyncio twin of :class:`SqliteStore` (calls run in worker threads)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(SqliteStore(*args, **kwargs))  # type: ignore[arg-type]
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_value: int = DEFAULT_MAX_VALUE,
+        *,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(SqliteStore(path, max_value, timeout=timeout, clock=clock))
