@@ -20,8 +20,8 @@ from pathlib import Path
 
 import lbkit
 from lbkit.routing import normalize_host
-from lbkit.routing.host import MAX_HOST_LENGTH
-from lbkit.routing.router import Router, ServerBlock
+from lbkit.routing._host import MAX_HOST_LENGTH
+from lbkit.routing._router import Router, ServerBlock
 
 
 def build_router(exact: int, wild: int, regexes: int) -> Router:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import lbkit
-from lbkit.routing.registry import HostsFileSource, RouteRegistry, parse_hosts
+from lbkit.routing import HostsFileSource, RouteRegistry, parse_hosts
 
 
 def test_set_remove_lookup_with_wildcards() -> None:

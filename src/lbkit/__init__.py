@@ -22,6 +22,7 @@ from lbkit.errors import (
     InvalidHostError,
     LbkitError,
     NoLiveUpstreams,
+    RegexLimitError,
     ResolutionError,
     SessionConflict,
     StoreError,
@@ -30,9 +31,10 @@ from lbkit.errors import (
     UnsupportedOperation,
     UsageError,
 )
+from lbkit.nginx.servers import parse_servers
 from lbkit.peer import Peer, PeerState
 from lbkit.reshard import Move, ReshardPlan, plan_reshard
-from lbkit.routing.router import RouteMatch, Router, ServerBlock
+from lbkit.routing import RouteMatch, Router, ServerBlock
 from lbkit.server import Server
 from lbkit.upstream import Upstream
 
@@ -62,6 +64,7 @@ __all__ = [
     "PeerState",
     "PowerOfTwo",
     "Random",
+    "RegexLimitError",
     "Rendezvous",
     "ReshardPlan",
     "ResolutionError",
@@ -80,5 +83,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "jump_hash",
+    "parse_servers",
     "plan_reshard",
 ]

@@ -12,6 +12,7 @@ __all__ = [
     "LbkitError",
     "NoLiveUpstreams",
     "ProtocolError",
+    "RegexLimitError",
     "RequestError",
     "ResolutionError",
     "SessionConflict",
@@ -97,6 +98,11 @@ class EmptyRingError(LbkitError, LookupError):
 
 class InvalidHostError(LbkitError, ValueError):
     """A Host header nginx would refuse (it answers 400 Bad Request); the message says why."""
+
+
+class RegexLimitError(RequestError):
+    """A server_name regex hit its bound on this request's Host (nginx: ``pcre2_match()
+    failed: -47``, connection closed); the message names the pattern and the bound."""
 
 
 class ResolutionError(LbkitError, LookupError):

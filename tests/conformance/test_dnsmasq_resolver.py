@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import lbkit
-from lbkit.routing.resolver import AsyncResolver, Resolver
+from lbkit.routing import AsyncResolver, Resolver
 
 from .servers import Dnsmasq, free_port
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lbkit.errors import ConfigError
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, parse_directives
+from lbkit.nginx.locations import locations_from_directives, parse_return
 from lbkit.nginx.upstream import upstream_from_directive
-from lbkit.routing.names import ServerNames
-from lbkit.routing.router import Router, ServerBlock
+from lbkit.routing._host import MAX_HEADER_LINE
+from lbkit.routing._listen import Listen
+from lbkit.routing._names import ServerNames
+from lbkit.routing._router import Router, ServerBlock
 from lbkit.upstream import Upstream
 
-__all__ = ["SERVER_DIRECTIVES", "parse_servers"]
+__all__ = ["SERVER_DIRECTIVES", "parse_servers", "server_from_directive"]
 
 #: Server-level directives that routing uses.
 SERVER_DIRECTIVES = ("listen", "server_name", "location", "return", "resolver", "resolver_timeout")
@@ -33,88 +38,116 @@ IGNORED_SERVER_DIRECTIVES = (
 )
 
 
-def _parse_return(d: Directive) -> tuple[int, str | None]:
-    args = d.args
-    if not 1 <= len(args) <= 2:
-        raise ConfigError('invalid number of arguments in "return" directive', line=d.line)
-    if len(args) == 1 and not args[0].isdigit():
-        return 302, args[0]  # "return URL"
-    if not args[0].isdigit() or not 0 <= int(args[0]) <= 999:
-        raise ConfigError(f'invalid return code "{args[0]}": expected 0..999', line=d.line)
-    return int(args[0]), (args[1] if len(args) == 2 else None)
+def _parse_resolver(item: Directive) -> tuple[tuple[str, ...], int | None, bool]:
+    if not item.args:
+        raise ConfigError('invalid number of arguments in "resolver"', line=item.line)
+    valid: int | None = None
+    ipv6 = True
+    for a in item.args:
+        if a.startswith("valid="):
+            valid = parse_duration(a[6:])
+            if valid is None:
+                raise ConfigError(f'invalid parameter "{a}"', line=item.line)
+        elif a.startswith("ipv6="):
+            if a not in ("ipv6=on", "ipv6=off"):
+                raise ConfigError(f'invalid parameter "{a}": expected ipv6=on|off', line=item.line)
+            ipv6 = a == "ipv6=on"
+    return tuple(a for a in item.args if "=" not in a), valid, ipv6
 
 
-def _parse_server(d: Directive, index: int) -> ServerBlock:
+def server_from_directive(
+    d: Directive,
+    index: int,
+    *,
+    unknown: Callable[[Directive], None] | None = None,
+    regex_engine: str = "auto",
+) -> ServerBlock:
+    """Build a :class:`~lbkit.ServerBlock` from a parsed ``server { ... }`` directive.
+
+    Directives routing does not model go to ``unknown`` (kept and listed by
+    ``load_config``); without it they raise :class:`~lbkit.ConfigError` naming them.
+    """
     names: list[str] = []
-    default = False
-    target: str | None = None
+    name_lines: list[int] = []
+    listens: list[Listen] = []
     ret: tuple[int, str | None] | None = None
     resolver: tuple[str, ...] = ()
     valid: int | None = None
+    ipv6 = True
+    locations: list[Directive] = []
     assert d.block is not None
     for item in d.block:
         if item.name == "listen":
-            if not item.args:
-                raise ConfigError('invalid number of arguments in "listen"', line=item.line)
-            default = default or any(a in ("default_server", "default") for a in item.args[1:])
+            listens.append(Listen.parse(item.args, line=item.line))
         elif item.name == "server_name":
             if not item.args:
                 raise ConfigError('invalid number of arguments in "server_name"', line=item.line)
             names.extend(item.args)
+            name_lines.extend([item.line] * len(item.args))
         elif item.name == "return":
             if ret is None:
-                ret = _parse_return(item)
+                ret = parse_return(item)
         elif item.name == "resolver":
-            if not item.args:
-                raise ConfigError('invalid number of arguments in "resolver"', line=item.line)
-            resolver = tuple(a for a in item.args if "=" not in a)
-            for a in item.args:
-                if a.startswith("valid="):
-                    valid = parse_duration(a[6:])
-                    if valid is None:
-                        raise ConfigError(f'invalid parameter "{a}"', line=item.line)
+            resolver, valid, ipv6 = _parse_resolver(item)
         elif item.name == "location":
             if item.block is None:
                 raise ConfigError('"location" needs a block', line=item.line)
-            if item.args == ("/",):
-                for inner in item.block:
-                    if inner.name == "proxy_pass" and len(inner.args) == 1:
-                        target = inner.args[0]
-                    elif inner.name == "return" and ret is None:
-                        ret = _parse_return(inner)
+            locations.append(item)
         elif item.name in ("resolver_timeout", *IGNORED_SERVER_DIRECTIVES):
             continue
+        elif unknown is not None:
+            unknown(item)
         else:
             raise ConfigError(
                 f'unknown directive "{item.name}" in server block {index}: routing understands '
                 + ", ".join(SERVER_DIRECTIVES),
                 line=item.line,
             )
-    try:
-        ServerNames[int]().add_many(names, index)  # validate the names, reporting the line
-    except ConfigError as exc:
-        raise ConfigError(str(exc), line=d.line) from None
+    for name, line in zip(names, name_lines, strict=True):
+        if not name.startswith("~"):  # regexes are compiled once, by the router
+            ServerNames[int]().add(name, index, line=line)
+    table = (
+        locations_from_directives(locations, unknown=unknown, regex_engine=regex_engine)
+        if locations
+        else None
+    )
+    found = table.find("/") if table is not None else None
+    root = found.location if found is not None else None
+    target = root.proxy_pass if root is not None else None
+    if ret is None and root is not None and root.return_ is not None:
+        ret = root.return_
     return ServerBlock(
         index=index,
         names=tuple(names),
-        default=default,
+        default=any(listen.default for listen in listens),
         target=target,
         return_=ret,
         resolver=resolver,
         resolver_valid=valid,
         line=d.line,
+        listens=tuple(listens),
+        resolver_ipv6=ipv6,
+        locations=table,
+        name_lines=tuple(name_lines),
     )
 
 
-def parse_servers(text: str) -> Router:
+def parse_servers(
+    text: str,
+    *,
+    hostname: str | None = None,
+    max_line: int = MAX_HEADER_LINE,
+    regex_engine: str = "auto",
+) -> Router:
     """Build a :class:`~lbkit.Router` from nginx ``server { ... }`` blocks.
 
     The text may hold ``upstream`` blocks too (or everything inside ``http { ... }``); a
     route whose ``proxy_pass`` names one of them carries that :class:`~lbkit.Upstream`.
-    Understood per server: ``listen`` (``default_server``), ``server_name``, ``return``,
-    ``resolver``, and ``proxy_pass`` / ``return`` inside ``location /``; other locations and
-    unknown directives inside locations are ignored; unknown server-level directives raise
-    :class:`~lbkit.ConfigError` naming them. All blocks are taken to share one listen socket.
+    Understood per server: ``listen`` (address, port, ``default_server``), ``server_name``
+    (``$hostname`` is ``hostname``, default this machine's name), ``return``, ``resolver``
+    and ``location`` blocks (their ``proxy_pass`` and ``return``); unknown server-level
+    directives raise :class:`~lbkit.ConfigError` naming them (``load_config`` keeps them
+    instead). ``max_line`` and ``regex_engine`` are passed to the :class:`~lbkit.Router`.
     """
     if not isinstance(text, str):
         raise ConfigError(f"parse_servers takes str, not {type(text).__name__}")
@@ -125,7 +158,7 @@ def parse_servers(text: str) -> Router:
     upstreams: dict[str, Upstream] = {}
     for d in directives:
         if d.name == "server" and d.block is not None and not d.args:
-            servers.append(_parse_server(d, len(servers)))
+            servers.append(server_from_directive(d, len(servers), regex_engine=regex_engine))
         elif d.name == "upstream" and d.block is not None:
             up = upstream_from_directive(d)
             upstreams[up.name] = up
@@ -136,4 +169,6 @@ def parse_servers(text: str) -> Router:
             )
     if not servers:
         raise ConfigError("no server blocks found")
-    return Router(servers, upstreams)
+    return Router(
+        servers, upstreams, hostname=hostname, max_line=max_line, regex_engine=regex_engine
+    )

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lbkit.errors import ConfigError
-from lbkit.routing.host import normalize_host
-from lbkit.routing.names import ServerNames
+from lbkit.routing._host import normalize_host
+from lbkit.routing._names import ServerNames
 
 __all__ = ["HostsFileSource", "RouteRegistry", "parse_hosts"]
 

@@ -1,0 +1,143 @@
+"""Fuzzing the routing parsers: only lbkit errors escape, whatever the input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lbkit
+from lbkit.nginx import parse_directives, parse_servers, tokenize
+from lbkit.routing import normalize_host
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# words that mean something to the parser, odd numbers included
+_WORDS = st.sampled_from(
+    [
+        "server",
+        "listen",
+        "server_name",
+        "return",
+        "location",
+        "proxy_pass",
+        "resolver",
+        "upstream",
+        "default_server",
+        "80",
+        "²",
+        "٣",
+        "8" * 5000,
+        "127.0.0.1:8080",
+        "[::1]:80",
+        "*:80",
+        "unix:/tmp/x",
+        "*.a",
+        ".a",
+        "a.*",
+        "a",
+        "~^(a)",
+        "~(",
+        '"x y"',
+        "'q\\'q'",
+        "$hostname",
+        "=",
+        "^~",
+        "~*",
+        "/",
+        "/x/",
+        "@n",
+        "http://b/x",
+        "valid=10s",
+        "ipv6=off",
+        "ipv6=maybe",
+        "{",
+        "}",
+        ";",
+        "#c\n",
+        "\n",
+        "\\",
+        "${x}",
+        "\x00",
+        "\ud800",
+    ]
+)
+
+
+@FUZZ
+@given(st.lists(_WORDS, max_size=40).map(" ".join))
+def test_parse_servers_raises_only_config_errors(text: str) -> None:
+    try:
+        router = parse_servers(text)
+    except lbkit.ConfigError:
+        return
+    assert router.servers
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_lexer_raises_only_config_errors(text: str) -> None:
+    try:
+        tokens = tokenize(text)
+        parse_directives(text)
+    except lbkit.ConfigError:
+        return
+    assert all(t.kind in ("word", ";", "{", "}") for t in tokens)
+
+
+@pytest.mark.parametrize("code", ["²", "٣٠٢", "1" * 5000, "-1", "1000"])
+def test_return_codes_nginx_refuses_are_config_errors(code: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="invalid return code"):
+        parse_servers(f"server {{ return {code} x; }}")
+
+
+@pytest.mark.parametrize("port", ["²", "8" * 5000, "0", "65536", "٨٠"])
+def test_ports_nginx_refuses_are_config_errors(port: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="invalid port"):
+        parse_servers(f"server {{ listen 127.0.0.1:{port}; }}")
+
+
+_HOSTS = st.one_of(
+    st.text(max_size=80),
+    st.binary(max_size=80),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=4),
+    st.integers(),
+    st.none(),
+    st.floats(),
+    st.lists(st.text(max_size=3), max_size=2),
+)
+
+_ROUTER = parse_servers(
+    r"""
+server { listen 80 default_server; server_name _; }
+server { server_name .a.test *.b.test c.*; }
+server { server_name ~^(?<x>[a-z]+)\.d\.test$ ~(\w+)_(\d+)$; }
+"""
+)
+
+
+@FUZZ
+@given(_HOSTS)
+def test_normalize_and_match_raise_only_lbkit_errors(host: object) -> None:
+    try:
+        normalize_host(host)  # type: ignore[arg-type]
+    except lbkit.InvalidHostError:
+        pass
+    try:
+        m = _ROUTER.match(host)  # type: ignore[arg-type]
+    except lbkit.LbkitError:
+        return
+    assert 0 <= m.index < 3
+
+
+def test_lone_surrogates_are_invalid_hosts_not_unicode_errors() -> None:
+    with pytest.raises(lbkit.InvalidHostError, match="surrogate"):
+        normalize_host("a\ud800b")
+    # surrogateescape'd bytes (os.fsdecode, WSGI servers) stand for the bytes they escape
+    assert normalize_host("caf\udcc3\udca9.test") == "caf\xc3\xa9.test"
+
+
+@pytest.mark.parametrize("host", [12, 1.5, ["a"], object()])
+def test_non_text_hosts_are_invalid_host_errors(host: object) -> None:
+    with pytest.raises(lbkit.InvalidHostError, match="expected str or bytes"):
+        _ROUTER.match(host)  # type: ignore[arg-type]
