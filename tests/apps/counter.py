@@ -1,7 +1,7 @@
 """A tiny ASGI app for the end-to-end tests: counts requests in the session.
 
 The store comes from ``LBKIT_TEST_STORE``: ``redis://HOST:PORT/0``, ``memcached://HOST:PORT``,
-``files:/DIR`` or ``sharedance://HOST:PORT``.
+``files:/DIR``, ``sharedance://HOST:PORT``, ``postgresql://...`` or ``mysql://...``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def store_from_env() -> Any:
     if spec.startswith("sharedance://"):
         host, port = spec.removeprefix("sharedance://").split(":")
         return sessions.AsyncSharedanceStore(host, int(port))
+    if spec.startswith(("postgresql://", "mysql://")):
+        return sessions.AsyncSqlStore(spec)
     if spec.startswith("files:"):
         return sessions.AsyncFileStore(spec.removeprefix("files:"))
     raise ValueError(f"unknown LBKIT_TEST_STORE {spec!r}")

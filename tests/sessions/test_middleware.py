@@ -145,8 +145,13 @@ def test_two_app_servers_share_one_session(backend: str, request: Any, tmp_path:
         spec = f"sharedance://127.0.0.1:{request.getfixturevalue('sharedance_proc').port}"
     else:
         spec = f"files:{tmp_path / 'shared'}"
+    two_app_servers_share_one_session(spec, f"e2e-{backend}:")
+
+
+def two_app_servers_share_one_session(spec: str, prefix: str) -> None:
+    """Alternate one client's requests between two uvicorn processes on store ``spec``."""
     ports = [free_port(), free_port()]
-    env = {"LBKIT_TEST_STORE": spec, "LBKIT_TEST_PREFIX": f"e2e-{backend}:"}
+    env = {"LBKIT_TEST_STORE": spec, "LBKIT_TEST_PREFIX": prefix}
     procs = [_uvicorn(p, env) for p in ports]
     try:
         jar = httpx.Cookies()

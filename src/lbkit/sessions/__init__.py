@@ -1,6 +1,6 @@
 """Shared sessions: one store interface (sync and asyncio) over several backends.
 
-Backends whose client library is optional (Redis, memcached) are imported on first use of
+Backends whose client library is optional (Redis, memcached, SQL) are imported on first use of
 their class, so ``import lbkit.sessions`` needs only the core dependencies.
 """
 
@@ -42,6 +42,7 @@ __all__ = [
     "AsyncSessionStore",
     "AsyncShardedStore",
     "AsyncSharedanceStore",
+    "AsyncSqlStore",
     "AsyncSqliteStore",
     "CookieConfig",
     "CookieSigner",
@@ -58,6 +59,7 @@ __all__ = [
     "SessionStore",
     "ShardedStore",
     "SharedanceStore",
+    "SqlStore",
     "SqliteStore",
     "StoreError",
     "StoreUnavailable",
@@ -73,6 +75,8 @@ _LAZY = {
     "AsyncRedisStore": "lbkit.sessions._redis",
     "MemcachedStore": "lbkit.sessions._memcached",
     "AsyncMemcachedStore": "lbkit.sessions._memcached",
+    "SqlStore": "lbkit.sessions._sql",
+    "AsyncSqlStore": "lbkit.sessions._sql",
 }
 
 

@@ -1,0 +1,603 @@
+"""``SqlStore`` / ``AsyncSqlStore``: sessions in PostgreSQL, MariaDB/MySQL or SQLite.
+
+SQLAlchemy Core hides the dialects, so an application can hand over the engine it already
+has. Every store call is a short plan of single statements, each its own autocommitted
+transaction: a read is one ``SELECT``, a write one upsert or one ``UPDATE ... WHERE version =
+:seen``, so a row lock lives for one statement and two writers can never deadlock on each
+other's locks. The plans are sans-I/O generators (yield a statement, receive its outcome);
+the sync and asyncio stores only drive them.
+
+Table (``create_table()`` makes it; operators may create it themselves)::
+
+    CREATE TABLE lbkit_sessions (
+        id      VARCHAR(200) PRIMARY KEY,  -- MySQL: CHARACTER SET ascii COLLATE ascii_bin
+        value   BYTEA NOT NULL,            -- MySQL: LONGBLOB, SQLite: BLOB
+        version BIGINT NOT NULL,           -- random, never repeats for a key
+        expires DOUBLE PRECISION NULL      -- Unix time in seconds; NULL = no TTL
+    );
+    CREATE INDEX lbkit_sessions_expires ON lbkit_sessions (expires);
+
+Needs ``pip install 'lbkit[sql]'`` (SQLAlchemy 2, psycopg 3, PyMySQL, asyncmy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+
+from lbkit.errors import ConfigError, SessionConflict, StoreError, StoreUnavailable
+from lbkit.sessions.base import (
+    ABSENT,
+    DEFAULT_MAX_VALUE,
+    Version,
+    check_ttl,
+    check_value,
+    validate_key,
+)
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise ConfigError("SqlStore needs SQLAlchemy and drivers: pip install 'lbkit[sql]'") from _exc
+
+__all__ = ["AsyncSqlStore", "SqlStore", "sessions_table"]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+#: Plain URL schemes and the driver each uses (sync, asyncio).
+_DRIVERS = {
+    "postgresql": ("postgresql+psycopg", "postgresql+psycopg"),
+    "postgres": ("postgresql+psycopg", "postgresql+psycopg"),
+    "mysql": ("mysql+pymysql", "mysql+asyncmy"),
+    "mariadb": ("mysql+pymysql", "mysql+asyncmy"),
+    "sqlite": ("sqlite", None),
+}
+#: SQLSTATEs / MySQL error numbers meaning "this statement lost a lock race: run it again".
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+_RETRY_MYSQL = frozenset({1213})
+#: Driver errors meaning the database is down, restarting, or did not answer in time.
+_UNAVAILABLE = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.InternalError,
+    sa.exc.TimeoutError,
+)
+
+
+def sessions_table(name: str = "lbkit_sessions", metadata: sa.MetaData | None = None) -> sa.Table:
+    """The sessions table as SQLAlchemy Core metadata (for ``create_table()`` or Alembic)."""
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(
+            f"invalid table name {name!r}: expected a letter or _ then up to 62 of A-Z a-z 0-9 _"
+        )
+    key_type = sa.String(200).with_variant(
+        mysql.VARCHAR(200, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+    )
+    value_type = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+    return sa.Table(
+        name,
+        metadata if metadata is not None else sa.MetaData(),
+        sa.Column("id", key_type, primary_key=True),
+        sa.Column("value", value_type, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("expires", sa.Double, nullable=True),
+        sa.Index(f"{name}_expires", "expires"),
+    )
+
+
+def _new_version() -> Version:
+    # random, not counted: a key deleted and written again never reuses a version
+    return secrets.randbits(62) + 1
+
+
+@attrs.frozen
+class _Outcome:
+    """What the shell reports back for one statement."""
+
+    rowcount: int
+    rows: list[tuple[Any, ...]]
+
+
+class _Retry(Exception):
+    """The statement was a deadlock victim (rolled back): run the plan again."""
+
+
+class _Duplicate(Exception):
+    """Thrown into a plan when its INSERT hit an existing key."""
+
+
+#: A plan yields statements, receives their outcomes, and returns the call's result.
+_Plan = Generator[sa.Executable, _Outcome, Any]
+
+
+@attrs.frozen
+class _Statements:
+    """The SQL of every store operation for one table and dialect (no I/O)."""
+
+    table: sa.Table
+    dialect: str
+    max_value: int
+    clock: Callable[[], float]
+
+    def _live(self, now: float) -> sa.ColumnElement[bool]:
+        t = self.table
+        return sa.or_(t.c.expires.is_(None), t.c.expires > now)
+
+    def read(self, key: str) -> _Plan:
+        validate_key(key)
+        t = self.table
+        out = yield sa.select(t.c.value, t.c.version).where(t.c.id == key, self._live(self.clock()))
+        return None if not out.rows else (bytes(out.rows[0][0]), int(out.rows[0][1]))
+
+    def write(self, key: str, value: bytes, ttl: float | None, if_version: Version | None) -> _Plan:
+        validate_key(key)
+        data = check_value(value, self.max_value)
+        ttl = check_ttl(ttl)
+        if if_version is not None and (
+            isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0
+        ):
+            raise StoreError(
+                f"invalid if_version {if_version!r}: expected None, ABSENT (0) or a version "
+                "the store returned"
+            )
+        t = self.table
+        now = self.clock()
+        expires = None if ttl is None else now + ttl
+        version = _new_version()
+        row = {"id": key, "value": data, "version": version, "expires": expires}
+        if if_version is None:
+            yield self._upsert(row)
+        elif if_version == ABSENT:
+            # an expired row counts as absent: clear it, then a plain INSERT that fails if
+            # another writer holds the key (each its own statement: no gap-lock deadlock)
+            yield sa.delete(t).where(t.c.id == key, t.c.expires <= now)
+            try:
+                yield sa.insert(t).values(row)
+            except _Duplicate:
+                raise SessionConflict(f"session {key!r} exists: expected it absent") from None
+        else:
+            out = yield (
+                sa.update(t)
+                .where(t.c.id == key, t.c.version == if_version, self._live(now))
+                .values(value=data, version=version, expires=expires)
+            )
+            if out.rowcount != 1:
+                raise SessionConflict(
+                    f"session {key!r} changed, was deleted or expired since version {if_version}"
+                )
+        return version
+
+    def _upsert(self, row: dict[str, Any]) -> sa.Executable:
+        # the new columns come from the inserted row (excluded / VALUES()), so the value
+        # travels once: a value near the limit stays within MySQL's max_allowed_packet
+        fresh = ("value", "version", "expires")
+        if self.dialect == "postgresql":
+            pg = postgresql.insert(self.table).values(row)
+            return pg.on_conflict_do_update(
+                index_elements=["id"], set_={name: pg.excluded[name] for name in fresh}
+            )
+        if self.dialect in ("mysql", "mariadb"):
+            my = mysql.insert(self.table).values(row)
+            return my.on_duplicate_key_update({name: my.inserted[name] for name in fresh})
+        if self.dialect == "sqlite":
+            lite = sqlite.insert(self.table).values(row)
+            return lite.on_conflict_do_update(
+                index_elements=["id"], set_={name: lite.excluded[name] for name in fresh}
+            )
+        raise ConfigError(
+            f"SqlStore does not support the {self.dialect!r} dialect: "
+            "expected postgresql, mysql, mariadb or sqlite"
+        )
+
+    def remove(self, key: str) -> _Plan:
+        validate_key(key)
+        t = self.table
+        now = self.clock()
+        out = yield sa.delete(t).where(t.c.id == key, self._live(now))
+        if out.rowcount == 0:
+            yield sa.delete(t).where(t.c.id == key)  # an expired leftover, if any
+        return out.rowcount > 0
+
+    def extend(self, key: str, ttl: float) -> _Plan:
+        validate_key(key)
+        limit = check_ttl(ttl)
+        t = self.table
+        now = self.clock()
+        expires = None if limit is None else now + limit
+        out = yield sa.update(t).where(t.c.id == key, self._live(now)).values(expires=expires)
+        return out.rowcount > 0
+
+    def purge(self, batch_size: int) -> _Plan:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"invalid batch_size {batch_size!r}: expected an int >= 1")
+        t = self.table
+        total = 0
+        while True:
+            now = self.clock()
+            found = yield sa.select(t.c.id).where(t.c.expires <= now).limit(batch_size)
+            keys = [row[0] for row in found.rows]
+            if not keys:
+                return total
+            gone = yield sa.delete(t).where(t.c.id.in_(keys), t.c.expires <= now)
+            total += gone.rowcount
+            if len(keys) < batch_size:
+                return total
+
+
+def _driver_url(url: str | sa.URL, asynchronous: bool) -> sa.URL:
+    parsed = sa.make_url(url)
+    drivers = _DRIVERS.get(parsed.drivername)
+    if drivers is None:
+        return parsed  # an explicit dialect+driver: used as given
+    chosen = drivers[1 if asynchronous else 0]
+    if chosen is None:
+        raise ConfigError(
+            f"AsyncSqlStore cannot use {parsed.drivername}: use AsyncSqliteStore for SQLite"
+        )
+    return parsed.set(drivername=chosen)
+
+
+def _connect_args(url: sa.URL, timeout: float) -> dict[str, Any]:
+    seconds = max(1, round(timeout))
+    if url.get_backend_name() == "postgresql":
+        ms = int(timeout * 1000)
+        return {
+            "connect_timeout": seconds,
+            "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+        }
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        args: dict[str, Any] = {"connect_timeout": seconds}
+        if url.get_driver_name() == "pymysql":
+            args |= {"read_timeout": timeout, "write_timeout": timeout}
+        # MariaDB: a statement and a row-lock wait each end within the timeout
+        args["init_command"] = (
+            f"SET SESSION innodb_lock_wait_timeout = {seconds}, "
+            f"SESSION max_statement_time = {timeout:.3f}"
+        )
+        return args
+    if url.get_backend_name() == "sqlite":
+        return {"timeout": timeout, "check_same_thread": False}
+    return {}
+
+
+def _engine_options(pool_size: int, timeout: float) -> dict[str, Any]:
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ConfigError(f"invalid pool_size {pool_size!r}: expected an int >= 1")
+    return {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_timeout": timeout,
+        "pool_pre_ping": True,  # a connection from before a restart is replaced, not used
+        "isolation_level": "AUTOCOMMIT",
+        # every statement commits by itself: nothing to roll back when a connection returns
+        "pool_reset_on_return": None,
+    }
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 1e6:
+        raise ConfigError(f"invalid timeout {timeout!r}: expected seconds > 0")
+    return float(timeout)
+
+
+def _retryable(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES:
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and args[0] in _RETRY_MYSQL
+
+
+class _Shell:
+    """What the sync and async stores share: configuration, statements, error mapping."""
+
+    capabilities = frozenset({"ttl", "touch", "versions"})
+
+    def _setup(
+        self,
+        engine: Any,
+        table: str,
+        max_value: int,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.engine = engine
+        self.max_value = max_value
+        self.timeout = timeout
+        self.address = engine.url.render_as_string(hide_password=True)
+        self.table = sessions_table(table)
+        self._sql = _Statements(self.table, engine.dialect.name, max_value, clock)
+        #: Statements run again because the database chose them as a deadlock victim.
+        self.deadlock_retries = 0
+        self._count_lock = threading.Lock()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        err = StoreUnavailable(
+            f"SQL store {self.address} unavailable: {type(exc).__name__}: {exc}",
+            address=self.address,
+        )
+        err.__cause__ = exc
+        return err
+
+    def _late(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"SQL store {self.address} did not answer within {self.timeout}s",
+            address=self.address,
+        )
+
+    def _classify(self, exc: Exception, deadline: float) -> str:
+        """``"duplicate"``, ``"retry"`` or raise the store error for a driver error."""
+        if isinstance(exc, sa.exc.IntegrityError):
+            return "duplicate"
+        if isinstance(exc, sa.exc.DBAPIError) and _retryable(exc) and time.monotonic() < deadline:
+            with self._count_lock:
+                self.deadlock_retries += 1
+            return "retry"
+        if isinstance(exc, _UNAVAILABLE):
+            raise self._unavailable(exc) from exc
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+            raise self._unavailable(exc) from exc
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            raise StoreError(
+                f"SQL store {self.address} failed ({exc}); is the table {self.table.name} "
+                "there? create it with create_table()"
+            ) from exc
+        raise exc
+
+
+class SqlStore(_Shell):
+    """Sessions in a SQL database shared by many web servers; safe to share across threads.
+
+    ``url`` is ``postgresql://user:password@host:5432/db``, ``mysql://user@host:3306/db``
+    (MariaDB too), ``sqlite:///path`` or a SQLAlchemy ``Engine`` the application already has.
+    Each call ends within ``timeout`` seconds (pool wait, connect, statement and lock wait) or
+    raises :class:`~lbkit.StoreUnavailable`; connections come from a pool of ``pool_size``
+    (plus as many overflow) and are checked before use, so the store reconnects by itself
+    after the database restarts.
+    """
+
+    def __init__(
+        self,
+        url: str | sa.URL | sa.Engine,
+        *,
+        table: str = "lbkit_sessions",
+        max_value: int = DEFAULT_MAX_VALUE,
+        timeout: float = 5.0,
+        pool_size: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        timeout = _check_timeout(timeout)
+        engine: sa.Engine
+        if isinstance(url, sa.Engine):
+            engine = url.execution_options(isolation_level="AUTOCOMMIT")
+            self._owned = False
+        else:
+            target = _driver_url(url, asynchronous=False)
+            options = _engine_options(pool_size, timeout)
+            if target.get_backend_name() == "sqlite":
+                options.pop("max_overflow")
+                options.pop("pool_size")
+            engine = sa.create_engine(
+                target, connect_args=_connect_args(target, timeout), **options
+            )
+            self._owned = True
+        self._setup(engine, table, max_value, timeout, clock)
+
+    def create_table(self) -> None:
+        """Create the sessions table and its index if they do not exist."""
+        try:
+            self.table.metadata.create_all(self.engine, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _run(self, plan_factory: Callable[[], _Plan]) -> Any:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            plan = plan_factory()
+            try:
+                return self._drive(plan, deadline)
+            except _Retry:
+                continue
+
+    def _drive(self, plan: _Plan, deadline: float) -> Any:
+        try:
+            statement = next(plan)  # validates the arguments, before any I/O
+        except StopIteration as done:
+            return done.value
+        try:
+            with self.engine.connect() as conn:
+                while True:
+                    if time.monotonic() >= deadline:
+                        raise self._late()
+                    try:
+                        result = conn.execute(statement)
+                        outcome = _Outcome(
+                            result.rowcount,
+                            [tuple(r) for r in result.fetchall()] if result.returns_rows else [],
+                        )
+                    except sa.exc.SQLAlchemyError as exc:
+                        if self._classify(exc, deadline) == "retry":
+                            raise _Retry from exc
+                        statement = plan.throw(_Duplicate())
+                        continue
+                    statement = plan.send(outcome)
+        except StopIteration as done:
+            return done.value
+        except sa.exc.SQLAlchemyError as exc:  # connect, pool checkout
+            self._classify(exc, deadline)
+            raise self._unavailable(exc) from exc
+        except _Duplicate as exc:
+            raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
+        finally:
+            plan.close()
+
+    def get(self, key: str) -> bytes | None:
+        """The value of ``key``, or None if missing or expired."""
+        row = self._run(lambda: self._sql.read(key))
+        return None if row is None else bytes(row[0])
+
+    def get_versioned(self, key: str) -> tuple[bytes, Version] | None:
+        """The value and version of ``key``, or None."""
+        row: tuple[bytes, Version] | None = self._run(lambda: self._sql.read(key))
+        return row
+
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        if_version: Version | None = None,
+    ) -> Version:
+        """Store ``value``: one upsert, or one ``UPDATE ... WHERE version`` when versioned."""
+        version: Version = self._run(lambda: self._sql.write(key, value, ttl, if_version))
+        return version
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; returns whether it existed (and had not expired)."""
+        return bool(self._run(lambda: self._sql.remove(key)))
+
+    def touch(self, key: str, ttl: float) -> bool:
+        """Give ``key`` a new TTL from now; returns whether it existed."""
+        return bool(self._run(lambda: self._sql.extend(key, ttl)))
+
+    def purge_expired(self, batch_size: int = 1000) -> int:
+        """Delete expired rows ``batch_size`` at a time (short locks); returns how many."""
+        return int(self._run(lambda: self._sql.purge(batch_size)))
+
+    def close(self) -> None:
+        """Close the pool's connections (an engine handed over stays the caller's)."""
+        if self._owned:
+            self.engine.dispose()
+
+
+class AsyncSqlStore(_Shell):
+    """The asyncio twin of :class:`SqlStore` (psycopg's asyncio mode, asyncmy).
+
+    Takes the same URLs, or an ``AsyncEngine``; every call is bounded by ``timeout`` with
+    ``asyncio.wait_for`` (cancellation returns the connection to the pool or drops it).
+    """
+
+    def __init__(
+        self,
+        url: str | sa.URL | AsyncEngine,
+        *,
+        table: str = "lbkit_sessions",
+        max_value: int = DEFAULT_MAX_VALUE,
+        timeout: float = 5.0,
+        pool_size: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        timeout = _check_timeout(timeout)
+        engine: AsyncEngine
+        if isinstance(url, AsyncEngine):
+            engine = url.execution_options(isolation_level="AUTOCOMMIT")
+            self._owned = False
+        else:
+            target = _driver_url(url, asynchronous=True)
+            engine = create_async_engine(
+                target,
+                connect_args=_connect_args(target, timeout),
+                **_engine_options(pool_size, timeout),
+            )
+            self._owned = True
+        self._setup(engine, table, max_value, timeout, clock)
+
+    async def create_table(self) -> None:
+        """Create the sessions table and its index if they do not exist."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(self.table.metadata.create_all, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _run(self, plan_factory: Callable[[], _Plan]) -> Any:
+        deadline = time.monotonic() + self.timeout
+        try:
+            return await asyncio.wait_for(self._attempts(plan_factory, deadline), self.timeout)
+        except asyncio.TimeoutError as exc:
+            raise self._late() from exc
+
+    async def _attempts(self, plan_factory: Callable[[], _Plan], deadline: float) -> Any:
+        while True:
+            try:
+                return await self._drive(plan_factory(), deadline)
+            except _Retry:
+                continue
+
+    async def _drive(self, plan: _Plan, deadline: float) -> Any:
+        try:
+            statement = next(plan)
+        except StopIteration as done:
+            return done.value
+        try:
+            async with self.engine.connect() as conn:
+                while True:
+                    try:
+                        result = await conn.execute(statement)
+                        outcome = _Outcome(
+                            result.rowcount,
+                            [tuple(r) for r in result.fetchall()] if result.returns_rows else [],
+                        )
+                    except sa.exc.SQLAlchemyError as exc:
+                        if self._classify(exc, deadline) == "retry":
+                            raise _Retry from exc
+                        statement = plan.throw(_Duplicate())
+                        continue
+                    statement = plan.send(outcome)
+        except StopIteration as done:
+            return done.value
+        except sa.exc.SQLAlchemyError as exc:  # connect, pool checkout
+            self._classify(exc, deadline)
+            raise self._unavailable(exc) from exc
+        except _Duplicate as exc:
+            raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
+        finally:
+            plan.close()
+
+    async def get(self, key: str) -> bytes | None:
+        """See :meth:`SqlStore.get`."""
+        row = await self._run(lambda: self._sql.read(key))
+        return None if row is None else bytes(row[0])
+
+    async def get_versioned(self, key: str) -> tuple[bytes, Version] | None:
+        """See :meth:`SqlStore.get_versioned`."""
+        row: tuple[bytes, Version] | None = await self._run(lambda: self._sql.read(key))
+        return row
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        if_version: Version | None = None,
+    ) -> Version:
+        """See :meth:`SqlStore.set`."""
+        version: Version = await self._run(lambda: self._sql.write(key, value, ttl, if_version))
+        return version
+
+    async def delete(self, key: str) -> bool:
+        """See :meth:`SqlStore.delete`."""
+        return bool(await self._run(lambda: self._sql.remove(key)))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """See :meth:`SqlStore.touch`."""
+        return bool(await self._run(lambda: self._sql.extend(key, ttl)))
+
+    async def purge_expired(self, batch_size: int = 1000) -> int:
+        """See :meth:`SqlStore.purge_expired`."""
+        return int(await self._run(lambda: self._sql.purge(batch_size)))
+
+    async def close(self) -> None:
+        """Close the pool's connections (an engine handed over stays the caller's)."""
+        if self._owned:
+            await self.engine.dispose()

@@ -1,0 +1,474 @@
+"""SqlStore / AsyncSqlStore against a real PostgreSQL and a real MariaDB (and SQLite).
+
+The servers are started by these tests (tests/conformance/sql_servers.py) in temporary data
+directories on free ports, killed with SIGKILL mid-load and restarted, and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+import lbkit
+from lbkit import sessions
+from tests.conformance.servers import free_port
+from tests.conformance.sql_servers import SqlServer, mariadb_server, postgres_server
+
+DATABASES = ["postgresql", "mariadb"]
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, SqlServer]]:
+    started: dict[str, SqlServer] = {}
+    try:
+        started["postgresql"] = postgres_server()
+        started["mariadb"] = mariadb_server()
+        for server in started.values():
+            store = sessions.SqlStore(server.url)
+            store.create_table()
+            store.close()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def make_sql(
+    servers: dict[str, SqlServer], tmp_path: Path
+) -> Iterator[Callable[..., sessions.SqlStore]]:
+    made: list[sessions.SqlStore] = []
+
+    def make(backend: str, **kwargs: Any) -> sessions.SqlStore:
+        url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else servers[backend].url
+        store = sessions.SqlStore(url, **kwargs)
+        if backend == "sqlite":
+            store.create_table()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+def _key() -> str:
+    return f"k-{uuid.uuid4().hex}"
+
+
+def _statements(store: sessions.SqlStore) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: seen.append(str(args[2])))
+    return seen
+
+
+# --- the store conformance suite ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_roundtrip_overwrite_delete(backend: str, make_sql: Callable[..., Any]) -> None:
+    store = make_sql(backend)
+    key = _key()
+    assert store.get(key) is None
+    assert store.get_versioned(key) is None
+    v1 = store.set(key, b"\x00\xffbinary value")
+    assert store.get(key) == b"\x00\xffbinary value"
+    v2 = store.set(key, b"second")
+    assert v2 != v1
+    assert store.get_versioned(key) == (b"second", v2)
+    assert store.delete(key) is True
+    assert store.get(key) is None
+    assert store.delete(key) is False
+    store.set(f"app:{key}", b"prefixed")
+    assert store.get(f"app:{key}") == b"prefixed"
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_keys_are_case_sensitive(backend: str, make_sql: Callable[..., Any]) -> None:
+    # MySQL's default collation would fold case: session ids "Ab" and "aB" must differ
+    store = make_sql(backend)
+    key = _key()
+    store.set(key + "AB", b"upper")
+    store.set(key + "ab", b"lower")
+    assert store.get(key + "AB") == b"upper"
+    assert store.get(key + "ab") == b"lower"
+    assert store.get(key + "Ab") is None
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_bad_input_never_reaches_the_database(backend: str, make_sql: Callable[..., Any]) -> None:
+    store = make_sql(backend)
+    store.get("warm-up")
+    seen = _statements(store)
+    for key in ["", "../../etc/passwd", "a/b", "a.b", "x" * 201, "sp ace", "nul\x00", "é", "a'b"]:
+        with pytest.raises(sessions.InvalidKeyError, match="invalid session key"):
+            store.set(key, b"v")
+        with pytest.raises(sessions.InvalidKeyError):
+            store.get(key)
+        with pytest.raises(sessions.InvalidKeyError):
+            store.delete(key)
+        with pytest.raises(sessions.InvalidKeyError):
+            store.touch(key, 5)
+    for ttl in [0, -1, float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="invalid ttl"):
+            store.set("good", b"v", ttl=ttl)
+    for version in [-1, True, 1.5, "3"]:
+        with pytest.raises(lbkit.StoreError, match="invalid if_version"):
+            store.set("good", b"v", if_version=version)
+    with pytest.raises(sessions.ValueTooLarge, match=str(store.max_value)):
+        store.set("good", b"x" * (store.max_value + 1))
+    assert seen == []
+    assert store.get("good") is None
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_values_up_to_the_limit(backend: str, make_sql: Callable[..., Any]) -> None:
+    store = make_sql(backend, max_value=4 * 1024 * 1024)
+    key = _key()
+    value = bytes(range(256)) * (store.max_value // 256)
+    assert len(value) == store.max_value
+    store.set(key, value)
+    assert store.get(key) == value  # LONGBLOB / bytea: nothing truncated
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_ttl_expires_and_touch_extends(backend: str, make_sql: Callable[..., Any]) -> None:
+    clock = FakeClock()
+    store = make_sql(backend, clock=clock)
+    short, kept = _key(), _key()
+    store.set(short, b"a", ttl=1)
+    store.set(kept, b"b", ttl=1)
+    assert store.touch(kept, 30) is True
+    assert store.touch(_key(), 30) is False
+    assert store.get(short) == b"a"
+    clock.now += 2
+    assert store.get(short) is None
+    assert store.get_versioned(short) is None
+    assert store.touch(short, 30) is False  # an expired row is not revived
+    assert store.delete(short) is False
+    assert store.get(kept) == b"b"
+    # an expired key counts as absent for a create-only write
+    store.set(short, b"again", ttl=1)
+    clock.now += 2
+    store.set(short, b"fresh", if_version=sessions.ABSENT)
+    assert store.get(short) == b"fresh"
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_versioned_writes_never_lose_or_repeat(backend: str, make_sql: Callable[..., Any]) -> None:
+    store = make_sql(backend)
+    key = _key()
+    v1 = store.set(key, b"one", if_version=sessions.ABSENT)
+    with pytest.raises(lbkit.SessionConflict):
+        store.set(key, b"again", if_version=sessions.ABSENT)
+    assert store.get_versioned(key) == (b"one", v1)
+    v2 = store.set(key, b"two", if_version=v1)
+    with pytest.raises(lbkit.SessionConflict):
+        store.set(key, b"lost update", if_version=v1)
+    assert store.get_versioned(key) == (b"two", v2)
+    # deleted and written again: the old version must not match the new value
+    store.delete(key)
+    with pytest.raises(lbkit.SessionConflict):
+        store.set(key, b"resurrected", if_version=v2)
+    assert store.get(key) is None
+    v3 = store.set(key, b"three")
+    assert len({v1, v2, v3}) == 3
+    with pytest.raises(lbkit.SessionConflict):
+        store.set(key, b"stale", if_version=v1)
+    assert store.get_versioned(key) == (b"three", v3)
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_purge_removes_only_expired_rows_in_batches(
+    backend: str, make_sql: Callable[..., Any]
+) -> None:
+    clock = FakeClock()
+    store = make_sql(backend, clock=clock)
+    store.purge_expired()  # what earlier tests left behind
+    prefix = _key()
+    for i in range(25):
+        store.set(f"{prefix}-old-{i}", b"x", ttl=1)
+    store.set(f"{prefix}-forever", b"y")
+    store.set(f"{prefix}-later", b"z", ttl=100)
+    clock.now += 2
+    seen = _statements(store)
+    assert store.purge_expired(batch_size=10) == 25
+    deletes = [s for s in seen if s.lstrip().upper().startswith("DELETE")]
+    assert len(deletes) == 3  # 10 + 10 + 5: each batch its own short statement
+    assert store.get(f"{prefix}-forever") == b"y"
+    assert store.get(f"{prefix}-later") == b"z"
+    assert store.purge_expired() == 0
+    with pytest.raises(lbkit.ConfigError, match="batch_size"):
+        store.purge_expired(batch_size=0)
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_an_application_engine_is_used_as_given(
+    backend: str, servers: dict[str, SqlServer]
+) -> None:
+    url = servers[backend].url
+    driver = {"postgresql": "postgresql+psycopg", "mariadb": "mysql+pymysql"}[backend]
+    engine = sa.create_engine(sa.make_url(url).set(drivername=driver))
+    store = sessions.SqlStore(engine, table="app_sessions")
+    store.create_table()
+    store.create_table()  # idempotent
+    key = _key()
+    store.set(key, b"v")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, value FROM app_sessions")).all()
+    assert (key, b"v") in [(r[0], bytes(r[1])) for r in rows]
+    store.close()  # the engine stays the application's
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    engine.dispose()
+    with pytest.raises(lbkit.ConfigError, match="invalid table name"):
+        sessions.SqlStore(engine, table="x; DROP TABLE y")
+
+
+def test_missing_table_says_how_to_create_it(servers: dict[str, SqlServer]) -> None:
+    store = sessions.SqlStore(servers["postgresql"].url, table="never_created")
+    with pytest.raises(lbkit.StoreError, match="create_table"):
+        store.get("abc")
+    store.close()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_unreachable_database_is_store_unavailable_within_timeout(scheme: str) -> None:
+    port = free_port()
+    store = sessions.SqlStore(f"{scheme}://root:hunter2@127.0.0.1:{port}/db", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(lbkit.StoreUnavailable, match=str(port)) as info:
+        store.get("abc")
+    assert time.monotonic() - started < 3.0
+    assert info.value.__cause__ is not None
+    assert "hunter2" not in str(info.value)  # the password is never shown
+    assert "hunter2" not in info.value.address
+    store.close()
+
+
+# --- asyncio --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_async_store(backend: str, servers: dict[str, SqlServer]) -> None:
+    async def main() -> None:
+        store = sessions.AsyncSqlStore(servers[backend].url, timeout=5.0)
+        await store.create_table()
+        key = _key()
+        assert await store.get(key) is None
+        v1 = await store.set(key, b"one", ttl=30, if_version=sessions.ABSENT)
+        assert await store.get_versioned(key) == (b"one", v1)
+        with pytest.raises(lbkit.SessionConflict):
+            await store.set(key, b"x", if_version=sessions.ABSENT)
+        v2 = await store.set(key, b"two", if_version=v1)
+        with pytest.raises(lbkit.SessionConflict):
+            await store.set(key, b"lost", if_version=v1)
+        assert await store.touch(key, 60) is True
+        assert await store.get(key) == b"two"
+        with pytest.raises(sessions.InvalidKeyError):
+            await store.get("../x")
+        # sixteen tasks incrementing one counter lose nothing
+        counter = _key()
+
+        async def bump(times: int) -> None:
+            for _ in range(times):
+                while True:
+                    found = await store.get_versioned(counter)
+                    n, v = (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
+                    try:
+                        await store.set(counter, str(n + 1).encode(), if_version=v)
+                        break
+                    except lbkit.SessionConflict:
+                        await asyncio.sleep(0)
+
+        await asyncio.gather(*(bump(10) for _ in range(16)))
+        assert await store.get(counter) == b"160"
+        # a cancelled call leaves no connection checked out
+        task = asyncio.ensure_future(store.set(_key(), b"c"))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.05)
+        assert store.engine.pool.checkedout() == 0
+        assert await store.delete(key) is True
+        assert v2 != v1
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_async_unreachable_is_store_unavailable_within_timeout() -> None:
+    port = free_port()
+
+    async def main() -> None:
+        store = sessions.AsyncSqlStore(f"postgresql://u@127.0.0.1:{port}/db", timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(lbkit.StoreUnavailable, match=str(port)):
+            await store.get("abc")
+        assert time.monotonic() - started < 3.0
+        await store.close()
+
+    asyncio.run(main())
+
+
+# --- many writers ---------------------------------------------------------------------------
+
+
+def _increment(store: Any, key: str, times: int) -> int:
+    conflicts = 0
+    for _ in range(times):
+        while True:
+            found = store.get_versioned(key)
+            count, version = (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
+            try:
+                store.set(key, str(count + 1).encode(), if_version=version)
+                break
+            except lbkit.SessionConflict:
+                conflicts += 1
+    return conflicts
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_sixteen_threads_lose_no_update(backend: str, make_sql: Callable[..., Any]) -> None:
+    store = make_sql(backend)
+    key = _key()
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            _increment(store, key, 15)
+            store.set(f"{key}-own-{i}", f"mine-{i}".encode())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.get(key) == str(16 * 15).encode()
+    for i in range(16):
+        assert store.get(f"{key}-own-{i}") == f"mine-{i}".encode()
+    assert store.engine.pool.checkedout() == 0
+    assert store.deadlock_retries == 0
+
+
+def _process_worker(url: str, key: str, times: int, go: Any) -> None:
+    store = sessions.SqlStore(url)
+    store.get("warm-up")
+    go.wait()
+    _increment(store, key, times)
+    store.close()
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_eight_processes_lose_no_update(backend: str, servers: dict[str, SqlServer]) -> None:
+    url = servers[backend].url
+    key = _key()
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_process_worker, args=(url, key, 15, go)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = sessions.SqlStore(url)
+    assert store.get(key) == str(8 * 15).encode()
+    store.close()
+
+
+# --- the database crashes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_kill_9_mid_load_loses_no_acknowledged_write(
+    backend: str, servers: dict[str, SqlServer]
+) -> None:
+    server = servers[backend]
+    timeout = 2.0
+    store = sessions.SqlStore(server.url, timeout=timeout)
+    prefix = _key()
+    acked: dict[str, bytes] = {}
+    failures: list[tuple[str, float]] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def writer(t: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key, value = f"{prefix}-{t}-{i}", f"value-{t}-{i}".encode() * 8
+            started = time.monotonic()
+            try:
+                store.set(key, value)
+            except lbkit.StoreUnavailable as exc:
+                with lock:
+                    failures.append((type(exc).__name__, time.monotonic() - started))
+                time.sleep(0.05)
+            else:
+                with lock:
+                    acked[key] = value
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    before = len(acked)
+    server.kill()
+    time.sleep(1.0)  # writers fail while it is down
+    down_failures = len(failures)
+    server.restart()
+    deadline = time.monotonic() + 30
+    recovered = False
+    while time.monotonic() < deadline:
+        with lock:
+            n = len(acked)
+        time.sleep(0.3)
+        with lock:
+            if len(acked) > n + 8:
+                recovered = True
+                break
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert before > 0
+    assert down_failures > 0, "writes while the database was down must fail"
+    assert all(name == "StoreUnavailable" for name, _ in failures)
+    assert max(elapsed for _, elapsed in failures) < timeout + 1.5
+    assert recovered, "the store did not recover after the database came back"
+    check = sessions.SqlStore(server.url)
+    lost = [k for k, v in acked.items() if check.get(k) != v]
+    assert lost == [], f"{len(lost)} of {len(acked)} acknowledged writes lost"
+    check.close()
+    store.close()
+
+
+# --- two app servers share sessions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", DATABASES)
+def test_two_app_servers_share_one_session(backend: str, servers: dict[str, SqlServer]) -> None:
+    from tests.sessions.test_middleware import two_app_servers_share_one_session
+
+    two_app_servers_share_one_session(servers[backend].url, f"e2e-{backend}:")
