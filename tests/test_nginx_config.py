@@ -31,7 +31,7 @@ def test_parses_every_parameter() -> None:
     assert up.name == "backend"
     assert isinstance(up.method, lbkit.LeastConn)
     assert up.keepalive == 32
-    assert up.directives["zone"] == ("backend", "64k")
+    assert up.zone == "backend"
     first = up.servers[0]
     assert (first.weight, first.max_fails, first.fail_timeout, first.max_conns) == (3, 2, 60, 10)
     assert up.servers[1].backup

@@ -8,64 +8,90 @@
 ['10.0.0.1:80', '10.0.0.2:80', '10.0.0.1:80']
 """
 
-from lbkit.balancers import Hash, IpHash, LeastConn, Method, Random, RoundRobin
-from lbkit.balancers.bounded import BoundedLoad
-from lbkit.balancers.ketama import FLAVORS, Ketama
-from lbkit.balancers.least_time import Ewma, LeastTime, PeakEwma, PowerOfTwo
-from lbkit.balancers.maglev import Maglev
-from lbkit.balancers.rendezvous import JumpHash, Rendezvous, jump_hash
-from lbkit.balancers.schedule import SmoothSchedule
+from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin, SmoothSchedule
 from lbkit.errors import (
     ConfigError,
     EmptyRingError,
     InvalidAddressError,
     InvalidHostError,
+    KeyTypeError,
     LbkitError,
     NoLiveUpstreams,
+    ProtocolError,
     RegexLimitError,
+    RequestError,
     ResolutionError,
     SessionConflict,
     StoreError,
     StoreUnavailable,
     TriesExhausted,
+    UnknownNodeError,
+    UnknownPeerError,
     UnsupportedOperation,
     UsageError,
 )
-from lbkit.nginx.servers import parse_servers
-from lbkit.peer import Peer, PeerState
-from lbkit.reshard import Move, ReshardPlan, plan_reshard
+from lbkit.latency import Ewma, LeastTime, PeakEwma, PowerOfTwo
+from lbkit.nginx import parse_servers, parse_upstream
+from lbkit.rings import (
+    FLAVORS,
+    BoundedLoad,
+    Flavor,
+    JumpHash,
+    Ketama,
+    Maglev,
+    Move,
+    Rendezvous,
+    ReshardPlan,
+    jump_hash,
+    plan_reshard,
+)
 from lbkit.routing import RouteMatch, Router, ServerBlock
-from lbkit.server import Server
-from lbkit.upstream import Upstream
+from lbkit.upstream import (
+    AsyncAttempts,
+    Attempts,
+    Method,
+    MethodKind,
+    Peer,
+    PeerState,
+    Server,
+    Upstream,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FLAVORS",
+    "AsyncAttempts",
+    "Attempts",
     "BoundedLoad",
     "ConfigError",
     "EmptyRingError",
     "Ewma",
+    "Flavor",
     "Hash",
     "InvalidAddressError",
     "InvalidHostError",
     "IpHash",
     "JumpHash",
     "Ketama",
+    "KeyTypeError",
     "LbkitError",
     "LeastConn",
     "LeastTime",
     "Maglev",
     "Method",
+    "MethodKind",
     "Move",
     "NoLiveUpstreams",
     "PeakEwma",
     "Peer",
     "PeerState",
     "PowerOfTwo",
+    "ProtocolError",
     "Random",
     "RegexLimitError",
     "Rendezvous",
+    "RequestError",
     "ReshardPlan",
     "ResolutionError",
     "RoundRobin",
@@ -78,11 +104,14 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TriesExhausted",
+    "UnknownNodeError",
+    "UnknownPeerError",
     "UnsupportedOperation",
     "Upstream",
     "UsageError",
     "__version__",
     "jump_hash",
     "parse_servers",
+    "parse_upstream",
     "plan_reshard",
 ]

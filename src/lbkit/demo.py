@@ -61,7 +61,7 @@ def _route(up: Upstream, requests: list[dict[str, str]], failing: str | None) ->
     for kwargs in requests:
         chosen: str | None = None
         try:
-            for peer in up.attempts(**kwargs):
+            for peer in up.attempts(kwargs.get("key"), kwargs.get("client_addr")):
                 ok = peer.name != failing
                 up.done(peer, failed=not ok)
                 if ok:

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidHostError",
     "InvalidKeyError",
     "InvalidStoreArgument",
+    "KeyTypeError",
     "LbkitError",
     "NoLiveUpstreams",
     "ProtocolError",
@@ -70,6 +71,10 @@ class UnknownNodeError(LbkitError, KeyError):
 
 class ProtocolError(LbkitError, ValueError):
     """Bytes that break a wire protocol (sharedance): the peer drops the connection."""
+
+
+class KeyTypeError(RequestError, TypeError):
+    """A hash key that is neither ``str`` nor ``bytes`` (or ``str`` with no UTF-8 form)."""
 
 
 class InvalidAddressError(RequestError):

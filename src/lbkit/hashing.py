@@ -1,19 +1,61 @@
-"""Key-to-integer functions shared by the balancers."""
+"""Every key-to-integer function lbkit uses, and the key bytes nginx hashes.
+
+- ``crc32`` / ``crc32_key`` / ``memcached_crc15``: nginx's ``hash`` and ``hash consistent``.
+- ``md5_key``: libketama's continuum position of a key.
+- ``mmh3_32`` / ``mmh3_64``: murmur3, for the ``fast`` ketama flavour, Maglev, rendezvous
+  and jump hash.
+- ``client_address_bytes`` / ``ip_hash_step``: what ``ip_hash`` hashes for a client.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import socket
+import struct
 import zlib
+from collections.abc import Callable
 
-__all__ = ["as_bytes", "crc32", "memcached_crc15"]
+import mmh3
+
+from lbkit.errors import InvalidAddressError, KeyTypeError
+
+__all__ = [
+    "MAX_ADDRESS_TEXT",
+    "as_bytes",
+    "client_address_bytes",
+    "crc32",
+    "crc32_key",
+    "ip_hash_step",
+    "md5_key",
+    "memcached_crc15",
+    "mmh3_32",
+    "mmh3_64",
+    "mmh3_hash64",
+]
+
+#: Longest client address text accepted (an IPv6 address with a scope id fits easily).
+MAX_ADDRESS_TEXT = 128
+
+_LE_U32 = struct.Struct("<I")
 
 
 def as_bytes(key: str | bytes) -> bytes:
-    """Return ``key`` as bytes: ``str`` is encoded as UTF-8, ``bytes`` is returned as is."""
+    """Return ``key`` as bytes: ``str`` is encoded as UTF-8, ``bytes`` is returned as is.
+
+    Raises :class:`~lbkit.errors.KeyTypeError` for anything else (and for ``str`` holding
+    lone surrogates, which have no UTF-8 form).
+    """
     if isinstance(key, bytes):
         return key
     if isinstance(key, str):
-        return key.encode("utf-8")
-    raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
+        try:
+            return key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise KeyTypeError(
+                f"key {key[:64]!r} has no UTF-8 form (lone surrogate): pass valid text or bytes"
+            ) from None
+    raise KeyTypeError(f"key must be str or bytes, not {type(key).__name__}")
 
 
 def crc32(data: bytes, start: int = 0) -> int:
@@ -21,6 +63,82 @@ def crc32(data: bytes, start: int = 0) -> int:
     return zlib.crc32(data, start)
 
 
+def crc32_key(key: str | bytes) -> int:
+    """CRC-32 of a key's bytes: its position on nginx's consistent-hash ring."""
+    return zlib.crc32(as_bytes(key))
+
+
 def memcached_crc15(data: bytes) -> int:
     """``(crc32(data) >> 16) & 0x7fff``: the Cache::Memcached step nginx's ``hash`` uses."""
     return (zlib.crc32(data) >> 16) & 0x7FFF
+
+
+def md5_key(key: str | bytes) -> int:
+    """libketama's key position: the first 4 bytes of md5, little-endian."""
+    digest = hashlib.md5(as_bytes(key), usedforsecurity=False).digest()
+    return int(_LE_U32.unpack_from(digest)[0])
+
+
+#: murmur3 32-bit, signed: ``mmh3_32(key, seed=0)`` (the ``fast`` ketama flavour's point and
+#: key hash, Maglev's key hash). The C function itself, so a ring lookup pays no extra call.
+mmh3_32: Callable[..., int] = mmh3.hash
+
+
+#: murmur3 x64 128-bit as two 64-bit halves: ``mmh3_hash64(key, seed, signed=False)[0]`` is
+#: the key hash of rendezvous and jump hash (the C function itself, for the per-node loop).
+mmh3_hash64: Callable[..., tuple[int, int]] = mmh3.hash64
+
+
+def mmh3_64(key: str | bytes, seed: int = 0) -> int:
+    """The first 64 unsigned bits of murmur3's 128-bit x64 hash (rendezvous, jump hash)."""
+    return int(mmh3.hash64(key, seed, signed=False)[0])
+
+
+def client_address_bytes(client_addr: str | bytes) -> bytes:
+    """The bytes nginx's ``ip_hash`` hashes: 3 octets of IPv4, all 16 bytes of IPv6.
+
+    Raises :class:`~lbkit.InvalidAddressError` for anything that is not an IP address.
+    """
+    if isinstance(client_addr, bytes):
+        try:
+            text = client_addr.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidAddressError(
+                f"invalid client address {client_addr[:64]!r}: expected IPv4 or IPv6 text"
+            ) from None
+    elif isinstance(client_addr, str):
+        text = client_addr
+    else:
+        raise InvalidAddressError(
+            f"invalid client address {client_addr!r}: expected IPv4 or IPv6 text (str or bytes)"
+        )
+    if len(text) > MAX_ADDRESS_TEXT:
+        raise InvalidAddressError(
+            f"invalid client address {text[:64]!r}...: longer than {MAX_ADDRESS_TEXT} characters"
+        )
+    # fast path: the C parser for plain dotted-quad and IPv6 text
+    try:
+        return socket.inet_pton(socket.AF_INET, text)[:3]
+    except (OSError, ValueError):  # ValueError: embedded NUL or lone surrogate
+        pass
+    if ":" in text and "%" not in text:
+        try:
+            return socket.inet_pton(socket.AF_INET6, text)
+        except (OSError, ValueError):
+            pass
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidAddressError(
+            f"invalid client address {text!r}: expected IPv4 (192.0.2.1) or IPv6 (2001:db8::1) text"
+        ) from None
+    if address.version == 4:
+        return address.packed[:3]
+    return address.packed
+
+
+def ip_hash_step(hash_value: int, addr: bytes) -> int:
+    """One round of nginx's ip_hash: ``hash = (hash * 113 + byte) % 6271`` over ``addr``."""
+    for byte in addr:
+        hash_value = (hash_value * 113 + byte) % 6271
+    return hash_value

@@ -2,6 +2,7 @@
 
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, Token, parse_directives, tokenize
+from lbkit.nginx.render import render_method, render_server, render_upstream
 from lbkit.nginx.servers import parse_servers
 from lbkit.nginx.upstream import parse_upstream
 
@@ -12,5 +13,8 @@ __all__ = [
     "parse_duration",
     "parse_servers",
     "parse_upstream",
+    "render_method",
+    "render_server",
+    "render_upstream",
     "tokenize",
 ]

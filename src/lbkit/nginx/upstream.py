@@ -1,15 +1,24 @@
-"""``parse_upstream``: one nginx ``upstream NAME { ... }`` block -> :class:`~lbkit.Upstream`."""
+"""``parse_upstream``: one nginx ``upstream NAME { ... }`` block -> :class:`~lbkit.Upstream`.
+
+Syntax only: what makes servers and an upstream valid is decided by the model
+(:mod:`lbkit.upstream`); its errors are re-raised here with the line they come from.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from lbkit.balancers import Hash, IpHash, LeastConn, Method, Random, RoundRobin
+from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin
 from lbkit.errors import ConfigError
-from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, parse_directives
-from lbkit.server import Server
-from lbkit.upstream import Upstream
+from lbkit.upstream import (
+    Method,
+    Server,
+    ServerConfigError,
+    Upstream,
+    parse_count,
+    server_from_params,
+)
 
 __all__ = ["UPSTREAM_DIRECTIVES", "parse_upstream", "upstream_from_directive"]
 
@@ -27,68 +36,22 @@ UPSTREAM_DIRECTIVES = (
     "zone",
 )
 
-_SERVER_PARAMS = (
-    "weight=N, max_fails=N, fail_timeout=TIME, max_conns=N, slow_start=TIME, backup, down"
-)
 
-
-def _int_param(token: str, prefix: str, line: int, minimum: int) -> int:
-    digits = token[len(prefix) :]
-    if not digits.isascii() or not digits.isdigit():
-        raise ConfigError(
-            f'invalid parameter "{token}": {prefix[:-1]} must be an integer >= {minimum}',
-            line=line,
-        )
-    value = int(digits)
-    if value < minimum:
-        raise ConfigError(
-            f'invalid parameter "{token}": {prefix[:-1]} must be an integer >= {minimum}',
-            line=line,
-        )
-    return value
+def _at_line(exc: ConfigError, line: int) -> ConfigError:
+    message = str(exc)
+    if exc.line is not None:  # already placed: drop the old suffix
+        message = message.rsplit(" (line ", 1)[0]
+    return ConfigError(message, line=line)
 
 
 def _parse_server(d: Directive) -> Server:
     if not d.args:
         raise ConfigError('invalid number of arguments in "server" directive', line=d.line)
     address, *params = d.args
-    kwargs: dict[str, int | bool] = {}
-    for token in params:
-        if token.startswith("weight="):
-            kwargs["weight"] = _int_param(token, "weight=", d.line, 1)
-        elif token.startswith("max_fails="):
-            kwargs["max_fails"] = _int_param(token, "max_fails=", d.line, 0)
-        elif token.startswith("max_conns="):
-            kwargs["max_conns"] = _int_param(token, "max_conns=", d.line, 0)
-        elif token.startswith("fail_timeout="):
-            seconds = parse_duration(token[len("fail_timeout=") :])
-            if seconds is None:
-                raise ConfigError(
-                    f'invalid parameter "{token}": expected a time such as 10, 10s, 1m or 1m 30s',
-                    line=d.line,
-                )
-            kwargs["fail_timeout"] = seconds
-        elif token.startswith("slow_start="):
-            seconds = parse_duration(token[len("slow_start=") :])
-            if seconds is None:
-                raise ConfigError(
-                    f'invalid parameter "{token}": expected a time such as 30s or 1m',
-                    line=d.line,
-                )
-            kwargs["slow_start"] = seconds
-        elif token == "backup":
-            kwargs["backup"] = True
-        elif token == "down":
-            kwargs["down"] = True
-        else:
-            raise ConfigError(
-                f'invalid parameter "{token}" of server {address}: expected {_SERVER_PARAMS}',
-                line=d.line,
-            )
     try:
-        return Server(address, **kwargs)  # type: ignore[arg-type]
+        return server_from_params(address, params)
     except ConfigError as exc:
-        raise ConfigError(str(exc), line=d.line) from None
+        raise _at_line(exc, d.line) from None
 
 
 def _parse_method(d: Directive) -> Method:
@@ -140,14 +103,26 @@ def parse_upstream(text: str, *, clock: Callable[[], float] | None = None) -> Up
 
     Accepts ``server`` (weight, max_fails, fail_timeout, max_conns, slow_start, backup,
     down), ``hash KEY [consistent]``, ``ip_hash``, ``least_conn``, ``random [two
-    [least_conn]]``, ``keepalive N`` and, recorded but without effect on the choice, ``zone``
-    and the other ``keepalive_*`` directives. Anything else raises
-    :class:`~lbkit.ConfigError` naming it and its line. ``clock`` is passed to the upstream
-    (default :func:`time.monotonic`).
+    [least_conn]]``, ``keepalive N``, ``zone NAME [SIZE]`` (its name is recorded as
+    ``Upstream.zone``) and, without effect on the choice, the other ``keepalive_*``
+    directives. Anything else raises :class:`~lbkit.ConfigError` naming it and its line.
+    ``clock`` is passed to the upstream (default :func:`time.monotonic`).
     """
     if not isinstance(text, str):
         raise ConfigError(f"parse_upstream takes str, not {type(text).__name__}")
     return upstream_from_directive(_find_upstream_block(text), clock=clock)
+
+
+def _keepalive(d: Directive) -> int:
+    if len(d.args) != 1:
+        raise ConfigError('invalid number of arguments in "keepalive"', line=d.line)
+    value = parse_count(d.args[0], 1)
+    if value is None:
+        raise ConfigError(
+            f'invalid value "{d.args[0][:80]}" in "keepalive": expected an integer >= 1',
+            line=d.line,
+        )
+    return value
 
 
 def upstream_from_directive(
@@ -157,59 +132,44 @@ def upstream_from_directive(
     if block.block is None or len(block.args) != 1:
         raise ConfigError('expected "upstream NAME { ... }"', line=block.line)
     name = block.args[0]
-    servers: list[tuple[Server, int]] = []
+    servers: list[Server] = []
+    lines: list[int] = []
     method: Method = RoundRobin()
-    method_line = 0
     keepalive: int | None = None
-    extras: dict[str, tuple[str, ...]] = {}
-    assert block.block is not None
+    zone: str | None = None
     for d in block.block:
         if d.block is not None:
             raise ConfigError(f'"{d.name}" directive cannot have a block here', line=d.line)
         if d.name == "server":
-            servers.append((_parse_server(d), d.line))
+            servers.append(_parse_server(d))
+            lines.append(d.line)
         elif d.name in ("hash", "ip_hash", "least_conn", "random"):
             method = _parse_method(d)
-            method_line = d.line
         elif d.name == "keepalive":
-            if len(d.args) != 1:
-                raise ConfigError('invalid number of arguments in "keepalive"', line=d.line)
-            keepalive = _int_param("keepalive=" + d.args[0], "keepalive=", d.line, 1)
+            keepalive = _keepalive(d)
+        elif d.name == "zone":
+            if len(d.args) not in (1, 2):
+                raise ConfigError('invalid number of arguments in "zone"', line=d.line)
+            zone = d.args[0]
         elif d.name in UPSTREAM_DIRECTIVES:
-            extras[d.name] = d.args
+            if len(d.args) != 1:
+                raise ConfigError(f'invalid number of arguments in "{d.name}"', line=d.line)
         else:
             raise ConfigError(
                 f'unknown directive "{d.name}" in upstream {name}: expected one of '
                 + ", ".join(UPSTREAM_DIRECTIVES),
                 line=d.line,
             )
-    if not servers:
-        raise ConfigError(f'no servers in upstream "{name}"', line=block.line)
-    if all(server.backup for server, _ in servers):
-        raise ConfigError(
-            f'no servers in upstream "{name}": every server is a backup', line=block.line
+    try:
+        return Upstream(
+            servers,
+            method,
+            name=name,
+            keepalive=keepalive,
+            zone=zone,
+            **({} if clock is None else {"clock": clock}),
         )
-    seen: dict[str, int] = {}
-    for server, line in servers:
-        if server.address in seen:
-            raise ConfigError(
-                f'duplicate server "{server.address}" in upstream "{name}" (first on line '
-                f"{seen[server.address]})",
-                line=line,
-            )
-        seen[server.address] = line
-        for param, used in (("backup", server.backup), ("slow_start", server.slow_start)):
-            if used and not method.supports_backup:
-                raise ConfigError(
-                    f'balancing method "{method.to_nginx().rstrip(";")}" (line {method_line}) '
-                    f'does not support parameter "{param}" of server {server.address}',
-                    line=line,
-                )
-    return Upstream(
-        [s for s, _ in servers],
-        method,
-        name=name,
-        keepalive=keepalive,
-        directives=extras,
-        **({} if clock is None else {"clock": clock}),
-    )
+    except ServerConfigError as exc:
+        raise _at_line(exc, lines[exc.index]) from None
+    except ConfigError as exc:
+        raise _at_line(exc, block.line) from None

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from lbkit.balancers.ketama import Ketama
+from lbkit.rings import Ketama
 from lbkit.errors import ConfigError, StoreUnavailable, UnknownNodeError
 from lbkit.sessions._flow import Call, Flow, arun, run
 from lbkit.sessions.base import (

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from lbkit.balancers.ketama import Flavor, Ketama
-from lbkit.errors import ConfigError, EmptyRingError, UsageError
+from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError, UsageError
+from lbkit.rings._ketama import Flavor, Ketama
 
 __all__ = ["BoundedLoad"]
 
@@ -25,7 +25,11 @@ class BoundedLoad(Generic[N]):
     """A ketama ring whose nodes never exceed ``c`` times their fair share of the load.
 
     ``acquire(key)`` returns the node for a new request and counts it in flight;
-    ``release(node)`` ends it. Thread-safe.
+    ``release(node)`` ends it.
+
+    Thread safety: every method takes one lock, so acquisitions, releases and membership
+    changes from any number of threads are applied one at a time; the ring inside swaps its
+    tables atomically (see :class:`Ketama`).
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class BoundedLoad(Generic[N]):
     def capacity(self, node: N) -> int:
         """The most requests ``node`` may hold at once if one more arrives now."""
         weights = self.ring.weights
+        if node not in weights:
+            raise UnknownNodeError(f"capacity({node!r}): no such node")
         share = weights[node] / sum(weights.values())
         return math.ceil(self.c * (self._total + 1) * share)
 
@@ -73,7 +79,9 @@ class BoundedLoad(Generic[N]):
     def release(self, node: N) -> None:
         """One request on ``node`` ended."""
         with self._lock:
-            if self._loads.get(node, 0) <= 0:
+            if node not in self._loads:
+                raise UnknownNodeError(f"release({node!r}): no such node")
+            if self._loads[node] <= 0:
                 raise UsageError(f"release({node!r}) without a matching acquire")
             self._loads[node] -= 1
             self._total -= 1
@@ -91,7 +99,7 @@ class BoundedLoad(Generic[N]):
             self._loads[node] = 0
 
     def remove(self, node: N) -> None:
-        """Remove a node; its in-flight requests are forgotten."""
+        """Remove a node; its in-flight requests are forgotten (UnknownNodeError if absent)."""
         with self._lock:
             self.ring.remove(node)
             self._total -= self._loads.pop(node)

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
 import attrs
 
-from lbkit.balancers.round_robin import get_round_robin_peer, switch_to_backup
-from lbkit.peer import PeerGroup, PeerState, RequestState
+from lbkit.balancers._round_robin import get_round_robin_peer, switch_to_backup
+from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer
 
-__all__ = ["LeastConn", "LeastConnPicker", "get_least_conn_peer"]
+__all__ = ["LeastConn", "get_least_conn_peer"]
 
 
 def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
     peers = request.group.peers
     tried = request.tried
+    available = PeerState.is_available  # one lookup, not one per peer
     best: PeerState | None = None
     many = False
     for peer in peers:
-        if tried >> peer.index & 1 or peer.down:
-            continue
-        if (
-            peer.max_fails
-            and peer.fails >= peer.max_fails
-            and now - peer.checked <= peer.fail_timeout
-        ):
-            continue
-        if peer.max_conns and peer.conns >= peer.max_conns:
+        if tried >> peer.index & 1 or not available(peer, now):
             continue
         # conns_a / weight_a < conns_b / weight_b, without division, as nginx compares.
         if best is None or peer.conns * best.weight < best.conns * peer.weight:
@@ -39,17 +34,9 @@ def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
         total = 0
         first = best
         for peer in peers[first.index :]:
-            if tried >> peer.index & 1 or peer.down:
+            if tried >> peer.index & 1 or peer.conns * first.weight != first.conns * peer.weight:
                 continue
-            if peer.conns * first.weight != first.conns * peer.weight:
-                continue
-            if (
-                peer.max_fails
-                and peer.fails >= peer.max_fails
-                and now - peer.checked <= peer.fail_timeout
-            ):
-                continue
-            if peer.max_conns and peer.conns >= peer.max_conns:
+            if not available(peer, now):
                 continue
             peer.current_weight += peer.effective_weight
             total += peer.effective_weight
@@ -58,11 +45,7 @@ def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
             if peer.current_weight > best.current_weight:
                 best = peer
         best.current_weight -= total
-    if now - best.checked > best.fail_timeout:
-        best.checked = now
-    best.conns += 1
-    request.tried |= 1 << best.index
-    return best
+    return take_peer(request, best, now)
 
 
 def get_least_conn_peer(request: RequestState, now: int) -> PeerState | None:
@@ -80,7 +63,7 @@ def get_least_conn_peer(request: RequestState, now: int) -> PeerState | None:
 
 
 @attrs.frozen(slots=True)
-class LeastConnPicker:
+class _LeastConnPicker:
     """Runtime side of :class:`LeastConn`."""
 
     def begin(self, request: RequestState) -> None:
@@ -95,14 +78,11 @@ class LeastConnPicker:
 class LeastConn:
     """nginx's ``least_conn`` directive."""
 
+    kind: ClassVar[Literal["least_conn"]] = "least_conn"
     supports_backup = True
     needs_key = False
     needs_client_addr = False
 
-    def bind(self, primary: PeerGroup) -> LeastConnPicker:
+    def bind(self, primary: PeerGroup) -> _LeastConnPicker:
         """least_conn needs no precomputed structure."""
-        return LeastConnPicker()
-
-    def to_nginx(self) -> str:
-        """The directive text."""
-        return "least_conn;"
+        return _LeastConnPicker()

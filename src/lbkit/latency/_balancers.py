@@ -1,4 +1,4 @@
-"""Latency-aware choices: EWMA and peak-EWMA trackers, power of two choices, least_time.
+"""Latency-aware choices over plain nodes: least_time and power of two choices.
 
 ``least_time`` follows nginx Plus's ``least_time header|last_byte [inflight]``: the peer
 with the lowest ``average time * (active requests + 1) / weight`` wins (ties go round
@@ -15,60 +15,18 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Generic, Literal, TypeVar
 
-import attrs
+from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError, UsageError
+from lbkit.latency._ewma import Ewma, PeakEwma, check_sample
+from lbkit.rings import node_weights
 
-from lbkit.balancers.ketama import node_weights
-from lbkit.errors import ConfigError, EmptyRingError, UsageError
-
-__all__ = ["Ewma", "LeastTime", "PeakEwma", "PowerOfTwo"]
+__all__ = ["LeastTime", "PowerOfTwo"]
 
 N = TypeVar("N", bound=Hashable)
 
 
-@attrs.define(slots=True)
-class Ewma:
-    """Exponentially weighted moving average of response times, decaying with time.
-
-    A sample ``x`` taken ``dt`` seconds after the previous one moves the average by a
-    factor ``1 - exp(-dt / decay)`` towards ``x``.
-    """
-
-    decay: float = 10.0
-    value: float | None = None
-    stamp: float = 0.0
-
-    def observe(self, sample: float, now: float) -> None:
-        """Add one response time (seconds) measured at ``now``."""
-        if not sample >= 0 or math.isinf(sample):
-            raise ConfigError(f"invalid response time {sample!r}: expected seconds >= 0")
-        if self.value is None:
-            self.value = sample
-        else:
-            w = math.exp(-max(now - self.stamp, 0.0) / self.decay)
-            self.value = self.value * w + sample * (1.0 - w)
-        self.stamp = now
-
-    def get(self, now: float) -> float:
-        """The current average (0.0 before the first sample)."""
-        return 0.0 if self.value is None else self.value
-
-
-@attrs.define(slots=True)
-class PeakEwma(Ewma):
-    """EWMA that jumps to a sample above it at once and decays back slowly (peak EWMA)."""
-
-    def observe(self, sample: float, now: float) -> None:
-        """A higher sample replaces the average; a lower one decays it as an EWMA."""
-        if self.value is not None and sample > self.value:
-            if not sample >= 0 or math.isinf(sample):
-                raise ConfigError(f"invalid response time {sample!r}: expected seconds >= 0")
-            self.value = sample
-            self.stamp = now
-            return
-        Ewma.observe(self, sample, now)
-
-
 class _LatencyBalancer(Generic[N]):
+    """Nodes, their weights, requests in flight and one tracker each, behind one lock."""
+
     def __init__(
         self,
         nodes: Iterable[N],
@@ -88,13 +46,22 @@ class _LatencyBalancer(Generic[N]):
 
     def cost(self, node: N, now: float | None = None) -> float:
         """``(average time + 1 µs) * (in flight + 1) / weight``: lower is better."""
+        self._check_node(node)
         t = self.trackers[node].get(self._clock() if now is None else now)
         return (t + 1e-6) * (self.inflight[node] + 1) / self._weights[node]
 
+    def _check_node(self, node: N) -> None:
+        if node not in self.inflight:
+            known = ", ".join(map(repr, self.nodes[:10]))
+            raise UnknownNodeError(f"no node {node!r} (nodes: {known})")
+
     def done(self, node: N, elapsed: float | None = None) -> None:
         """A request on ``node`` ended; ``elapsed`` seconds feeds its tracker."""
+        if elapsed is not None:
+            check_sample(elapsed)
         with self._lock:
-            if self.inflight.get(node, 0) <= 0:
+            self._check_node(node)
+            if self.inflight[node] <= 0:
                 raise UsageError(f"done({node!r}) without a matching pick")
             self.inflight[node] -= 1
             if elapsed is not None:
@@ -134,6 +101,7 @@ class LeastTime(_LatencyBalancer[N]):
 
     def cost(self, node: N, now: float | None = None) -> float:
         """Like the base cost, with running requests' elapsed time when ``inflight``."""
+        self._check_node(node)
         now = self._clock() if now is None else now
         t = self.trackers[node].get(now)
         started = self._started[node]

@@ -2,48 +2,41 @@
 
 from __future__ import annotations
 
-import bisect
 import random as _random
+from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.balancers.round_robin import get_round_robin_peer
+from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.errors import ConfigError
-from lbkit.peer import PeerGroup, PeerState, RequestState
+from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
 
-__all__ = ["Random", "RandomPicker"]
+__all__ = ["Random"]
 
 
 @attrs.define(slots=True)
-class RandomPicker:
-    """Runtime side of :class:`Random`: cumulative weight ranges and a random source.
+class _RandomPicker:
+    """Runtime side of :class:`Random`: a random source over the group's weight ranges.
 
     nginx draws from libc ``random()`` seeded per worker from its pid and the time, so its
     exact draws cannot be reproduced; the algorithm around the draws is nginx's.
     """
 
-    starts: list[int]
-    total_weight: int
     two: bool
     rng: _random.Random
 
     def begin(self, request: RequestState) -> None:
         """Nothing per request beyond the shared try counter."""
 
-    def _peek(self, peers: list[PeerState]) -> tuple[int, PeerState]:
-        x = self.rng.randrange(self.total_weight)
-        i = bisect.bisect_right(self.starts, x) - 1
-        return i, peers[i]
-
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """nginx's ``ngx_http_upstream_get_random_peer`` / ``get_random2_peer``."""
         group = request.group
-        if request.hash_tries > 20 or group.single:
+        if request.hash_tries > MAX_HASH_TRIES or group.single:
             return get_round_robin_peer(request, now)
-        peers = group.peers
+        randrange, total = self.rng.randrange, group.total_weight
         prev: PeerState | None = None
         while True:
-            _, peer = self._peek(peers)
+            peer = group.peer_at(randrange(total))
             usable = (
                 peer is not prev
                 and not (request.tried >> peer.index & 1)
@@ -59,13 +52,9 @@ class RandomPicker:
                     break
                 prev = peer
             request.hash_tries += 1
-            if request.hash_tries > 20:
+            if request.hash_tries > MAX_HASH_TRIES:
                 return get_round_robin_peer(request, now)
-        if now - peer.checked > peer.fail_timeout:
-            peer.checked = now
-        peer.conns += 1
-        request.tried |= 1 << peer.index
-        return peer
+        return take_peer(request, peer, now)
 
 
 @attrs.frozen(slots=True)
@@ -80,6 +69,7 @@ class Random:
     least_conn: bool = False
     seed: int | None = None
 
+    kind: ClassVar[Literal["random"]] = "random"
     supports_backup = False
     needs_key = False
     needs_client_addr = False
@@ -88,17 +78,6 @@ class Random:
         if self.least_conn and not self.two:
             raise ConfigError('invalid parameter "least_conn": it goes with "random two"')
 
-    def bind(self, primary: PeerGroup) -> RandomPicker:
-        """Precompute nginx's cumulative weight ranges."""
-        starts: list[int] = []
-        total = 0
-        for peer in primary.peers:
-            starts.append(total)
-            total += peer.weight
-        return RandomPicker(starts, total, self.two, _random.Random(self.seed))
-
-    def to_nginx(self) -> str:
-        """The directive text."""
-        if self.two:
-            return "random two least_conn;" if self.least_conn else "random two;"
-        return "random;"
+    def bind(self, primary: PeerGroup) -> _RandomPicker:
+        """A random source per upstream membership (seeded with ``seed`` when given)."""
+        return _RandomPicker(self.two, _random.Random(self.seed))

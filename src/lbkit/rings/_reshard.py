@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from lbkit.balancers.ketama import Flavor, Ketama
+from lbkit.rings._ketama import Flavor, Ketama
 
 __all__ = ["Move", "ReshardPlan", "plan_reshard"]
 

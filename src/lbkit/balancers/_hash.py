@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import bisect
-import struct
+from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.balancers.ip_hash import weighted_index
-from lbkit.balancers.round_robin import get_round_robin_peer
+from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.errors import ConfigError
-from lbkit.hashing import crc32
-from lbkit.peer import PeerGroup, PeerState, RequestState
-from lbkit.server import split_address
+from lbkit.hashing import crc32, memcached_crc15
+from lbkit.rings import MAX_RING_POINTS, nginx_ring
+from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
 
-__all__ = [
-    "POINTS_PER_WEIGHT",
-    "ConsistentHashPicker",
-    "Hash",
-    "HashPicker",
-    "consistent_points",
-]
-
-#: Points each unit of weight puts on nginx's consistent-hash ring.
-POINTS_PER_WEIGHT = 160
-
-_LE_U32 = struct.Struct("<I")
+__all__ = ["Hash"]
 
 
 @attrs.frozen(slots=True)
-class HashPicker:
+class _HashPicker:
     """Runtime side of ``hash KEY`` (not consistent): Cache::Memcached-compatible rehashing."""
 
     def begin(self, request: RequestState) -> None:
@@ -40,61 +28,26 @@ class HashPicker:
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """nginx's ``ngx_http_upstream_get_hash_peer``."""
         group = request.group
-        if request.hash_tries > 20 or group.single or not request.key:
+        if request.hash_tries > MAX_HASH_TRIES or group.single or not request.key:
             return get_round_robin_peer(request, now)
         key = request.key
         while True:
             # ((crc32([REHASH] KEY) >> 16) & 0x7fff) + PREV_HASH, REHASH omitted the first time
             prefix = str(request.rehash).encode("ascii") if request.rehash > 0 else b""
-            step = (crc32(prefix + key) >> 16) & 0x7FFF
-            request.hash = (request.hash + step) & 0xFFFFFFFF
+            request.hash = (request.hash + memcached_crc15(prefix + key)) & 0xFFFFFFFF
             request.rehash += 1
-            peer = weighted_index(group, request.hash % group.total_weight)
+            peer = group.peer_at(request.hash % group.total_weight)
             if not (request.tried >> peer.index & 1) and peer.is_available(now):
                 break
             request.hash_tries += 1
-            if request.hash_tries > 20:
+            if request.hash_tries > MAX_HASH_TRIES:
                 return get_round_robin_peer(request, now)
-        peer.conns += 1
-        if now - peer.checked > peer.fail_timeout:
-            peer.checked = now
-        request.tried |= 1 << peer.index
-        return peer
-
-
-def consistent_points(peers: list[PeerState]) -> tuple[list[int], list[str]]:
-    """nginx's ring: ``weight * 160`` crc32 points per server, sorted, duplicates dropped.
-
-    Point ``j`` of a server is ``crc32(HOST "\\0" PORT prev)`` where ``prev`` is the previous
-    point as 4 little-endian bytes (0 for the first), HOST and PORT split from the address as
-    written. Returns the sorted hashes and the address text owning each.
-    """
-    points: list[tuple[int, int, str]] = []
-    order = 0
-    for peer in peers:
-        host, port = split_address(peer.server.address)
-        base = crc32(host.encode() + b"\x00" + (port or "").encode())
-        prev = 0
-        for _ in range(peer.weight * POINTS_PER_WEIGHT):
-            prev = crc32(_LE_U32.pack(prev), base)
-            # nginx sorts with glibc's qsort, a stable merge sort: of equal hashes the first
-            # in configuration order survives the dedupe below. ``order`` keeps that.
-            points.append((prev, order, peer.server.address))
-            order += 1
-    points.sort()
-    hashes: list[int] = []
-    owners: list[str] = []
-    for value, _, owner in points:
-        if hashes and hashes[-1] == value:
-            continue
-        hashes.append(value)
-        owners.append(owner)
-    return hashes, owners
+        return take_peer(request, peer, now)
 
 
 @attrs.frozen(slots=True)
-class ConsistentHashPicker:
-    """Runtime side of ``hash KEY consistent``: the ring is built once per upstream."""
+class _ConsistentHashPicker:
+    """Runtime side of ``hash KEY consistent``: the ring is built once per membership."""
 
     hashes: list[int]
     owners: list[str]
@@ -114,7 +67,7 @@ class ConsistentHashPicker:
         the peer is found by name in O(1).
         """
         group = request.group
-        if request.hash_tries > 20 or group.single or not request.key:
+        if request.hash_tries > MAX_HASH_TRIES or group.single or not request.key:
             return get_round_robin_peer(request, now)
         number = len(self.hashes)
         by_name = self.peers
@@ -124,15 +77,11 @@ class ConsistentHashPicker:
                 break
             request.hash = (request.hash + 1) & 0xFFFFFFFF
             request.hash_tries += 1
-            if request.hash_tries > 20:
+            if request.hash_tries > MAX_HASH_TRIES:
                 return get_round_robin_peer(request, now)
         if peer.effective_weight < peer.weight:
             peer.effective_weight += 1
-        peer.conns += 1
-        if now - peer.checked > peer.fail_timeout:
-            peer.checked = now
-        request.tried |= 1 << peer.index
-        return peer
+        return take_peer(request, peer, now)
 
 
 def _check_key(_: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -140,28 +89,34 @@ def _check_key(_: object, attribute: attrs.Attribute[str], value: str) -> None:
         raise ConfigError(f"hash key must be str, not {type(value).__name__}")
 
 
+def _check_max_points(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"invalid max_points={value!r}: expected an integer >= 1")
+
+
 @attrs.frozen(slots=True)
 class Hash:
     """nginx's ``hash KEY [consistent]``; ``key`` records the nginx expression (e.g. ``$uri``).
 
     lbkit does not evaluate nginx variables: ``pick(key=...)`` takes the evaluated value.
-    An empty key falls back to round robin, as in nginx.
+    An empty key falls back to round robin, as in nginx. The consistent ring holds 160
+    points per unit of weight; one of more than ``max_points`` points is refused.
     """
 
     key: str = attrs.field(default="$request_uri", validator=_check_key)
     consistent: bool = False
+    max_points: int = attrs.field(default=MAX_RING_POINTS, validator=_check_max_points)
 
+    kind: ClassVar[Literal["hash"]] = "hash"
     supports_backup = False
     needs_key = True
     needs_client_addr = False
 
-    def bind(self, primary: PeerGroup) -> HashPicker | ConsistentHashPicker:
+    def bind(self, primary: PeerGroup) -> _HashPicker | _ConsistentHashPicker:
         """Build the ring for the consistent flavour."""
         if not self.consistent:
-            return HashPicker()
-        hashes, owners = consistent_points(primary.peers)
-        return ConsistentHashPicker(hashes, owners, {p.name: p for p in primary.peers})
-
-    def to_nginx(self) -> str:
-        """The directive text."""
-        return f"hash {self.key}{' consistent' if self.consistent else ''};"
+            return _HashPicker()
+        hashes, owners = nginx_ring(
+            ((p.name, p.weight) for p in primary.peers), max_points=self.max_points
+        )
+        return _ConsistentHashPicker(hashes, owners, {p.name: p for p in primary.peers})

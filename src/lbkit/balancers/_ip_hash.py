@@ -1,0 +1,53 @@
+"""nginx's ``ip_hash``: the client's address picks the peer (IPv4: first three octets)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import attrs
+
+from lbkit.balancers._round_robin import get_round_robin_peer
+from lbkit.hashing import ip_hash_step
+from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
+
+__all__ = ["IpHash"]
+
+
+@attrs.frozen(slots=True)
+class _IpHashPicker:
+    """Runtime side of :class:`IpHash`."""
+
+    def begin(self, request: RequestState) -> None:
+        """nginx starts every request's hash at 89."""
+        request.hash = 89
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        """nginx's ``ngx_http_upstream_get_ip_hash_peer``."""
+        group = request.group
+        if request.hash_tries > MAX_HASH_TRIES or group.single:
+            return get_round_robin_peer(request, now)
+        hash_value = request.hash
+        while True:
+            hash_value = ip_hash_step(hash_value, request.addr)
+            peer = group.peer_at(hash_value % group.total_weight)
+            if not (request.tried >> peer.index & 1) and peer.is_available(now):
+                break
+            request.hash_tries += 1
+            if request.hash_tries > MAX_HASH_TRIES:
+                return get_round_robin_peer(request, now)
+        request.hash = hash_value
+        return take_peer(request, peer, now)
+
+
+@attrs.frozen(slots=True)
+class IpHash:
+    """nginx's ``ip_hash`` directive: needs ``client_addr=`` on every pick."""
+
+    kind: ClassVar[Literal["ip_hash"]] = "ip_hash"
+    supports_backup = False
+    needs_key = False
+    needs_client_addr = True
+
+    def bind(self, primary: PeerGroup) -> _IpHashPicker:
+        """ip_hash needs no precomputed structure."""
+        return _IpHashPicker()

@@ -1,0 +1,492 @@
+"""Ketama consistent-hash rings in three flavours behind one class, and nginx's ring.
+
+- ``"fast"`` (default): murmur3 (mmh3, 32-bit) points, 160 per unit of weight.
+- ``"nginx"``: the ring of nginx's ``hash KEY consistent`` (crc32 points chained from
+  ``HOST\\0PORT``, 160 per unit of weight, first point >= crc32(key)). :func:`nginx_ring`
+  builds it for :class:`~lbkit.Hash` too: one builder for both.
+- ``"libketama"``: libketama's continuum as uhashring builds it (md5, 4 points per digest,
+  ``40 * nodes * weight // total_weight`` digests per node, first point > md5 key hash).
+
+A lookup is one hash call, one ``bisect`` and one list index. Points are kept in one sorted
+list with a parallel list of owners; the owners list carries one extra entry (a copy of the
+first owner) so that a key past the last point wraps round without a modulo.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import operator
+import struct
+import threading
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
+from typing import Generic, Literal, TypeVar
+
+from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError
+from lbkit.hashing import crc32, crc32_key, md5_key, mmh3_32
+from lbkit.rings._nodes import (
+    MAX_RING_POINTS,
+    check_max_points,
+    check_ring_size,
+    check_weight,
+    node_weights,
+    take_distinct,
+)
+
+__all__ = [
+    "FLAVORS",
+    "POINTS_PER_WEIGHT",
+    "Flavor",
+    "Ketama",
+    "nginx_points",
+    "nginx_ring",
+    "split_address",
+]
+
+N = TypeVar("N", bound=Hashable)
+#: A ring flavour: which hash places points and keys.
+Flavor = Literal["fast", "nginx", "libketama"]
+#: The ring flavours :class:`Ketama` implements.
+FLAVORS: tuple[Flavor, ...] = ("fast", "nginx", "libketama")
+#: Points each unit of weight puts on a ``fast`` or ``nginx`` ring (nginx's constant).
+POINTS_PER_WEIGHT = 160
+
+_LE_U32 = struct.Struct("<I")
+_LE_4U32 = struct.Struct("<4I")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """Split server address text into ``(host, port)`` as nginx's ``hash consistent`` does.
+
+    ``unix:/path`` gives ``("/path", "")``; otherwise the port is the run of digits after
+    the last ``:`` (``"[::1]:8080"`` gives ``("[::1]", "8080")``), and text with no such run
+    has no port (``"example.com"`` gives ``("example.com", "")``).
+    """
+    if address[:5].lower() == "unix:":
+        return address[5:], ""
+    stripped = address.rstrip("0123456789")
+    if stripped.endswith(":"):
+        return stripped[:-1], address[len(stripped) :]
+    return address, ""
+
+
+def nginx_points(address: str, weight: int) -> list[int]:
+    """nginx's ``hash consistent`` points of one server, in the order nginx makes them.
+
+    Point ``j`` is ``crc32(HOST "\\0" PORT prev)`` where ``prev`` is the previous point as 4
+    little-endian bytes (0 for the first), HOST and PORT split from the address as written.
+    """
+    host, port = split_address(address)
+    base = crc32(host.encode("utf-8", "surrogatepass") + b"\x00" + port.encode("ascii"))
+    out = []
+    prev = 0
+    pack = _LE_U32.pack
+    for _ in range(POINTS_PER_WEIGHT * weight):
+        prev = crc32(pack(prev), base)
+        out.append(prev)
+    return out
+
+
+def nginx_ring(
+    servers: Iterable[tuple[str, int]], *, max_points: int = MAX_RING_POINTS
+) -> tuple[list[int], list[str]]:
+    """nginx's consistent-hash ring for ``(address, weight)`` pairs in configuration order.
+
+    Returns the sorted distinct point hashes and the address owning each. nginx sorts with
+    glibc's qsort, a stable merge sort, then drops repeated hashes: of equal points the
+    first in configuration order survives. The points are :class:`Ketama`'s ``nginx``
+    flavour, so both give every key the same server.
+    """
+    pairs = list(servers)
+    ring: Ketama[str] = Ketama(
+        [a for a, _ in pairs], [w for _, w in pairs], flavor="nginx", max_points=max_points
+    )
+    return ring.distinct_points()
+
+
+def _fast_points(node: str, weight: int, _nodes: int, _total: int) -> list[int]:
+    prefix = node.encode("utf-8", "surrogatepass") + b"-"
+    hash32 = mmh3_32
+    return [hash32(prefix + b"%d" % i) for i in range(POINTS_PER_WEIGHT * weight)]
+
+
+def _nginx_flavour_points(node: str, weight: int, _nodes: int, _total: int) -> list[int]:
+    return nginx_points(node, weight)
+
+
+def _libketama_points(node: str, weight: int, nodes: int, total: int) -> list[int]:
+    count = (40 * nodes * weight) // total
+    out: list[int] = []
+    md5 = hashlib.md5
+    for i in range(count):
+        digest = md5(f"{node}-{i}".encode("utf-8", "surrogatepass"), usedforsecurity=False)
+        out.extend(_LE_4U32.unpack(digest.digest()))
+    return out
+
+
+def _fast_count(weight: int, _nodes: int, _total: int) -> int:
+    return POINTS_PER_WEIGHT * weight
+
+
+def _libketama_count(weight: int, nodes: int, total: int) -> int:
+    return 4 * ((40 * nodes * weight) // total)
+
+
+_FLAVOR_FUNCS: dict[
+    str,
+    tuple[Callable[[str | bytes], int], Callable[..., list[int]], Callable[..., int], bool],
+] = {
+    # flavour: (key hash, node points, point count, whether points depend on the membership)
+    "fast": (mmh3_32, _fast_points, _fast_count, False),
+    "nginx": (crc32_key, _nginx_flavour_points, _fast_count, False),
+    "libketama": (md5_key, _libketama_points, _libketama_count, True),
+}
+
+
+#: Other names accepted for the flavours.
+_ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
+
+
+class _Ring(Generic[N]):
+    """One published state of a ring. Never changed once published (but for the lazily
+    built bucket table, which is derived and idempotent)."""
+
+    __slots__ = ("node_points", "owners", "points", "seq", "table", "weights")
+
+    def __init__(
+        self,
+        points: list[int],
+        owners: list[N],
+        weights: dict[N, int],
+        node_points: dict[N, list[int]],
+        seq: dict[N, int],
+    ) -> None:
+        self.points = points
+        # owners has one more entry than points: a key past the last point takes owners[0].
+        if points:
+            owners.append(owners[0])
+        self.owners = owners
+        self.weights = weights
+        self.node_points = node_points
+        self.seq = seq
+        self.table: _BucketTable | None = None
+
+
+class Ketama(Generic[N]):
+    """A consistent-hash ring mapping keys (str or bytes) to nodes.
+
+    ``nodes`` are hashable values whose ``str()`` names them on the ring (for the ``nginx``
+    flavour, the server address as written in nginx's config). ``weights`` maps a node to
+    an integer weight (default 1), or is a sequence parallel to ``nodes``. A ``str`` key and
+    its UTF-8 bytes map to the same node. Adding or removing a node moves only the keys of
+    that node (for ``libketama`` with unequal weights, every node's point count depends on
+    the total weight, so other nodes' points are recomputed, as libketama itself does).
+    A ring of more than ``max_points`` points is refused with a ConfigError.
+
+    Thread safety: any number of threads may look up while others add and remove nodes.
+    Each change builds new point and owner lists beside the published ones and then swaps
+    one reference (the ``lookup`` function bound to them): a lookup sees the ring before
+    the change or after it, never a half-changed one. Changes are serialised by a lock.
+    """
+
+    __slots__ = (
+        "_bisect",
+        "_count_fn",
+        "_flavor",
+        "_global_points",
+        "_hash",
+        "_lock",
+        "_max_points",
+        "_point_fn",
+        "_ring",
+        "_seq",
+        "lookup",
+    )
+
+    def __init__(
+        self,
+        nodes: Iterable[N] = (),
+        weights: Mapping[N, int] | Sequence[int] | None = None,
+        flavor: Flavor = "fast",
+        *,
+        max_points: int = MAX_RING_POINTS,
+    ) -> None:
+        flavor = _ALIASES.get(flavor, flavor)  # type: ignore[assignment]
+        if flavor not in _FLAVOR_FUNCS:
+            raise ConfigError(f"unknown ring flavor {flavor!r}: expected one of {FLAVORS}")
+        self._max_points = check_max_points(max_points)
+        weight_map = node_weights(list(nodes), weights)
+        self._flavor: Flavor = flavor
+        key_hash, point_fn, count_fn, global_points = _FLAVOR_FUNCS[flavor]
+        self._hash = key_hash
+        self._point_fn = point_fn
+        self._count_fn = count_fn
+        self._global_points = global_points
+        # libketama finds the first point strictly greater than the key's hash.
+        self._bisect = bisect.bisect_right if flavor == "libketama" else bisect.bisect_left
+        self._lock = threading.Lock()
+        self._seq = 0
+        seq: dict[N, int] = {}
+        for node in weight_map:
+            self._check_node(node)
+            seq[node] = self._seq
+            self._seq += 1
+        self._check_size(weight_map)
+        self._publish(self._build(weight_map, seq))
+
+    # -- building --------------------------------------------------------------------
+
+    def _check_node(self, node: N) -> None:
+        if self._flavor == "nginx" and not isinstance(node, str):
+            raise ConfigError(f"the nginx flavour needs str nodes (server addresses), got {node!r}")
+
+    def _check_size(self, weights: dict[N, int]) -> None:
+        nodes, total = len(weights), sum(weights.values())
+        count = self._count_fn
+        points = sum(count(w, nodes, total) for w in weights.values())
+        check_ring_size(points, self._max_points, f"a {self._flavor} ring of {nodes} nodes")
+
+    def _node_points(self, node: N, weights: dict[N, int]) -> list[int]:
+        return self._point_fn(str(node), weights[node], len(weights), sum(weights.values()))
+
+    def _build(self, weights: dict[N, int], seq: dict[N, int]) -> _Ring[N]:
+        entries: list[tuple[int, int, N]] = []
+        node_points: dict[N, list[int]] = {}
+        for node in weights:
+            pts = self._node_points(node, weights)
+            node_points[node] = pts
+            s = seq[node]
+            entries.extend((p, s, node) for p in pts)
+        # equal points keep the order nodes were added in (nginx keeps the first)
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return _Ring([e[0] for e in entries], [e[2] for e in entries], weights, node_points, seq)
+
+    def _publish(self, ring: _Ring[N]) -> None:
+        points, owners, key_hash, find = ring.points, ring.owners, self._hash, self._bisect
+
+        def lookup(key: str | bytes) -> N:
+            """The node that owns ``key``."""
+            try:
+                return owners[find(points, key_hash(key))]
+            except IndexError:
+                raise EmptyRingError("lookup on an empty ring: add a node first") from None
+
+        # Two references, each consistent on its own: a call uses one or the other.
+        self._ring = ring
+        self.lookup: Callable[[str | bytes], N] = lookup
+
+    # -- changing membership ---------------------------------------------------------
+
+    def add(self, node: N, weight: int = 1) -> None:
+        """Put ``node`` on the ring; only keys that now fall on its points move to it."""
+        with self._lock:
+            old = self._ring
+            if node in old.weights:
+                raise ConfigError(f"node {node!r} is already on the ring")
+            check_weight(node, weight)
+            self._check_node(node)
+            weights = {**old.weights, node: weight}
+            self._check_size(weights)
+            seq = {**old.seq, node: self._seq}
+            self._seq += 1
+            if self._global_points and len(set(weights.values())) > 1:
+                # libketama: with unequal weights every node's point count depends on the total.
+                self._publish(self._build(weights, seq))
+                return
+            pts = self._node_points(node, weights)
+            points = old.points.copy()
+            owners = old.owners[: len(points)]
+            rank = seq[node]
+            for p in pts:
+                i = bisect.bisect_left(points, p)
+                while i < len(points) and points[i] == p and seq[owners[i]] < rank:
+                    i += 1
+                points.insert(i, p)
+                owners.insert(i, node)
+            self._publish(_Ring(points, owners, weights, {**old.node_points, node: pts}, seq))
+
+    def remove(self, node: N) -> None:
+        """Take ``node`` off the ring; only its keys move (to the next points clockwise).
+
+        Raises :class:`~lbkit.errors.UnknownNodeError` (a ``KeyError``) for a node not on it.
+        """
+        with self._lock:
+            old = self._ring
+            if node not in old.weights:
+                known = ", ".join(map(repr, list(old.weights)[:10]))
+                raise UnknownNodeError(f"node {node!r} is not on the ring (nodes: {known})")
+            equal_before = len(set(old.weights.values())) == 1
+            weights = {n: w for n, w in old.weights.items() if n != node}
+            seq = {n: s for n, s in old.seq.items() if n != node}
+            if self._global_points and not equal_before:
+                self._publish(self._build(weights, seq))
+                return
+            gone = set(old.node_points[node])
+            node_points = {n: p for n, p in old.node_points.items() if n != node}
+            points: list[int] = []
+            owners: list[N] = []
+            for p, owner in zip(old.points, old.owners, strict=False):
+                if owner == node and p in gone:
+                    continue
+                points.append(p)
+                owners.append(owner)
+            self._publish(_Ring(points, owners, weights, node_points, seq))
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def lookup_many(self, keys: Iterable[str | bytes]) -> list[N]:
+        """The nodes of many keys at once, in order (markedly faster per key than ``lookup``).
+
+        Uses a bucket table over the top bits of the hash, built on first use of each ring
+        state: a key whose bucket holds no ring point is answered by one table index; the
+        others (a few percent) by a binary search.
+        """
+        ring = self._ring
+        if not ring.points:
+            raise EmptyRingError("lookup on an empty ring: add a node first")
+        table = ring.table
+        if table is None:
+            table = ring.table = _BucketTable.build(ring.points, ring.owners, self._flavor)
+        key_list = keys if isinstance(keys, (list, tuple)) else list(keys)
+        key_hash = self._hash
+        found: list[object] = list(
+            map(
+                table.owners.__getitem__,
+                map(operator.rshift, map(key_hash, key_list), repeat(table.shift)),
+            )
+        )
+        points, owners, find, miss = ring.points, ring.owners, self._bisect, _MISS
+        i = -1
+        try:
+            while True:
+                i = found.index(miss, i + 1)
+                found[i] = owners[find(points, key_hash(key_list[i]))]
+        except ValueError:
+            pass
+        return found  # type: ignore[return-value]
+
+    def lookup_distinct(self, key: str | bytes, count: int) -> list[N]:
+        """Up to ``count`` distinct nodes met walking clockwise from ``key`` (replicas)."""
+        return list(take_distinct(self.walk(key), count))
+
+    def walk(self, key: str | bytes) -> Iterator[N]:
+        """Owners of the points from ``key``'s position clockwise, once round the ring."""
+        ring = self._ring
+        points, owners = ring.points, ring.owners
+        if not points:
+            raise EmptyRingError("walk on an empty ring: add a node first")
+        n = len(points)
+        start = self._bisect(points, self._hash(key)) % n
+        return (owners[(start + i) % n] for i in range(n))
+
+    def distinct_points(self) -> tuple[list[int], list[N]]:
+        """The sorted distinct points and the owner of each (the first added, of equal ones)."""
+        ring = self._ring
+        hashes: list[int] = []
+        owners: list[N] = []
+        for value, owner in zip(ring.points, ring.owners, strict=False):
+            if hashes and hashes[-1] == value:
+                continue
+            hashes.append(value)
+            owners.append(owner)
+        return hashes, owners
+
+    # -- introspection ---------------------------------------------------------------
+
+    @property
+    def flavor(self) -> Flavor:
+        """The ring's flavour."""
+        return self._flavor
+
+    @property
+    def max_points(self) -> int:
+        """The most points this ring may hold."""
+        return self._max_points
+
+    @property
+    def nodes(self) -> list[N]:
+        """The nodes, in the order they were added."""
+        return list(self._ring.weights)
+
+    @property
+    def weights(self) -> dict[N, int]:
+        """Each node's weight."""
+        return dict(self._ring.weights)
+
+    @property
+    def points(self) -> int:
+        """How many points the ring holds."""
+        return len(self._ring.points)
+
+    def key_hash(self, key: str | bytes) -> int:
+        """The ring position of ``key`` in this flavour."""
+        return int(self._hash(key))
+
+    def shares(self) -> dict[N, float]:
+        """Fraction of the hash space each node owns (the arc before each of its points)."""
+        ring = self._ring
+        if not ring.points:
+            return {}
+        lo, hi = (0, 2**32) if self._flavor != "fast" else (-(2**31), 2**31)
+        span = hi - lo
+        out = dict.fromkeys(ring.weights, 0.0)
+        points, owners = ring.points, ring.owners
+        prev = points[-1] - span
+        for p, owner in zip(points, owners, strict=False):
+            out[owner] += (p - prev) / span
+            prev = p
+        return out
+
+    def __len__(self) -> int:
+        return len(self._ring.weights)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._ring.weights
+
+    def __repr__(self) -> str:
+        ring = self._ring
+        return f"<Ketama {self._flavor} nodes={len(ring.weights)} points={len(ring.points)}>"
+
+
+class _Miss:
+    """Marks a bucket that holds ring points: its keys need a binary search."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<bucket needs bisect>"
+
+
+_MISS = _Miss()
+
+
+class _BucketTable:
+    """Owner of every bucket of ``2**(32 - shift)`` hash values that holds no ring point."""
+
+    __slots__ = ("owners", "shift")
+
+    def __init__(self, owners: list[object], shift: int) -> None:
+        self.owners = owners
+        self.shift = shift
+
+    @classmethod
+    def build(cls, points: list[int], owners: Sequence[object], flavor: str) -> _BucketTable:
+        # about sixteen buckets per point: ~94% of buckets then hold no point at all
+        bits = min(20, max(10, (16 * len(points)).bit_length()))
+        shift = 32 - bits
+        size = 1 << bits
+        table: list[object] = [_MISS] * size
+        # signed hashes (mmh3) index from the end for negative values: bucket v sits at v % size
+        first = -(size >> 1) if flavor == "fast" else 0
+        i = 0
+        n = len(points)
+        for v in range(first, first + size):
+            hi = (v + 1) << shift
+            j = i
+            while j < n and points[j] < hi:
+                j += 1
+            if j == i:
+                table[v % size] = owners[i]  # owners[n] is the wrap entry
+            i = j
+        return cls(table, shift)

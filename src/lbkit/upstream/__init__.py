@@ -1,0 +1,67 @@
+"""The model: configured servers, peer state and passive health, and the ``Upstream``.
+
+Independent of any configuration syntax (:mod:`lbkit.nginx` builds these objects from nginx
+text and renders them back) and of any balancing method (methods, in
+:mod:`lbkit.balancers`, implement the :class:`Method` protocol declared here).
+"""
+
+from lbkit.upstream._attempts import AsyncAttempts, Attempts
+from lbkit.upstream._durations import parse_duration
+from lbkit.upstream._method import Method, MethodKind, Picker, default_method, set_default_method
+from lbkit.upstream._peers import (
+    MAX_HASH_TRIES,
+    Peer,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    release_peer,
+    take_peer,
+)
+from lbkit.upstream._server import (
+    MAX_ADDRESS_LENGTH,
+    MAX_NGX_INT,
+    SERVER_PARAMETERS,
+    Server,
+    parse_count,
+    parse_server_line,
+    server_from_params,
+)
+from lbkit.upstream._upstream import MAX_KEY_LENGTH, RESPONSE_TIME_ALPHA, Upstream
+from lbkit.upstream._validation import (
+    MAX_SERVERS,
+    ServerConfigError,
+    check_keepalive,
+    check_servers,
+)
+
+__all__ = [
+    "MAX_ADDRESS_LENGTH",
+    "MAX_HASH_TRIES",
+    "MAX_KEY_LENGTH",
+    "MAX_NGX_INT",
+    "MAX_SERVERS",
+    "RESPONSE_TIME_ALPHA",
+    "SERVER_PARAMETERS",
+    "AsyncAttempts",
+    "Attempts",
+    "Method",
+    "MethodKind",
+    "Peer",
+    "PeerGroup",
+    "PeerState",
+    "Picker",
+    "RequestState",
+    "Server",
+    "ServerConfigError",
+    "Upstream",
+    "check_keepalive",
+    "check_servers",
+    "default_method",
+    "parse_count",
+    "parse_duration",
+    "parse_server_line",
+    "release_peer",
+    "server_from_params",
+    "set_default_method",
+    "take_peer",
+]

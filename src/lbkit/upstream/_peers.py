@@ -1,0 +1,256 @@
+"""Runtime state and passive health: per-peer counters, peer groups, per-request state.
+
+These mirror nginx's ``ngx_http_upstream_rr_peer_t``, ``ngx_http_upstream_rr_peers_t`` and the
+per-request ``ngx_http_upstream_rr_peer_data_t``. They are mutable and owned by one
+:class:`~lbkit.Upstream`, which guards them with its lock; :class:`~lbkit.Server` holds the
+immutable configuration.
+
+Passive health is decided here and only here: whether a peer may be chosen
+(:meth:`PeerState.is_available`), what choosing it changes (:func:`take_peer`), what the end
+of an attempt changes (:func:`release_peer`) and how many hash probes a method makes before
+it falls back to round robin (:data:`MAX_HASH_TRIES`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import attrs
+
+from lbkit.upstream._server import Server
+
+__all__ = [
+    "MAX_HASH_TRIES",
+    "Peer",
+    "PeerGroup",
+    "PeerState",
+    "RequestState",
+    "release_peer",
+    "take_peer",
+]
+
+#: Probes a hash-based method (hash, hash consistent, ip_hash, random) makes for one
+#: request before it falls back to round robin: nginx's ``if (++hp->tries > 20)``.
+MAX_HASH_TRIES = 20
+
+
+@attrs.define(slots=True, eq=False)
+class PeerState:
+    """Mutable runtime state of one server (nginx's ``ngx_http_upstream_rr_peer_t``).
+
+    ``checked`` and ``accessed`` are whole seconds of the upstream's clock, as nginx's
+    ``ngx_time()``. ``response_time`` is an exponentially weighted moving average of the
+    elapsed times reported to :meth:`~lbkit.Upstream.done` (``None`` until one is reported).
+    ``draining`` is set by :meth:`~lbkit.Upstream.drain`: the peer takes no new requests.
+    """
+
+    server: Server
+    index: int
+    weight: int
+    effective_weight: int
+    max_fails: int
+    fail_timeout: int
+    max_conns: int
+    down: bool
+    current_weight: int = 0
+    conns: int = 0
+    fails: int = 0
+    accessed: int = 0
+    checked: int = 0
+    requests: int = 0
+    response_time: float | None = None
+    ramp_start: int | None = None
+    draining: bool = False
+
+    @classmethod
+    def from_server(cls, server: Server, index: int) -> PeerState:
+        """Fresh state for ``server`` at position ``index`` of its group."""
+        return cls(
+            server=server,
+            index=index,
+            weight=server.weight,
+            effective_weight=server.weight,
+            max_fails=server.max_fails,
+            fail_timeout=server.fail_timeout,
+            max_conns=server.max_conns,
+            down=server.down,
+        )
+
+    def reconfigure(self, server: Server, index: int) -> None:
+        """Take ``server``'s new parameters, keeping connections, failures and the
+        round-robin position (``current_weight``); a lowered weight caps the effective one.
+        """
+        if self.effective_weight == self.weight or self.effective_weight > server.weight:
+            self.effective_weight = server.weight
+        self.server = server
+        self.index = index
+        self.weight = server.weight
+        self.max_fails = server.max_fails
+        self.fail_timeout = server.fail_timeout
+        self.max_conns = server.max_conns
+        self.down = server.down or self.draining
+        if not server.slow_start:
+            self.ramp_start = None
+
+    @property
+    def name(self) -> str:
+        """The server address exactly as configured."""
+        return self.server.address
+
+    def is_failed(self, now: int) -> bool:
+        """True while max_fails failures keep this peer out (nginx's passive health check)."""
+        return (
+            self.max_fails != 0
+            and self.fails >= self.max_fails
+            and now - self.checked <= self.fail_timeout
+        )
+
+    def is_full(self) -> bool:
+        """True when ``max_conns`` is set and reached."""
+        return self.max_conns != 0 and self.conns >= self.max_conns
+
+    def is_available(self, now: int) -> bool:
+        """True when nginx would consider this peer: not down, not failed, not full."""
+        return not (
+            self.down
+            or (
+                self.max_fails
+                and self.fails >= self.max_fails
+                and now - self.checked <= self.fail_timeout
+            )
+            or (self.max_conns and self.conns >= self.max_conns)
+        )
+
+
+@attrs.define(slots=True, eq=False)
+class PeerGroup:
+    """The primary or the backup peers of an upstream (nginx's ``ngx_http_upstream_rr_peers_t``)."""
+
+    peers: list[PeerState]
+    single: bool
+    total_weight: int
+    tries: int
+    backup: PeerGroup | None = None
+    #: True for the backup group of an upstream.
+    is_backup: bool = False
+    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups.
+    starts: list[int] = attrs.field(factory=list)
+
+    @classmethod
+    def from_servers(cls, servers: Sequence[Server]) -> PeerGroup:
+        """Build a group of fresh peers from servers in configuration order."""
+        return cls.from_peers([PeerState.from_server(s, i) for i, s in enumerate(servers)])
+
+    @classmethod
+    def from_peers(cls, peers: list[PeerState]) -> PeerGroup:
+        """Build a group over existing peer states (their ``index`` must be their position)."""
+        starts = []
+        total = 0
+        for p in peers:
+            starts.append(total)
+            total += p.weight
+        return cls(
+            peers=peers,
+            single=len(peers) == 1,
+            total_weight=total,
+            tries=sum(1 for p in peers if not p.down),
+            starts=starts,
+        )
+
+    def peer_at(self, w: int) -> PeerState:
+        """The peer whose weight range holds ``w`` (0 <= w < total weight), in config order.
+
+        nginx walks the ranges one by one; a bisect over their starts finds the same peer.
+        (Only round robin and least_conn change weights at run time, by slow_start, and
+        they never call this.)
+        """
+        return self.peers[bisect.bisect_right(self.starts, w) - 1]
+
+
+@attrs.define(slots=True, eq=False)
+class RequestState:
+    """What one request remembers between its attempts (nginx's per-request peer data).
+
+    ``tried`` is a bitmask of peer indexes in ``group``; ``tries_left`` is nginx's
+    ``pc->tries``. The hash fields belong to the hash-based methods. ``generation`` is the
+    upstream membership the request started in (see :meth:`~lbkit.Upstream.update`).
+    """
+
+    group: PeerGroup
+    tries_left: int
+    tried: int = 0
+    key: bytes = b""
+    addr: bytes = b""
+    hash: int = 0
+    rehash: int = 0
+    hash_tries: int = 0
+    generation: int = 0
+
+
+def take_peer(request: RequestState, peer: PeerState, now: int) -> PeerState:
+    """What choosing ``peer`` for ``request`` changes: one more connection, the fail_timeout
+    probe clock (``checked``) restarted when it ran out, and the peer marked tried.
+    """
+    peer.conns += 1
+    if now - peer.checked > peer.fail_timeout:
+        peer.checked = now
+    request.tried |= 1 << peer.index
+    return peer
+
+
+def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int) -> None:
+    """nginx's ``ngx_http_upstream_free_round_robin_peer``: account for a finished attempt.
+
+    A failure counts towards ``max_fails`` and lowers the effective weight by
+    ``weight // max_fails``; a success after the fail_timeout probe marks the peer live.
+    """
+    if request.group.single:
+        peer.conns -= 1
+        request.tries_left = 0
+        return
+    if failed:
+        peer.fails += 1
+        peer.accessed = now
+        peer.checked = now
+        if peer.max_fails:
+            peer.effective_weight -= peer.weight // peer.max_fails
+        peer.effective_weight = max(peer.effective_weight, 0)
+    elif peer.accessed < peer.checked:
+        # A success after the fail_timeout probe marks the peer live again.
+        if peer.server.slow_start and peer.max_fails and peer.fails >= peer.max_fails:
+            peer.ramp_start = now
+        peer.fails = 0
+    peer.conns -= 1
+    if request.tries_left:
+        request.tries_left -= 1
+
+
+@attrs.define(slots=True, eq=False)
+class Peer:
+    """The peer chosen for one attempt of one request, as returned by ``pick()``.
+
+    Hand it back to :meth:`~lbkit.Upstream.done` when the attempt ends.
+    """
+
+    state: PeerState
+    request: RequestState
+    #: The upstream that handed this peer out (``done()`` refuses a peer of another one).
+    owner: object = None
+    reported: bool = False
+    failed: bool = False
+    #: Reported with ``retry=True``: not a failure, but the request goes on to the next peer.
+    retry: bool = False
+
+    @property
+    def name(self) -> str:
+        """The server address exactly as written in the configuration."""
+        return self.state.server.address
+
+    @property
+    def server(self) -> Server:
+        """The server's configuration."""
+        return self.state.server
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.name}>"

@@ -1,0 +1,368 @@
+"""``Upstream``: a group of servers, a balancing method and passive health, thread-safe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+from lbkit.errors import NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
+from lbkit.hashing import as_bytes, client_address_bytes
+from lbkit.latency import check_sample, ewma_update
+from lbkit.upstream._attempts import AsyncAttempts, Attempts
+from lbkit.upstream._method import Method, Picker, default_method
+from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState, release_peer
+from lbkit.upstream._server import Server, parse_server_line
+from lbkit.upstream._validation import check_keepalive, check_servers
+
+__all__ = ["MAX_KEY_LENGTH", "RESPONSE_TIME_ALPHA", "Upstream"]
+
+#: Longest hash key accepted by :meth:`Upstream.pick` (bytes after UTF-8 encoding).
+MAX_KEY_LENGTH = 64 * 1024
+
+#: Weight of the newest sample in the per-peer response-time average.
+RESPONSE_TIME_ALPHA = 0.2
+
+
+class _Membership:
+    """One published membership: servers, groups, the method's picker, names. Replaced
+    whole by :meth:`Upstream.update`, never changed in place (peer states are shared)."""
+
+    __slots__ = ("by_name", "generation", "picker", "primary", "servers", "tries")
+
+    def __init__(
+        self, servers: tuple[Server, ...], primary: PeerGroup, picker: Picker, generation: int
+    ) -> None:
+        self.servers = servers
+        self.primary = primary
+        self.picker = picker
+        self.generation = generation
+        backup = primary.backup
+        peers = primary.peers + (backup.peers if backup else [])
+        self.by_name = {state.name: state for state in peers}
+        self.tries = primary.tries + (backup.tries if backup else 0)
+
+
+def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGroup:
+    """The primary group (with its backup group) for ``servers``, reusing the states of
+    peers that stay so that they keep conns, failures and round-robin position."""
+
+    def group(members: list[Server]) -> PeerGroup:
+        peers = []
+        for index, server in enumerate(members):
+            state = reuse.get(server.address)
+            if state is None:
+                state = PeerState.from_server(server, index)
+            else:
+                state.reconfigure(server, index)
+            peers.append(state)
+        return PeerGroup.from_peers(peers)
+
+    primary = group([s for s in servers if not s.backup])
+    backups = [s for s in servers if s.backup]
+    if backups:
+        # nginx: with backup servers, neither group takes the single-peer shortcut.
+        backup = group(backups)
+        backup.single = False
+        backup.is_backup = True
+        primary.single = False
+        primary.backup = backup
+    return primary
+
+
+class Upstream:
+    """A group of servers with one balancing method, as nginx's ``upstream NAME { ... }``.
+
+    Choose a peer with :meth:`pick` and report the outcome with :meth:`done`; or, to retry
+    the way ``proxy_next_upstream`` does, iterate :meth:`attempts` (or, in asyncio,
+    :meth:`attempts_async`). Change the servers at run time with :meth:`update` and
+    :meth:`drain`.
+
+    Thread safety: the state (round-robin weights, connection counts, failures) is shared
+    by all threads using the object and changed under one lock; :meth:`update` swaps the
+    whole membership under that lock, so a pick sees the servers before or after it.
+
+    ``clock`` returns seconds; like nginx's ``ngx_time()`` only whole seconds count. It
+    defaults to :func:`time.monotonic`, so wall-clock jumps do not affect ``fail_timeout``.
+    ``zone`` names the shared-memory zone of nginx's ``zone NAME SIZE;`` (recorded).
+    """
+
+    def __init__(
+        self,
+        servers: Iterable[Server],
+        method: Method | None = None,
+        *,
+        name: str = "",
+        keepalive: int | None = None,
+        zone: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if method is None:
+            method = default_method()
+        server_tuple = tuple(servers)
+        check_servers(server_tuple, method, name)
+        check_keepalive(keepalive)
+        self.name = name
+        self.method = method
+        self.keepalive = keepalive
+        self.zone = zone
+        self._clock = clock
+        # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
+        self._lock = threading.RLock()
+        primary = _groups(server_tuple, {})
+        self._members = _Membership(server_tuple, primary, method.bind(primary), 0)
+        self._ramping: list[PeerState] = []
+
+    # -- introspection -------------------------------------------------------------
+
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        """The configured servers, in configuration order."""
+        return self._members.servers
+
+    @property
+    def peers(self) -> tuple[PeerState, ...]:
+        """Runtime state of every peer, primaries first, then backups (config order)."""
+        return tuple(self._members.by_name.values())
+
+    def peer_state(self, name: str) -> PeerState:
+        """Runtime state of the peer whose address is ``name`` (UnknownPeerError if none)."""
+        members = self._members
+        state = members.by_name.get(name)
+        if state is not None:
+            return state
+        known = ", ".join(list(members.by_name)[:20])
+        raise UnknownPeerError(f"no server {name!r} in upstream {self.name!r} (servers: {known})")
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.address for s in self.servers)
+        return f"<Upstream {self.name or '(unnamed)'} {type(self.method).__name__} [{names}]>"
+
+    # -- changing membership ---------------------------------------------------------
+
+    def update(self, servers: Iterable[Server | str]) -> None:
+        """Replace the servers, atomically; peers that stay keep their state.
+
+        ``servers`` are :class:`~lbkit.Server` objects or their text
+        (``"10.0.0.1:80 weight=2"``, the parameters of nginx's ``server`` directive). A peer
+        whose address stays keeps its connection count, failures and round-robin position
+        (its parameters, such as the weight, are the new ones); new addresses start fresh;
+        removed ones take no new request once this returns, and requests running on them
+        may still be reported to :meth:`done`. The new list is validated as a whole before
+        anything changes: on error (:class:`~lbkit.ConfigError`) the upstream is as it was.
+        Consistent hashing rebuilds its ring from the same points, so only the keys of
+        added or removed servers move.
+        """
+        if isinstance(servers, (str, Server)):
+            servers = [servers]
+        new = tuple(s if isinstance(s, Server) else parse_server_line(s) for s in servers)
+        check_servers(new, self.method, self.name)
+        with self._lock:
+            old = self._members
+            primary = _groups(new, dict(old.by_name))
+            members = _Membership(new, primary, self.method.bind(primary), old.generation + 1)
+            self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
+            self._members = members
+
+    def drain(self, name: str) -> None:
+        """Stop sending new requests to ``name``; requests running there finish as usual.
+
+        The peer stays a member (its connection count shows what is still running) until
+        an :meth:`update` leaves it out. Raises :class:`~lbkit.errors.UnknownPeerError`.
+        """
+        with self._lock:
+            state = self.peer_state(name)
+            state.draining = True
+            state.down = True
+
+    # -- choosing and reporting ----------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _new_request(
+        self, key: str | bytes | None, client_addr: str | bytes | None
+    ) -> RequestState:
+        method = self.method
+        key_bytes = b""
+        addr = b""
+        if key is not None:
+            key_bytes = as_bytes(key)
+            if len(key_bytes) > MAX_KEY_LENGTH:
+                raise RequestError(
+                    f"hash key of {len(key_bytes)} bytes is too long: at most {MAX_KEY_LENGTH}"
+                )
+        elif method.needs_key:
+            raise RequestError(
+                f"the {method.kind} method needs key=: pass the evaluated key "
+                "(str or bytes; an empty key falls back to round robin as in nginx)"
+            )
+        if client_addr is not None:
+            addr = client_address_bytes(client_addr)
+        elif method.needs_client_addr:
+            raise RequestError("ip_hash needs client_addr=: pass the client's IPv4 or IPv6 text")
+        # No lock: the membership is one reference, and begin() only writes the request.
+        # An update() between here and the pick is caught by the generation in _get().
+        members = self._members
+        request = RequestState(
+            members.primary, members.tries, 0, key_bytes, addr, 0, 0, 0, members.generation
+        )
+        members.picker.begin(request)
+        return request
+
+    def _follow(self, request: RequestState, members: _Membership) -> None:
+        """Move a request begun before an :meth:`update` onto the current membership:
+        the peers it tried (by name) stay tried, in the same group (primary or backup)."""
+        old = request.group
+        tried = {p.name for i, p in enumerate(old.peers) if request.tried >> i & 1}
+        group = members.primary
+        if old.is_backup:
+            if group.backup is None:
+                tried = {p.name for p in group.peers}  # nothing left to try
+            else:
+                group = group.backup
+        request.group = group
+        request.generation = members.generation
+        members.picker.begin(request)
+        request.tried = sum(1 << p.index for p in group.peers if p.name in tried)
+
+    def _apply_slow_start(self, now: int) -> None:
+        """Set the weight of each recovering peer on its ramp from 1 to its full weight."""
+        still = []
+        for state in self._ramping:
+            assert state.ramp_start is not None
+            elapsed = now - state.ramp_start
+            full = state.server.weight
+            if elapsed >= state.server.slow_start:
+                state.weight = full
+                state.ramp_start = None
+                continue
+            state.weight = max(1, full * elapsed // state.server.slow_start)
+            state.effective_weight = min(state.effective_weight, state.weight)
+            still.append(state)
+        self._ramping = still
+
+    def _get(self, request: RequestState) -> Peer:
+        with self._lock:
+            members = self._members
+            if request.generation != members.generation:
+                self._follow(request, members)
+            now = self._now()
+            if self._ramping:
+                self._apply_slow_start(now)
+            state = members.picker.get(request, now)
+        if state is None:
+            raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
+        return Peer(state, request, self)
+
+    def pick(self, key: str | bytes | None = None, client_addr: str | bytes | None = None) -> Peer:
+        """Choose a peer for one request and count it as started.
+
+        ``key`` is the evaluated hash key (hash methods), ``client_addr`` the client's IP
+        text (ip_hash). Report the outcome with :meth:`done`. Raises
+        :class:`~lbkit.NoLiveUpstreams` when nginx would answer 502, and
+        :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
+        """
+        return self._get(self._new_request(key, client_addr))
+
+    def done(
+        self,
+        peer: Peer,
+        failed: bool = False,
+        elapsed: float | None = None,
+        *,
+        retry: bool = False,
+    ) -> None:
+        """Report that the attempt on ``peer`` ended.
+
+        ``failed``: as ``proxy_next_upstream`` would count it (connection error,
+        timeout...): a failure towards ``max_fails``, and :meth:`attempts` goes on to the
+        next peer. ``retry``: not a failure, but the request should still go on to the next
+        peer (``proxy_next_upstream http_404``: nginx's ``NGX_PEER_NEXT``). ``elapsed``
+        (seconds) feeds the peer's response-time average.
+        """
+        if not isinstance(peer, Peer):
+            raise UsageError(f"done() takes the Peer returned by pick(), not {peer!r}")
+        if elapsed is not None:
+            elapsed = check_sample(elapsed)
+        with self._lock:
+            if peer.reported:
+                raise UsageError(f"{peer!r} was already reported to done()")
+            if peer.owner is not self:
+                raise UsageError(f"{peer!r} does not belong to {self!r}")
+            state = peer.state
+            peer.reported = True
+            peer.failed = bool(failed)
+            peer.retry = bool(retry) and not peer.failed
+            release_peer(peer.request, state, peer.failed, self._now())
+            if state.ramp_start is not None and state not in self._ramping:
+                self._ramping.append(state)
+            state.requests += 1
+            if elapsed is not None:
+                state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
+
+    def give_back(self, peer: Peer) -> None:
+        """Release an attempt that ended without an outcome (the client went away, the task
+        was cancelled): its connection is no longer counted, nothing else changes. Does
+        nothing for a peer already reported."""
+        with self._lock:
+            if peer.reported or peer.owner is not self:
+                return
+            peer.reported = True
+            peer.state.conns -= 1
+
+    def attempts(
+        self,
+        key: str | bytes | None = None,
+        client_addr: str | bytes | None = None,
+        *,
+        tries: int = 0,
+        timeout: float | None = None,
+    ) -> Attempts:
+        """The peers nginx tries for ONE request, in order (``proxy_next_upstream``).
+
+        Report each with :meth:`done` before taking the next; the loop stops after a
+        success, and goes on after ``failed=True`` or ``retry=True``. Each peer is tried
+        at most once; backups follow when the primaries are exhausted. ``tries`` limits the
+        attempts (``proxy_next_upstream_tries``, 0: no limit) and ``timeout`` the seconds
+        from the first (``proxy_next_upstream_timeout``). When no peer is left after a
+        failure, raises :class:`~lbkit.NoLiveUpstreams` (none available) or
+        :class:`~lbkit.TriesExhausted` (every allowed try failed) where nginx answers 502;
+        after a ``retry`` the loop just ends (nginx passes the last response on).
+
+        Whatever the loop's end (``break``, an exception in its body, the iterator closed
+        or dropped, ``with`` exit), a peer taken and not reported is given back
+        (:meth:`give_back`): no connection stays counted.
+        """
+        return Attempts(self, self._new_request(key, client_addr), tries=tries, timeout=timeout)
+
+    def attempts_async(
+        self,
+        key: str | bytes | None = None,
+        client_addr: str | bytes | None = None,
+        *,
+        tries: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncAttempts:
+        """:meth:`attempts` for ``async for``; cancellation-safe (a cancelled task's
+        unreported peer is given back). Choosing a peer never blocks the event loop."""
+        return AsyncAttempts(
+            self, self._new_request(key, client_addr), tries=tries, timeout=timeout
+        )
+
+    @contextmanager
+    def request(
+        self, key: str | bytes | None = None, client_addr: str | bytes | None = None
+    ) -> Iterator[Peer]:
+        """Context manager: pick a peer, report it done on exit (failed if an exception escapes)."""
+        peer = self.pick(key=key, client_addr=client_addr)
+        started = time.perf_counter()
+        try:
+            yield peer
+        except BaseException:
+            if not peer.reported:
+                self.done(peer, failed=True, elapsed=time.perf_counter() - started)
+            raise
+        if not peer.reported:
+            self.done(peer, elapsed=time.perf_counter() - started)
