@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lbkit
@@ -131,3 +131,85 @@ def test_bad_durations(text: str) -> None:
 def test_parser_never_crashes_on_arbitrary_text(text: str) -> None:
     with contextlib.suppress(lbkit.ConfigError):
         parse_upstream(text)
+
+
+_odd_numbers = st.one_of(
+    st.sampled_from(
+        ["\u00b2", "\u0661\u0662", "0x10", "1e3", "-0", "+1", "", "9" * 5000, "0" * 5000 + "1"]
+    ),
+    st.integers(-5, 2**80).map(str),
+    st.text(
+        alphabet="0123456789\u00b2\u00b3\u00b9\u0660\u0661\u0662\u0969\U0001d7d8",
+        min_size=1,
+        max_size=30,
+    ),
+)
+_params = st.sampled_from(
+    ["weight=", "max_fails=", "max_conns=", "fail_timeout=", "slow_start=", "keepalive "]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    port=_odd_numbers,
+    params=st.lists(st.tuples(_params, _odd_numbers), max_size=4),
+    method=st.sampled_from(["", "least_conn;", "hash $k consistent;", "ip_hash;", "random two;"]),
+)
+def test_fuzzed_numbers_raise_only_config_error(
+    port: str, params: list[tuple[str, str]], method: str
+) -> None:
+    """Ports and parameters written with non-ASCII digits, thousands of digits or huge
+    values: the parser answers with a ConfigError or an upstream, never anything else."""
+    server = f"server a:{port}"
+    extra = []
+    for name, value in params:
+        if name == "keepalive ":
+            extra.append(f"keepalive {value};")
+        else:
+            server += f" {name}{value}"
+    text = f"upstream u {{ {method} {server}; server b:1; {' '.join(extra)} }}"
+    try:
+        up = parse_upstream(text)
+    except lbkit.ConfigError:
+        return
+    assert all(s.weight <= lbkit.upstream.MAX_NGX_INT for s in up.servers)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "weight=99999999999999999999",
+        "weight=9223372036854775808",
+        "max_fails=\u00b2",
+        "max_conns=1\u00b2",
+    ],
+)
+def test_numbers_nginx_refuses_are_refused(token: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="invalid parameter"):
+        parse_upstream(f"upstream u {{ server a:1 {token}; }}")
+
+
+def test_largest_nginx_weight_is_accepted() -> None:
+    up = parse_upstream("upstream u { server a:1 weight=9223372036854775807; server b:1; }")
+    assert up.servers[0].weight == 2**63 - 1
+    assert up.pick().name == "a:1"
+
+
+def test_huge_consistent_ring_is_refused_quickly() -> None:
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(lbkit.ConfigError, match="max_points") as info:
+        parse_upstream("upstream u { hash $k consistent; server a:1 weight=100000; server b:1; }")
+    assert time.perf_counter() - started < 1.0
+    assert info.value.line == 1
+
+
+def test_render_upstream_round_trips_every_method() -> None:
+    from lbkit.nginx import render_upstream
+
+    for directive in ("", "least_conn;", "ip_hash;", "hash $k;", "random two least_conn;"):
+        text = f"upstream u {{ zone u 64k; {directive} server a:1 weight=2; server b:1 down; }}"
+        up = parse_upstream(text)
+        again = parse_upstream(render_upstream(up))
+        assert (again.method, again.servers, again.zone) == (up.method, up.servers, up.zone)

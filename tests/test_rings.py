@@ -277,3 +277,100 @@ def test_peak_ewma_jumps_up_and_decays() -> None:
     assert e.get(5.0) < 0.2
     with pytest.raises(lbkit.RequestError):
         e.observe(-1, 6.0)
+
+
+def _ring_factories() -> list[tuple[str, object]]:
+    base = [f"10.0.0.{i}:80" for i in range(1, 9)]
+    return [
+        ("ketama fast", lambda: lbkit.Ketama(base)),
+        ("ketama nginx", lambda: lbkit.Ketama(base, flavor="nginx")),
+        ("ketama libketama", lambda: lbkit.Ketama(base, [1 + i % 3 for i in range(8)], "md5")),
+        ("maglev", lambda: lbkit.Maglev(base, table_size=1009)),
+        ("rendezvous", lambda: lbkit.Rendezvous(base)),
+        ("jump", lambda: lbkit.JumpHash(base)),
+    ]
+
+
+@pytest.mark.parametrize(("label", "factory"), _ring_factories(), ids=lambda v: str(v)[:20])
+def test_lookups_during_membership_changes_see_a_whole_ring(label: str, factory: object) -> None:
+    """1 thread adds and removes nodes while 15 look up: no error, and every answer is a
+    node that was on the ring at some moment of the lookup call."""
+    import itertools
+    import threading
+
+    ring = factory()  # type: ignore[operator]
+    base = set(ring.nodes)
+    churn = [f"10.9.0.{i}:80" for i in range(1, 5)]
+    clock = itertools.count()
+    intervals: dict[str, list[list[float]]] = {n: [] for n in churn}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen: list[list[tuple[str, int, int]]] = []
+
+    def mutate() -> None:
+        try:
+            while not stop.is_set():
+                for node in churn:
+                    span = [next(clock), math.inf]
+                    intervals[node].append(span)
+                    ring.add(node)
+                for node in churn:
+                    ring.remove(node)
+                    intervals[node][-1][1] = next(clock)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def read(seed: int) -> None:
+        rng = random.Random(seed)
+        mine: list[tuple[str, int, int]] = []
+        seen.append(mine)
+        try:
+            for _ in range(1500):
+                before = next(clock)
+                node = ring.lookup(f"k{rng.getrandbits(32)}")
+                mine.append((node, before, next(clock)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=mutate)
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(15)]
+    writer.start()
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    writer.join()
+    assert not errors, errors[:3]
+    for node, before, after in itertools.chain.from_iterable(seen):
+        if node in base:
+            continue
+        assert any(start <= after and end >= before for start, end in intervals[node]), node
+    assert set(ring.nodes) == base
+
+
+def test_unknown_node_errors_are_key_errors() -> None:
+    for structure in (lbkit.Ketama(["a"]), lbkit.Maglev(["a"]), lbkit.Rendezvous(["a"])):
+        with pytest.raises(lbkit.UnknownNodeError, match="zz"):
+            structure.remove("zz")
+    with pytest.raises(KeyError):
+        lbkit.JumpHash(["a"]).remove("zz")
+    with pytest.raises(lbkit.UnknownNodeError):
+        lbkit.BoundedLoad(["a"]).release("zz")
+    with pytest.raises(lbkit.UnknownNodeError):
+        lbkit.PowerOfTwo(["a", "b"]).cost("zz")
+
+
+def test_ring_size_is_bounded() -> None:
+    with pytest.raises(lbkit.ConfigError, match="max_points=1,048,576"):
+        lbkit.Ketama(["a", "b"], [100_000, 1], flavor="nginx")
+    with pytest.raises(lbkit.ConfigError, match="max_points=100"):
+        lbkit.Ketama(["a"], max_points=100)
+    ring = lbkit.Ketama(["a"], max_points=320)
+    with pytest.raises(lbkit.ConfigError, match="max_points"):
+        ring.add("b", weight=2)
+    assert ring.nodes == ["a"]
+    with pytest.raises(lbkit.ConfigError, match="weight"):
+        lbkit.Ketama(["a"], [2**63])
+    with pytest.raises(lbkit.ConfigError, match="table_size"):
+        lbkit.Maglev(["a"], table_size=2**61 - 1)

@@ -184,3 +184,21 @@ def test_repr_and_to_nginx_round_trip() -> None:
     assert render_upstream(up) == text
     assert parse_upstream(render_upstream(up)).servers == up.servers
     assert "app" in repr(up)
+
+
+def test_errors_stay_in_the_hierarchy() -> None:
+    up = lbkit.Upstream(servers(1, 1), lbkit.Hash("$k", consistent=True))
+    with pytest.raises(lbkit.UnknownPeerError, match="no server 'zz'") as info:
+        up.peer_state("zz")
+    assert isinstance(info.value, KeyError)
+    for bad in (12, None.__class__, "\udcff"):
+        with pytest.raises(lbkit.RequestError) as request_info:
+            up.pick(key=bad)  # type: ignore[arg-type]
+        assert isinstance(request_info.value, TypeError)
+    peer = up.pick(key="k")
+    for elapsed in (-1, float("nan"), float("inf"), "1"):
+        with pytest.raises(lbkit.RequestError):
+            up.done(peer, elapsed=elapsed)  # type: ignore[arg-type]
+    assert not peer.reported
+    up.done(peer, elapsed=0.5)
+    assert all(p.conns == 0 for p in up.peers)
