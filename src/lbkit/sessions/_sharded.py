@@ -20,8 +20,8 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from lbkit.rings import Ketama
 from lbkit.errors import ConfigError, StoreUnavailable, UnknownNodeError
+from lbkit.rings import Ketama
 from lbkit.sessions._flow import Call, Flow, arun, run
 from lbkit.sessions.base import (
     DEFAULT_MAX_VALUE,
