@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
@@ -259,3 +260,30 @@ server { server_name ~^([a-z0-9]+\.?)+\.example\.com$; }
     with pytest.raises(lbkit.RegexLimitError, match="PCRE2"):
         router.match("ab" * 400 + ".example.co")
     assert time.perf_counter() - started < 0.5
+
+
+def test_router_is_safe_to_share_between_16_threads() -> None:
+    router = parse_servers(
+        r"""
+server { listen 80 default_server; server_name _; }
+server { server_name .a.test *.b.test c.*; }
+server { server_name ~^(?<x>[a-z]+)_(\d+)\.d\.test$; }
+server { listen 8080; server_name a.test; }
+"""
+    )
+    hosts = ["a.test", "x.a.test", "y.b.test", "c.io", "abc_12.d.test", "zzz", "A.TEST."] * 50
+    expected = [(m.index, m.captures, m.named) for m in map(router.match, hosts)]
+    results: list[list[tuple[int, tuple[str, ...], dict[str, str]]]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        got = [(m.index, m.captures, m.named) for m in map(router.match, hosts)]
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 16

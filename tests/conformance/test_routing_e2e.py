@@ -247,3 +247,32 @@ def test_asgi_middleware_and_shared_lookups(world: tuple[NginxConfig, Dnsmasq, i
     assert {r.address for r in routes} == {"127.0.0.2"}
     assert all(r.state == "done" for r in routes)
     assert asyncio.run(one(b"a..b")) == 400
+
+
+def test_sync_resolver_shares_one_query_between_16_threads(
+    world: tuple[NginxConfig, Dnsmasq, int],
+) -> None:
+    _, dns, _ = world
+    resolver = Resolver([f"127.0.0.1:{dns.port}"], ipv6=False)
+    asked: list[str] = []
+    real = resolver._client.resolve
+    gate = threading.Barrier(16)
+
+    def counting(name: str, qtype: str, **kw: Any) -> Any:
+        asked.append(name)
+        return real(name, qtype, **kw)
+
+    resolver._client.resolve = counting
+    answers: list[list[str]] = []
+
+    def worker() -> None:
+        gate.wait()
+        answers.append(resolver.resolve("t16.apps.test.priv"))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [["127.0.0.2"]] * 16
+    assert asked == ["t16.apps.test.priv"]
