@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import lbkit
+from lbkit.errors import RequestError
 from lbkit.nginx import parse_servers
 from lbkit.routing import MAX_HOST_LENGTH, ServerNames, expand, normalize_host, translate_pcre
 
@@ -158,3 +161,129 @@ def test_missing_host_uses_empty_name_then_default() -> None:
     router = parse_servers("server { server_name a.test; } server { server_name b.test; }")
     m = router.match(None)
     assert (m.index, m.host) == (0, "a.test")
+
+
+def _block(text: str, host: str) -> int | None:
+    m = parse_servers("server { listen 80 default_server; server_name _; }\n" + text).match(host)
+    return m.index if m.name is not None else None
+
+
+@pytest.mark.parametrize(
+    ("names", "host", "block"),
+    [
+        (["x", "x"], "x", 1),  # exact duplicate: the later is ignored
+        (["*.x", ".x"], "a.x", 1),  # *.x and .x share the wildcard key x
+        ([".x", "*.x"], "a.x", 1),
+        (["*.x", ".x"], "x", None),  # the ignored .x claimed x but serves nothing
+        (["*.x", ".x", "x"], "x", None),  # .x claimed x before its wildcard failed: x ignored
+        (["x", ".x"], "a.x", None),  # .x after an exact x is dropped, wildcard half too
+        (["x", ".x"], "x", 1),
+        (["x.*", "x.*"], "x.y", 1),
+    ],
+)
+def test_conflicting_names_follow_nginx(names: list[str], host: str, block: int | None) -> None:
+    text = "".join(f"server {{ server_name {n}; }}\n" for n in names)
+    assert _block(text, host) == block
+
+
+def test_conflicts_are_reported_with_lines() -> None:
+    router = parse_servers(
+        "server { listen 80; server_name *.x; }\nserver { listen 80;\n server_name .x; }\n"
+        "server { listen 80; server_name x; }\n"
+    )
+    assert router.warnings == [
+        'conflicting server name ".x" on 0.0.0.0:80, ignored (line 3)',
+        'conflicting server name "x" on 0.0.0.0:80, ignored (line 4)',
+    ]
+
+
+def test_listen_sockets_choose_the_table_first() -> None:
+    router = parse_servers(
+        """
+server { listen 8080; server_name a.test; }
+server { listen 127.0.0.1:8080; server_name b.test; }
+server { listen 127.0.0.1:8080 default_server; listen 9090; server_name c.test; }
+server { server_name a.test; }
+"""
+    )
+    assert router.match("a.test", listen="127.0.0.2:8080").index == 0
+    assert router.match("a.test", listen="127.0.0.1:8080").index == 2  # its default
+    assert router.match("b.test", listen=("127.0.0.1", 8080)).index == 1
+    assert router.match("c.test", listen="10.0.0.1:9090").index == 2
+    assert router.match("a.test", listen="10.0.0.1:80").index == 3  # no listen: *:80
+    assert router.match("a.test").index == 0  # no listen given: the first socket
+    with pytest.raises(RequestError, match=r"no server block listens on 0\.0\.0\.0:81"):
+        router.match("a.test", listen="*:81")
+
+
+def test_hostname_and_header_line_bound() -> None:
+    router = parse_servers("server {} server { server_name $hostname; }", hostname="Box-1")
+    assert router.match("box-1").index == 1
+    text = "server { server_name a; }"
+    assert parse_servers(text).match("a" * 8184).index == 0
+    with pytest.raises(lbkit.InvalidHostError, match="8193 bytes"):
+        parse_servers(text).match("a" * 8185)
+    with pytest.raises(lbkit.InvalidHostError, match="longer than the 100"):
+        parse_servers(text, max_line=100).match("a" * 93)
+
+
+def test_re_fallback_translates_quoting_and_bounds_backtracking() -> None:
+    router = parse_servers(
+        r"""
+server { server_name _; }
+server { server_name "~^\Qa.b\E(\d)$"; }
+server { server_name ~^([a-z0-9]+\.?)+\.example\.com$; }
+""",
+        regex_engine="re",
+    )
+    assert router.match("a.b7").captures == ("7",)
+    assert router.match("axb7").index == 0
+    assert router.match("ab.cd.example.com").index == 2
+    started = time.perf_counter()
+    with pytest.raises(lbkit.RegexLimitError, match=r"hosts of \d+ .*lbkit\[pcre\]"):
+        router.match("a" * 24 + "!")
+    assert time.perf_counter() - started < 0.1
+
+
+def test_pcre2_engine_has_unicode_properties_and_a_match_limit() -> None:
+    router = parse_servers(
+        r"""
+server { server_name _; }
+server { server_name "~^\p{L}(\p{N}+)$"; }
+server { server_name ~^([a-z0-9]+\.?)+\.example\.com$; }
+""",
+        regex_engine="pcre2",
+    )
+    assert router.match("a12").captures == ("12",)
+    started = time.perf_counter()
+    assert router.match("a" * 1000 + "!").index == 0
+    with pytest.raises(lbkit.RegexLimitError, match="PCRE2"):
+        router.match("ab" * 400 + ".example.co")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_router_is_safe_to_share_between_16_threads() -> None:
+    router = parse_servers(
+        r"""
+server { listen 80 default_server; server_name _; }
+server { server_name .a.test *.b.test c.*; }
+server { server_name ~^(?<x>[a-z]+)_(\d+)\.d\.test$; }
+server { listen 8080; server_name a.test; }
+"""
+    )
+    hosts = ["a.test", "x.a.test", "y.b.test", "c.io", "abc_12.d.test", "zzz", "A.TEST."] * 50
+    expected = [(m.index, m.captures, m.named) for m in map(router.match, hosts)]
+    results: list[list[tuple[int, tuple[str, ...], dict[str, str]]]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        got = [(m.index, m.captures, m.named) for m in map(router.match, hosts)]
+        with lock:
+            results.append(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 16

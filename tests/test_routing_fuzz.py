@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -119,10 +121,8 @@ server { server_name ~^(?<x>[a-z]+)\.d\.test$ ~(\w+)_(\d+)$; }
 @FUZZ
 @given(_HOSTS)
 def test_normalize_and_match_raise_only_lbkit_errors(host: object) -> None:
-    try:
+    with contextlib.suppress(lbkit.InvalidHostError):
         normalize_host(host)  # type: ignore[arg-type]
-    except lbkit.InvalidHostError:
-        pass
     try:
         m = _ROUTER.match(host)  # type: ignore[arg-type]
     except lbkit.LbkitError:

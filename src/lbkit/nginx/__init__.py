@@ -1,5 +1,6 @@
 """nginx configuration text in, lbkit objects out."""
 
+from lbkit.nginx.config import NginxConfig, load_config
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, Token, parse_directives, tokenize
 from lbkit.nginx.render import render_method, render_server, render_upstream
@@ -8,7 +9,9 @@ from lbkit.nginx.upstream import parse_upstream
 
 __all__ = [
     "Directive",
+    "NginxConfig",
     "Token",
+    "load_config",
     "parse_directives",
     "parse_duration",
     "parse_servers",

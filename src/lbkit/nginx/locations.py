@@ -36,7 +36,7 @@ def parse_return(d: Directive) -> tuple[int, str | None]:
     if not 1 <= len(args) <= 2:
         raise ConfigError('invalid number of arguments in "return" directive', line=d.line)
     code = _code(args[0])
-    if len(args) == 1 and code is None:
+    if len(args) == 1 and code is None and args[0].startswith(("http://", "https://", "$scheme")):
         return 302, args[0]  # "return URL"
     if code is None or not 0 <= code <= 999:
         raise ConfigError(f'invalid return code "{args[0][:32]}": expected 0..999', line=d.line)

@@ -100,12 +100,12 @@ class ServerNames(Generic[T]):
         if key.startswith("."):
             core = key[1:]
             if core in self._claimed:  # checked before the wildcard: the whole name goes
-                self._conflict(name, line)
+                self._conflict(key, line)
                 return
             self._claimed.add(core)
             labels = tuple(reversed(core.split(".")))
             if labels in self._head:
-                self._conflict(name, line)
+                self._conflict(key, line)
                 return
             self._exact.setdefault(core, value)
             self._head[labels] = (value, key)
@@ -113,20 +113,20 @@ class ServerNames(Generic[T]):
         elif key.startswith("*."):
             labels = tuple(reversed(key[2:].split(".")))
             if labels in self._head:
-                self._conflict(name, line)
+                self._conflict(key, line)
                 return
             self._head[labels] = (value, key)
             self._note_length(self._head_lengths, len(labels))
         elif key.endswith(".*"):
             labels = tuple(key[:-2].split("."))
             if labels in self._tail:
-                self._conflict(name, line)
+                self._conflict(key, line)
                 return
             self._tail[labels] = (value, key)
             self._note_length(self._tail_lengths, len(labels))
         else:
             if key in self._claimed:
-                self._conflict(name, line)
+                self._conflict(key, line)
                 return
             self._claimed.add(key)
             self._exact[key] = value

@@ -98,10 +98,11 @@ class RouteMatch:
 class _Table:
     """The server blocks of one listen socket: their names and the default server."""
 
-    __slots__ = ("default", "names", "servers", "where")
+    __slots__ = ("default", "lookup", "names", "servers", "where")
 
     def __init__(self, where: str, regex_engine: str) -> None:
         self.where = where
+        self.lookup = True
         self.servers: list[ServerBlock] = []
         self.default: ServerBlock | None = None
         self.names: ServerNames[int] = ServerNames(where=where, regex_engine=regex_engine)
@@ -169,7 +170,13 @@ class Router:
                     table.names.add(name, server.index, line=line)
             if table.default is None:
                 table.default = table.servers[0]
-            self.warnings.extend(table.names.warnings)
+            # ngx_http_optimize_servers: a socket with one block looks names up only when
+            # that block's last regex name has captures (nginx's cscf->captures); else
+            # every request goes to it without a regex ever running (and $1.. stay empty)
+            only = table.servers[0]
+            table.lookup = len(table.servers) > 1 or table.names.keeps_captures(only.index)
+            if table.lookup:
+                self.warnings.extend(table.names.warnings)
         first = next(iter(self._tables.values()))
         self._first = first
         self.names: ServerNames[int] = first.names
@@ -207,12 +214,12 @@ class Router:
         """
         table = self._table(listen)
         if host is None:
-            found: NameMatch[int] | None = table.names.find("")
+            found: NameMatch[int] | None = table.names.find("") if table.lookup else None
             server = self.servers[found.value] if found else table.default
             assert server is not None
             return self._result(server, server.server_name, found, table)
         normalized = normalize_host(host, max_line=self.max_line)
-        found = table.names.find(normalized)
+        found = table.names.find(normalized) if table.lookup else None
         server = self.servers[found.value] if found else table.default
         assert server is not None
         return self._result(server, normalized, found, table)
@@ -220,13 +227,11 @@ class Router:
     def _result(
         self, server: ServerBlock, host: str, found: NameMatch[int] | None, table: _Table
     ) -> RouteMatch:
-        # nginx keeps $1.. only when the block's last regex name has capture groups
-        keep = found is not None and table.names.keeps_captures(found.value)
         match = RouteMatch(
             index=server.index,
             server=server,
             host=host,
-            captures=found.captures if keep and found else (),
+            captures=found.captures if found else (),
             named=dict(found.named) if found else {},
             name=found.name if found else None,
             listen=table.where,

@@ -1,0 +1,172 @@
+"""Routing middleware: each request's Host taken to its backend before the app runs.
+
+:class:`ASGIRoutingMiddleware` and :class:`WSGIRoutingMiddleware` route the request with
+:func:`~lbkit.routing.aroute_request` / :func:`~lbkit.routing.route_request` and put the
+:class:`~lbkit.routing.Route` (block, location, rendered target, upstream, peer, resolved
+address) in ``scope["lbkit.route"]`` / ``environ["lbkit.route"]`` for the app (a proxy)
+to use. When the app returns the route is reported done, or failed if the app raised
+(the app may report it itself first, e.g. ``route.done(failed=True)`` on a backend
+error), so least_conn and passive health stay right. Requests nginx would refuse are
+answered here: 400 for an invalid Host, 502 when no peer is live or the name does not
+resolve, 500 when a regex hit its bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import Any
+
+from lbkit.errors import InvalidHostError, LbkitError, NoLiveUpstreams, ResolutionError
+from lbkit.routing._route import Request, Route, aroute_request, route_request
+from lbkit.routing._router import Router
+
+__all__ = ["ASGIRoutingMiddleware", "WSGIRoutingMiddleware", "status_for"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REASONS = {400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway"}
+
+
+def status_for(error: LbkitError) -> int:
+    """The status nginx answers for a routing error: 400, 502 or 500."""
+    if isinstance(error, InvalidHostError):
+        return 400
+    if isinstance(error, (NoLiveUpstreams, ResolutionError)):
+        return 502
+    return 500
+
+
+def _finish(route: Route, failed: bool) -> None:
+    if route.state == "pending":
+        route.done(failed=failed)
+
+
+class ASGIRoutingMiddleware:
+    """ASGI 3 middleware: ``scope["lbkit.route"]`` for http and websocket requests.
+
+    ``resolver`` is an :class:`~lbkit.routing.AsyncResolver` or a
+    :class:`~lbkit.routing.ResolverPool` of them; ``listen`` the nginx socket these
+    requests stand for (default: the config's first).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        router: Router,
+        *,
+        resolver: Any = None,
+        listen: str | tuple[str, int] | None = None,
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.resolver = resolver
+        self.listen = listen
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route, run the app with the route in its scope, report the outcome."""
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((v for k, v in scope.get("headers", ()) if k.lower() == b"host"), None)
+        client = scope.get("client")
+        request = Request(
+            host,
+            scope.get("path", "/"),
+            bytes(scope.get("query_string", b"")).decode("latin-1"),
+            self.listen,
+            client[0] if client else None,
+        )
+        try:
+            route = await aroute_request(self.router, request, resolver=self.resolver)
+        except LbkitError as exc:
+            status = status_for(exc)
+            body = f"{status} {_REASONS[status]}\n".encode()
+            headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        inner = dict(scope)
+        inner["lbkit.route"] = route
+        try:
+            await self.app(inner, receive, send)
+        except BaseException:
+            _finish(route, failed=True)
+            raise
+        _finish(route, failed=False)
+
+
+class WSGIRoutingMiddleware:
+    """WSGI middleware: ``environ["lbkit.route"]``; reported when the response is closed.
+
+    ``resolver`` is a :class:`~lbkit.routing.Resolver` or a
+    :class:`~lbkit.routing.ResolverPool`; ``listen`` as for the ASGI middleware.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        router: Router,
+        *,
+        resolver: Any = None,
+        listen: str | tuple[str, int] | None = None,
+    ) -> None:
+        self.app = app
+        self.router = router
+        self.resolver = resolver
+        self.listen = listen
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Route, run the app with the route in its environ, report when closed."""
+        request = Request(
+            environ.get("HTTP_HOST"),
+            environ.get("PATH_INFO", "/") or "/",
+            environ.get("QUERY_STRING", ""),
+            self.listen,
+            environ.get("REMOTE_ADDR"),
+        )
+        try:
+            route = route_request(self.router, request, resolver=self.resolver)
+        except LbkitError as exc:
+            status = status_for(exc)
+            body = f"{status} {_REASONS[status]}\n".encode()
+            start_response(
+                f"{status} {_REASONS[status]}",
+                [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        environ["lbkit.route"] = route
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            _finish(route, failed=True)
+            raise
+        return _Reported(result, route)
+
+
+class _Reported:
+    """The app's response; closing it reports the route (failed if iterating raised)."""
+
+    def __init__(self, result: Iterable[bytes], route: Route) -> None:
+        self._result = result
+        self._route = route
+        self._failed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._result
+        except BaseException:
+            self._failed = True
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            _finish(self._route, failed=self._failed)
