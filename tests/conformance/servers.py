@@ -242,7 +242,14 @@ def find_dnsmasq() -> str:
 class Dnsmasq:
     """A real dnsmasq on 127.0.0.1:port answering from a hosts file and wildcard records."""
 
-    def __init__(self, workdir: Path, port: int, addresses: list[str], ttl: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        addresses: list[str],
+        ttl: int,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = port
         self.hosts = workdir / "hosts"
         if not self.hosts.exists():
@@ -264,6 +271,7 @@ class Dnsmasq:
             # answer NXDOMAIN (not REFUSED) for unknown names in the test domain
             "--local=/priv/",
             *(f"--address={a}" for a in addresses),
+            *extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
