@@ -13,8 +13,7 @@ from kazoo.client import KazooClient
 
 from lbkit.discovery import HostsFileSink, RegistrySink, ZooKeeperSource, render_hosts
 from lbkit.errors import ConfigError, DiscoveryError, ResolutionError
-from lbkit.routing.registry import RouteRegistry, parse_hosts
-from lbkit.routing.resolver import Resolver
+from lbkit.routing import Resolver, RouteRegistry, parse_hosts
 from tests.conformance.servers import Dnsmasq, free_port
 
 from .helpers import RecordingSink, wait_until

@@ -10,7 +10,7 @@ from kazoo.client import KazooClient
 
 from lbkit.discovery import RegistrySink, ZooKeeperSource
 from lbkit.errors import ConfigError, DiscoveryError
-from lbkit.routing.registry import RouteRegistry
+from lbkit.routing import RouteRegistry
 
 from .helpers import RecordingSink, wait_until
 from .zookeeper_server import ZooKeeper

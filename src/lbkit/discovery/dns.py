@@ -29,7 +29,8 @@ import attrs
 
 from lbkit.discovery.source import ErrorHandler, PollingSource, Sink
 from lbkit.errors import ConfigError, DiscoveryError
-from lbkit.routing.resolver import _parse_nameservers, validate_name
+from lbkit.routing import validate_name
+from lbkit.routing._resolution import parse_nameservers  # the one nameserver-list parser
 
 __all__ = ["DnsAnswer", "DnsSource", "Record", "srv_name"]
 
@@ -116,7 +117,7 @@ class DnsSource(PollingSource):
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ConfigError(f"invalid timeout={timeout!r}: expected seconds > 0")
         super().__init__(sinks, on_error)
-        self.nameservers = _parse_nameservers(nameservers)
+        self.nameservers = parse_nameservers(nameservers)
         self.port = port
         self.service = service
         self.weight = weight

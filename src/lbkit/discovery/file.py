@@ -16,7 +16,7 @@ from typing import Literal
 
 from lbkit.discovery.source import ErrorHandler, PollingSource, Sink
 from lbkit.errors import ConfigError, DiscoveryError
-from lbkit.routing.registry import parse_hosts
+from lbkit.routing import parse_hosts
 
 __all__ = ["FileSource", "parse_lines"]
 

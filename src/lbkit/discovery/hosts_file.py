@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lbkit.discovery.source import View
 from lbkit.errors import ConfigError, DiscoveryError, ResolutionError
-from lbkit.routing.resolver import validate_name
+from lbkit.routing import validate_name
 
 __all__ = ["HostsFileSink", "render_hosts"]
 

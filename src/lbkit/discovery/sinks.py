@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from lbkit.discovery.source import View
-from lbkit.routing.registry import RouteRegistry
+from lbkit.routing import RouteRegistry
 
 __all__ = ["RegistrySink", "UpstreamSink", "server_lines"]
 
