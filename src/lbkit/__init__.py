@@ -17,6 +17,7 @@ from lbkit.balancers.rendezvous import JumpHash, Rendezvous, jump_hash
 from lbkit.balancers.schedule import SmoothSchedule
 from lbkit.errors import (
     ConfigError,
+    DiscoveryError,
     EmptyRingError,
     InvalidAddressError,
     InvalidHostError,
@@ -44,6 +45,7 @@ __all__ = [
     "FLAVORS",
     "BoundedLoad",
     "ConfigError",
+    "DiscoveryError",
     "EmptyRingError",
     "Ewma",
     "Hash",
