@@ -66,7 +66,9 @@ def wait_for_port(
 class Nginx:
     """A real nginx started in the foreground from a generated config, stopped by its PID."""
 
-    def __init__(self, workdir: Path, http_body: str, ports: list[int]) -> None:
+    def __init__(
+        self, workdir: Path, http_body: str, ports: list[int], binary: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.ports = ports
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
@@ -90,7 +92,7 @@ http {{
 """
         self.conf = workdir / "nginx.conf"
         self.conf.write_text(conf)
-        binary = find_nginx()
+        binary = binary or find_nginx()
         test = subprocess.run(
             [
                 binary,

@@ -24,9 +24,7 @@ import argparse
 import hashlib
 import http.client
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.conformance.servers import Dnsmasq, free_port, free_ports, wait_for_port
+from tests.conformance.servers import Dnsmasq, free_port, free_ports
+from tests.conformance.servers import Nginx as ConformanceNginx
 
 HERE = Path(__file__).resolve().parent
 LOG_FORMAT = (
@@ -102,52 +101,18 @@ class Backend:
         self.server.server_close()
 
 
-class Nginx:
-    """The nginx under test, in the foreground, stopped by its PID."""
+class Nginx(ConformanceNginx):
+    """The nginx under test: conformance's runner with another binary and an access log."""
 
     def __init__(self, binary: str, workdir: Path, port: int, http_body: str) -> None:
-        self.workdir = workdir
         self.port = port
-        for sub in ("logs", "tmp"):
-            (workdir / sub).mkdir(parents=True, exist_ok=True)
         self.access_log = workdir / "logs" / "access.log"
-        conf = f"""
-worker_processes 1;
-daemon off;
-master_process on;
-pid {workdir}/nginx.pid;
-error_log {workdir}/logs/error.log info;
-events {{ worker_connections 1024; }}
-http {{
-    log_format golden '{LOG_FORMAT}';
-    access_log {self.access_log} golden;
-    client_body_temp_path {workdir}/tmp;
-    proxy_temp_path {workdir}/tmp;
-    fastcgi_temp_path {workdir}/tmp;
-    uwsgi_temp_path {workdir}/tmp;
-    scgi_temp_path {workdir}/tmp;
-{http_body}
-}}
-"""
-        (workdir / "nginx.conf").write_text(conf)
-        args = [binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf")]
-        check = subprocess.run([*args, "-t"], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx refused the config:\n{check.stderr}\n{conf}")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(port, None)
+        body = f"    log_format golden '{LOG_FORMAT}';\n{http_body}"
+        body = body.replace("@ACCESS_LOG@", str(self.access_log))
+        super().__init__(workdir, body, [port], binary=binary)
 
     def log_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 def nginx_version(binary: str) -> str:
@@ -200,6 +165,7 @@ def setup(
     }}
     server {{
         listen 127.0.0.1:{nginx_port};
+        access_log @ACCESS_LOG@ golden;
         location / {{
             proxy_pass http://u;
             proxy_next_upstream error timeout;
