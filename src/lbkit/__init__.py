@@ -11,6 +11,7 @@
 from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin, SmoothSchedule
 from lbkit.errors import (
     ConfigError,
+    DiscoveryError,
     EmptyRingError,
     InvalidAddressError,
     InvalidHostError,
@@ -65,6 +66,7 @@ __all__ = [
     "Attempts",
     "BoundedLoad",
     "ConfigError",
+    "DiscoveryError",
     "EmptyRingError",
     "Ewma",
     "Flavor",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DiscoveryError",
     "EmptyRingError",
     "InvalidAddressError",
     "InvalidHostError",
@@ -112,6 +113,10 @@ class RegexLimitError(RequestError):
 
 class ResolutionError(LbkitError, LookupError):
     """A name could not be resolved (no such name, or the DNS server stopped answering)."""
+
+
+class DiscoveryError(LbkitError, ConnectionError):
+    """A discovery source could not read its registry (its last good view stays in force)."""
 
 
 class StoreError(LbkitError):

@@ -66,7 +66,9 @@ def wait_for_port(
 class Nginx:
     """A real nginx started in the foreground from a generated config, stopped by its PID."""
 
-    def __init__(self, workdir: Path, http_body: str, ports: list[int]) -> None:
+    def __init__(
+        self, workdir: Path, http_body: str, ports: list[int], binary: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.ports = ports
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
@@ -90,7 +92,7 @@ http {{
 """
         self.conf = workdir / "nginx.conf"
         self.conf.write_text(conf)
-        binary = find_nginx()
+        binary = binary or find_nginx()
         test = subprocess.run(
             [
                 binary,
@@ -242,7 +244,14 @@ def find_dnsmasq() -> str:
 class Dnsmasq:
     """A real dnsmasq on 127.0.0.1:port answering from a hosts file and wildcard records."""
 
-    def __init__(self, workdir: Path, port: int, addresses: list[str], ttl: int) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        addresses: list[str],
+        ttl: int,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = port
         self.hosts = workdir / "hosts"
         if not self.hosts.exists():
@@ -264,6 +273,7 @@ class Dnsmasq:
             # answer NXDOMAIN (not REFUSED) for unknown names in the test domain
             "--local=/priv/",
             *(f"--address={a}" for a in addresses),
+            *extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._wait_ready()
