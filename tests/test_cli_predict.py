@@ -221,7 +221,11 @@ def test_route_shows_block_rule_and_conflicts(
     )
     out, err = capsys.readouterr()
     assert status == 0
-    assert err == 'nginx: [warn] conflicting server name "api.example.com" on 0.0.0.0:80, ignored\n'
+    line = NGINX_CONF.splitlines().index("        server_name api.example.com;", 42) + 1
+    assert err == (
+        'nginx: [warn] conflicting server name "api.example.com" on 0.0.0.0:80, ignored '
+        f"(line {line})\n"
+    )
     rows = [line.split() for line in out.splitlines()[2:]]
     assert [r[0] for r in rows] == [
         "api.example.com",
@@ -242,7 +246,8 @@ def test_route_json(conf: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert item["rule"] == "regex"
     assert item["name"].startswith("~^(?<tenant>")
     assert item["target"] == "http://rr/t/"
-    assert item["warnings"] == ['conflicting server name "api.example.com" on 0.0.0.0:80, ignored']
+    (warning,) = item["warnings"]
+    assert warning.startswith('conflicting server name "api.example.com" on 0.0.0.0:80, ignored')
 
 
 def test_unknown_variable_in_proxy_pass_is_a_located_error(
@@ -253,3 +258,45 @@ def test_unknown_variable_in_proxy_pass_is_a_located_error(
     assert main(["predict", str(conf), "a.test/"]) == 2
     err = capsys.readouterr().err
     assert "unknown variable $nosuch" in err
+
+
+def test_predict_follows_listen_ports_and_locations(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        r"""
+        upstream api { server a1:80; server a2:80; }
+        server {
+            listen 80;
+            server_name example.com;
+            location / { proxy_pass http://web; }
+            location /api/ { proxy_pass http://api/v1/; }
+            location ~ ^/img/(?<file>.+)\.png$ { proxy_pass http://img/$file; }
+            location = /health { return 200 ok; }
+        }
+        server {
+            listen 8080;
+            server_name example.com;
+            location / { proxy_pass http://admin:9000$request_uri; }
+        }
+        """
+    )
+    out = predict_json(
+        conf,
+        [
+            {"host": "example.com", "uri": "/api/users"},
+            {"host": "example.com", "uri": "/img/logo.png"},
+            {"host": "example.com", "uri": "/health"},
+            {"host": "example.com", "uri": "/x", "port": 8080},
+            {"host": "example.com", "uri": "/x", "port": 9999},
+        ],
+    )
+    api, img, health, admin, nowhere = out
+    assert (api["server"], api["location"], api["target"]) == (0, "/api/", "http://api/v1/")
+    assert (api["upstream"], api["peer"]) == ("api", "a1:80")
+    assert img["target"] == "http://img/logo"  # the location's named capture
+    assert health["return"] == [200, "ok"]
+    assert health["target"] is None
+    assert (admin["server"], admin["target"]) == (1, "http://admin:9000/x")
+    assert nowhere["server"] is None
+    assert nowhere["status"] == 400
+    assert "9999" in nowhere["error"]

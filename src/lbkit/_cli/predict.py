@@ -21,7 +21,7 @@ MAX_REQUESTS = 1_000_000
 
 
 def parse_request_argument(
-    text: str, *, client: str, port: int, headers: list[tuple[str, str]]
+    text: str, *, client: str, port: int | None, headers: list[tuple[str, str]]
 ) -> ClientRequest:
     """``HOST[/PATH[?QUERY]]`` (a leading ``http://`` is ignored; ``/PATH`` alone: no Host)."""
     rest = text.split("://", 1)[1] if "://" in text else text
@@ -170,7 +170,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--file", help="read requests from this file ('-' for stdin)")
     p.add_argument("--json", action="store_true", help="JSON lines in (stdin) and out")
     p.add_argument("--client", default="127.0.0.1", help="client address ($remote_addr)")
-    p.add_argument("--port", type=int, default=80, help="port the requests arrive on")
+    p.add_argument(
+        "--port", type=int, help="port the requests arrive on (default: the first listen)"
+    )
     p.add_argument(
         "--header",
         type=_header,

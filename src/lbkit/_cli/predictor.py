@@ -32,10 +32,8 @@ def rule_of(match: RouteMatch) -> str:
 
 
 def conflicts(router: Router) -> list[str]:
-    """nginx's warnings for server names that a later block repeats (the later one loses)."""
-    names = getattr(router, "names", None)
-    ignored = getattr(names, "ignored", ())
-    return [f'conflicting server name "{name}" on 0.0.0.0:80, ignored' for name in ignored]
+    """nginx's warnings for the config (server names a later block repeats: it loses)."""
+    return list(getattr(router, "warnings", ()))
 
 
 def _target_host(target: str) -> str:
@@ -58,6 +56,7 @@ class Prediction:
     upstream: str | None = None
     peer: str | None = None
     key: str | None = None
+    location: str | None = None
     returns: tuple[int, str | None] | None = None
     status: int | None = None
     error: str | None = None
@@ -75,6 +74,8 @@ class Prediction:
             "upstream": self.upstream,
             "peer": self.peer,
         }
+        if self.location is not None:
+            out["location"] = self.location
         if self.key is not None:
             out["key"] = self.key
         if self.returns is not None:
@@ -93,19 +94,51 @@ class Predictor:
         self._router = Router(router.servers)
         self.upstreams: dict[str, Upstream] = dict(router.upstreams)
 
-    def predict(self, request: ClientRequest) -> Prediction:
-        """Route one request and, when it is proxied to an upstream, pick its peer."""
+    def _match(self, request: ClientRequest) -> RouteMatch:
+        if request.port is None:
+            return self._router.match(request.host)
         try:
-            match = self._router.match(request.host)
-        except InvalidHostError as exc:
+            return self._router.match(request.host, listen=f"*:{request.port}")
+        except RequestError:
+            # no block on *:PORT: the first socket with that port (e.g. 127.0.0.1:PORT)
+            for socket in self._router.sockets:
+                if socket.rpartition(":")[2] == str(request.port):
+                    return self._router.match(request.host, listen=socket)
+            raise
+
+    def predict(self, request: ClientRequest) -> Prediction:
+        """Route one request (server block, then location) and, when it is proxied to an
+        upstream, pick its peer."""
+        try:
+            match = self._match(request)
+        except (InvalidHostError, RequestError) as exc:
             return Prediction(status=400, error=str(exc))
         server = match.server
+        port = request.port or int(match.listen.rpartition(":")[2] or 80)
+        captures, named = match.captures, dict(match.named)
+        template, returns, location = server.target, server.return_, None
+        locations = getattr(server, "locations", None)
+        if returns is None and locations is not None:
+            path = RequestVariables(request)["uri"]
+            hit = locations.find(path)
+            if hit is None:
+                template = None  # nginx serves files from root: nothing proxied
+            else:
+                loc = hit.location
+                location = str(loc.display)
+                template, returns = loc.proxy_pass, loc.return_
+                if hit.redirect:
+                    returns = (301, None)
+                if hit.captures or hit.named:
+                    captures = hit.captures
+                    named.update(hit.named)
         variables = RequestVariables(
             request,
             host=match.host,
-            captures=match.captures,
-            named=match.named,
+            captures=captures,
+            named=named,
             server_name=server.server_name,
+            port=port,
         )
         found = Prediction(
             server=match.index,
@@ -113,15 +146,16 @@ class Predictor:
             rule=rule_of(match),
             name=match.name,
             host=match.host,
-            captures=match.captures,
+            captures=captures,
+            location=location,
         )
-        if server.return_ is not None:
-            code, text = server.return_
+        if returns is not None:
+            code, text = returns
             rendered = None if text is None else render(text, variables)
             return attrs.evolve(found, returns=(code, rendered))
-        if server.target is None:
+        if template is None:
             return found
-        target = render(server.target, variables)
+        target = render(template, variables)
         found = attrs.evolve(found, target=target)
         upstream = self.upstreams.get(_target_host(target))
         if upstream is None:

@@ -88,7 +88,8 @@ class ClientRequest:
     """What a client sent, as far as nginx variables need it.
 
     ``uri`` is the request target as sent (path and query string), ``client`` the client's
-    address (``$remote_addr``), ``port`` the port the request arrived on (``$server_port``),
+    address (``$remote_addr``), ``port`` the port the request arrived on (``$server_port``;
+    ``None``: the first listen socket of the config),
     ``headers`` (name, value) pairs in the order sent (a mapping is accepted too). ``host``
     is the Host header, or ``None`` when the request had none.
     """
@@ -96,15 +97,16 @@ class ClientRequest:
     host: str | None = None
     uri: str = attrs.field(default="/", converter=_uri)
     client: str = "127.0.0.1"
-    port: int = 80
+    port: int | None = None
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_headers)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.port, int) or isinstance(self.port, bool):
-            raise RequestError(f"port must be an int 1..65535, not {self.port!r}")
-        if not 1 <= self.port <= 65535:
-            raise RequestError(f"port must be 1..65535, not {self.port}")
+        if self.port is not None:
+            if not isinstance(self.port, int) or isinstance(self.port, bool):
+                raise RequestError(f"port must be an int 1..65535, not {self.port!r}")
+            if not 1 <= self.port <= 65535:
+                raise RequestError(f"port must be 1..65535, not {self.port}")
         if not isinstance(self.client, str):
             raise RequestError(f"client must be an address string, not {self.client!r}")
         if self.host is not None and not isinstance(self.host, str):
@@ -205,8 +207,8 @@ class RequestVariables(Mapping[str, str]):
     """The variables of one request, computed on demand, for :func:`lbkit.routing.expand`.
 
     ``host`` is nginx's ``$host`` (the normalised Host header, or the server's name),
-    ``captures`` and ``named`` the server_name regex captures (``$1``..``$9``, ``$name``),
-    ``server_name`` the chosen block's primary name.
+    ``captures`` and ``named`` the regex captures (``$1``..``$9``, ``$name``),
+    ``server_name`` the chosen block's primary name, ``port`` the listen socket's port.
     """
 
     def __init__(
@@ -217,6 +219,7 @@ class RequestVariables(Mapping[str, str]):
         captures: Sequence[str] = (),
         named: Mapping[str, str] | None = None,
         server_name: str = "",
+        port: int | None = None,
     ) -> None:
         self.request = request
         self._fixed: dict[str, str] = {
@@ -229,7 +232,7 @@ class RequestVariables(Mapping[str, str]):
             "request_uri": request.uri,
             "scheme": "http",
             "server_name": server_name,
-            "server_port": str(request.port),
+            "server_port": str(port or request.port or 80),
             "uri": _normalized_path(request.path),
         }
         self._fixed.update({str(i): c for i, c in enumerate(captures[:9], start=1)})
