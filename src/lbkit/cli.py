@@ -1,40 +1,48 @@
-"""The ``lbkit`` command line: ``lbkit demo`` and ``lbkit pick``."""
+"""The ``lbkit`` command line: demo, pick, simulate, reshard, predict and route.
+
+Each subcommand lives in its own module under ``lbkit._cli``; this module builds the parser
+and turns errors into messages and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from lbkit import __version__
-from lbkit.demo import DEFAULT_UPSTREAM, format_reports, run_demo
-from lbkit.errors import LbkitError
-from lbkit.nginx.upstream import parse_upstream
+from lbkit import LbkitError, __version__
+from lbkit._cli import predict, reshard, simulate
+from lbkit._cli.diagnostics import LocatedConfigError, located
+from lbkit._cli.sources import ConfigFile, read_config
+from lbkit.demo import DEFAULT_UPSTREAM, demo_methods, format_reports, run_demo
+from lbkit.nginx import parse_upstream
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def _read_config(path: str | None) -> str:
-    if path is None:
-        return DEFAULT_UPSTREAM
-    if path == "-":
-        return sys.stdin.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+def _config_or_default(path: str | None) -> ConfigFile:
+    return ConfigFile("<default>", DEFAULT_UPSTREAM) if path is None else read_config(path)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    config = _read_config(args.config)
+    source = _config_or_default(args.config)
+    with located(source.path, source.text):
+        methods = demo_methods(source.text)
+        reports = run_demo(source.text, args.requests, args.fail, args.seed)
     print("upstream:")
-    print(config.rstrip())
-    print(f"\n{args.requests} requests per method; share of requests each backend served\n")
-    reports = run_demo(config, args.requests, args.fail, args.seed)
+    print(source.text.rstrip())
+    own = f"with the upstream's own method ({methods[0][0]})"
+    what = own if len(methods) == 1 else "per method"
+    print(f"\n{args.requests} requests {what}; share of requests each backend served\n")
     print(format_reports(reports))
     return 0
 
 
 def _pick(args: argparse.Namespace) -> int:
-    up = parse_upstream(_read_config(args.config))
+    source = _config_or_default(args.config)
+    with located(source.path, source.text):
+        up = parse_upstream(source.text)
     for _ in range(args.count):
         peer = up.pick(key=args.key, client_addr=args.client_addr)
         print(peer.name)
@@ -59,14 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--client-addr", help="client IP (ip_hash)")
     pick.add_argument("--count", type=int, default=1, help="number of sequential requests")
     pick.set_defaults(func=_pick)
+    simulate.add_parser(sub)
+    reshard.add_parser(sub)
+    predict.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lbkit`` script and ``python -m lbkit``."""
+    """Entry point of the ``lbkit`` script and ``python -m lbkit``: exit status 0 when
+    done, 1 when some input lines were invalid, 2 on errors (message on stderr)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # the reader went away (``| head``): stop quietly, as other command-line tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    except LocatedConfigError as exc:
+        print(exc.describe(), file=sys.stderr)
+        return 2
     except (LbkitError, OSError, ValueError) as exc:
         print(f"lbkit: error: {exc}", file=sys.stderr)
         return 2

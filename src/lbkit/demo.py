@@ -8,11 +8,10 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from lbkit.errors import NoLiveUpstreams
-from lbkit.nginx.upstream import parse_upstream
-from lbkit.upstream import Upstream
+from lbkit import NoLiveUpstreams, Upstream
+from lbkit.nginx import parse_directives, parse_upstream
 
-__all__ = ["DEFAULT_UPSTREAM", "METHODS", "MethodReport", "run_demo"]
+__all__ = ["DEFAULT_UPSTREAM", "METHODS", "MethodReport", "demo_methods", "run_demo"]
 
 #: The embedded default: four backends with unequal weights.
 DEFAULT_UPSTREAM = """\
@@ -34,6 +33,20 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("random", "random;"),
     ("random two least_conn", "random two least_conn;"),
 )
+
+
+#: Directives that choose a balancing method inside an upstream block.
+_METHOD_DIRECTIVES = ("hash", "ip_hash", "least_conn", "random")
+
+
+def demo_methods(config: str) -> tuple[tuple[str, str], ...]:
+    """The (label, directive) rows to run: every method in :data:`METHODS`, or, when the
+    upstream already names a method, only that one, labelled as written."""
+    for top in parse_directives(config):
+        for d in top.block or ():
+            if d.name in _METHOD_DIRECTIVES:
+                return ((" ".join((d.name, *d.args)), ""),)
+    return METHODS
 
 
 @attrs.frozen
@@ -83,7 +96,10 @@ def run_demo(
     config: str = DEFAULT_UPSTREAM, requests: int = 10_000, fail: str | None = None, seed: int = 1
 ) -> list[MethodReport]:
     """Route ``requests`` with each method, then again with ``fail`` (default: the 2nd
-    server) refusing connections, and report shares and moved requests."""
+    server) refusing connections, and report shares and moved requests.
+
+    A config whose upstream names a method runs that method alone (see :func:`demo_methods`).
+    """
     rng = random.Random(seed)
     inputs = [
         {
@@ -93,7 +109,7 @@ def run_demo(
         for _ in range(requests)
     ]
     reports = []
-    for label, directive in METHODS:
+    for label, directive in demo_methods(config):
         text = _with_method(config, directive)
         frozen_clock: Callable[[], float] = lambda: 1_000_000.0  # noqa: E731 - fail_timeout never ends
         up = parse_upstream(text, clock=frozen_clock)
@@ -126,16 +142,19 @@ def format_reports(reports: list[MethodReport]) -> str:
     """Render demo reports as a text table."""
     names = list(reports[0].before)
     width = max(12, *(len(n) for n in names))
-    head = f"{'method':<24}" + "".join(f"{n:>{width + 2}}" for n in names)
+    first = max(24, *(len(r.label) + 2 for r in reports), *(len(r.failing) + 11 for r in reports))
+    head = f"{'method':<{first}}" + "".join(f"{n:>{width + 2}}" for n in names)
     lines = [head, "-" * len(head)]
     for r in reports:
-        lines.append(f"{r.label:<24}" + "".join(f"{r.before[n]:>{width + 2}.1%}" for n in names))
         lines.append(
-            f"{'  ' + r.failing + ' failed':<24}"
+            f"{r.label:<{first}}" + "".join(f"{r.before[n]:>{width + 2}.1%}" for n in names)
+        )
+        lines.append(
+            f"{'  ' + r.failing + ' failed':<{first}}"
             + "".join(f"{r.after[n]:>{width + 2}.1%}" for n in names)
         )
         lines.append(
-            f"{'':<24}moved: {r.moved:.1%} of requests changed backend; "
+            f"{'':<{first}}moved: {r.moved:.1%} of requests changed backend; "
             f"{r.moved_from_healthy:.1%} of those on healthy backends"
         )
     return "\n".join(lines)

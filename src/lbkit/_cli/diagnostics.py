@@ -1,0 +1,84 @@
+"""Error reports for the command line: ``file:line:column: message``, the line, a hint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from lbkit import ConfigError
+
+__all__ = ["LocatedConfigError", "describe_error", "located"]
+
+_QUOTED = re.compile(r'"([^"]+)"')
+_LINE_SUFFIX = re.compile(r" \(line \d+\)$")
+
+#: Hints for messages that carry none, by the words they start with.
+_HINTS = (
+    ("unexpected end of file", "a quote, a '{' or a ';' is not closed"),
+    ("unexpected", "each directive ends with ';' and each block is closed with '}'"),
+    ("no server blocks", "predict and route need server { ... } blocks (a whole nginx.conf)"),
+    ("expected one upstream", "name the upstream with --upstream NAME"),
+    ("invalid number of arguments", "see the directive's syntax in nginx's documentation"),
+)
+
+
+def _hint(message: str) -> str:
+    for start, hint in _HINTS:
+        if message.startswith(start):
+            return hint
+    return "nginx -t reports the same configuration the same way"
+
+
+def describe_error(exc: ConfigError, path: str, text: str) -> str:
+    """Render a configuration error as ``path:line:column: problem``, the offending line
+    with the token underlined, and a hint (the part of the message after ``: ``)."""
+    message = _LINE_SUFFIX.sub("", str(exc))
+    problem, sep, hint = message.partition(": ")
+    if not sep:
+        hint = _hint(message)
+    line_no = getattr(exc, "line", None)
+    quoted = _QUOTED.search(message)
+    token = quoted.group(1) if quoted else ""
+    if line_no is None:
+        return f"{path}: error: {problem}\nhint: {hint}"
+    lines = text.splitlines()
+    source = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
+    at = source.find(token) if token else -1
+    if at < 0:
+        at = len(source) - len(source.lstrip())
+        width = max(1, len(source.strip()))
+    else:
+        width = len(token)
+    column = at + 1
+    gutter = " " * len(str(line_no))
+    return (
+        f"{path}:{line_no}:{column}: error: {problem}\n"
+        f" {line_no} | {source}\n"
+        f" {gutter} | {' ' * at}{'^' * width}\n"
+        f"hint: {hint}"
+    )
+
+
+class LocatedConfigError(ConfigError):
+    """A :class:`~lbkit.ConfigError` with the file it came from, for :func:`describe_error`."""
+
+    def __init__(self, cause: ConfigError, path: str, text: str) -> None:
+        super().__init__(_LINE_SUFFIX.sub("", str(cause)), line=getattr(cause, "line", None))
+        self.path = path
+        self.text = text
+
+    def describe(self) -> str:
+        """The report the command line prints."""
+        return describe_error(self, self.path, self.text)
+
+
+@contextmanager
+def located(path: str, text: str) -> Iterator[None]:
+    """Turn a ConfigError raised inside into a :class:`LocatedConfigError` for ``path``."""
+    try:
+        yield
+    except LocatedConfigError:
+        raise
+    except ConfigError as exc:
+        raise LocatedConfigError(exc, path, text) from None
