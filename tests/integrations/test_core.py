@@ -13,9 +13,10 @@ from flask import Flask, session
 
 import lbkit
 from lbkit.integrations import SessionOptions, store_from_url
-from lbkit.integrations._core import Get, Set, Touch, load_flow, run, save_flow
+from lbkit.integrations._core import StoreSteps, load_flow, save_flow
 from lbkit.integrations.flask import SessionInterface
 from lbkit.sessions import MemoryStore, PhpSerializer
+from lbkit.sessions._flow import Pause, run
 
 SECRET = secrets.token_urlsafe(32)
 
@@ -54,76 +55,90 @@ def test_signing_rotation_and_id_formats() -> None:
     )
 
 
+STEPS = StoreSteps(MemoryStore())  # versions, TTLs and touch: every kind of call
+
+
 def drive(flow: Any, answers: list[Any]) -> tuple[list[Any], Any]:
-    """Run a flow by hand: record the operations, answer them from ``answers``."""
+    """Run a flow by hand: record its store calls as (method, args), answer them from
+    ``answers`` (exceptions are thrown in); back-off pauses are recorded as "pause"."""
     ops: list[Any] = []
     try:
-        op = next(flow)
+        step = next(flow)
         while True:
-            ops.append(op)
+            if isinstance(step, Pause):
+                ops.append("pause")
+                step = flow.send(None)
+                continue
+            ops.append((step.method, step.args, step.kwargs.get("if_version")))
             answer = answers.pop(0)
-            op = flow.throw(answer) if isinstance(answer, Exception) else flow.send(answer)
+            step = flow.throw(answer) if isinstance(answer, Exception) else flow.send(answer)
     except StopIteration as stop:
         return ops, stop.value
+
+
+def methods(ops: list[Any]) -> list[str]:
+    return [op if op == "pause" else op[0] for op in ops]
 
 
 def test_lost_race_merges_only_this_requests_keys() -> None:
     options = SessionOptions(meta_key=None)
     raw = options.serializer.dumps({"a": 1, "b": 1, "cart": [1]})
-    ops, loaded = drive(load_flow(options, "x" * 43, 0.0), [(raw, 7)])
-    assert ops == [Get("x" * 43)]
+    ops, loaded = drive(load_flow(options, STEPS, "x" * 43, 0.0), [(raw, 7)])
+    assert ops == [("get_versioned", ("x" * 43,), None)]
     data = dict(loaded.data)
     data["cart"].append(2)  # in place
     del data["b"]
     theirs = options.serializer.dumps({"a": 5, "b": 1, "other": True, "cart": [1]})
     ops, action = drive(
-        save_flow(options, loaded, data),
+        save_flow(options, STEPS, loaded, data),
         [lbkit.SessionConflict("raced"), (theirs, 8), 9],
     )
-    assert [type(op) for op in ops] == [Set, Get, Set]
-    assert ops[0].if_version == 7
-    assert ops[2].if_version == 8
-    merged = options.serializer.loads(ops[2].value)
+    assert methods(ops) == ["set", "pause", "get_versioned", "set"]
+    assert ops[0][2] == 7
+    assert ops[3][2] == 8
+    merged = options.serializer.loads(ops[3][1][1])
     assert merged == {"a": 5, "other": True, "cart": [1, 2]}  # "a" untouched here: theirs
     assert action is None
 
 
 def test_session_deleted_meanwhile_stays_deleted() -> None:
     options = SessionOptions()
-    _, loaded = drive(load_flow(options, "x" * 43, 0.0), [(options.serializer.dumps({}), 1)])
+    raw = options.serializer.dumps({})
+    _, loaded = drive(load_flow(options, STEPS, "x" * 43, 0.0), [(raw, 1)])
     ops, action = drive(
-        save_flow(options, loaded, {"k": 1}), [lbkit.SessionConflict("raced"), None]
+        save_flow(options, STEPS, loaded, {"k": 1}), [lbkit.SessionConflict("raced"), None]
     )
-    assert [type(op) for op in ops] == [Set, Get]
+    assert methods(ops) == ["set", "pause", "get_versioned"]
     assert action.delete
 
 
 def test_nothing_changed_touches_and_writes_nothing() -> None:
     options = SessionOptions()
     raw = options.serializer.dumps({"k": [1, {"x": 2}]})
-    _, loaded = drive(load_flow(options, "x" * 43, 0.0), [(raw, 1)])
-    ops, action = drive(save_flow(options, loaded, {"k": [1, {"x": 2}]}), [True])
-    assert ops == [Touch("x" * 43, 1800.0)]
+    _, loaded = drive(load_flow(options, STEPS, "x" * 43, 0.0), [(raw, 1)])
+    ops, action = drive(save_flow(options, STEPS, loaded, {"k": [1, {"x": 2}]}), [True])
+    assert ops == [("touch", ("x" * 43, 1800.0), None)]
     assert action is None
     # modified=True forces the write
-    ops, _ = drive(save_flow(options, loaded, dict(loaded.data), modified=True), [2])
-    assert [type(op) for op in ops] == [Set]
+    ops, _ = drive(save_flow(options, STEPS, loaded, dict(loaded.data), modified=True), [2])
+    assert methods(ops) == ["set"]
 
 
 def test_absolute_timeout_and_per_session_lifetime() -> None:
     options = SessionOptions(absolute_timeout=100)
     store = MemoryStore()
-    loaded = run(load_flow(options, None, 1000.0), store)
-    action = run(save_flow(options, loaded, {"k": 1}, lifetime=5000, now=1000.0), store)
+    steps = StoreSteps(store)
+    loaded = run(load_flow(options, steps, None, 1000.0))
+    action = run(save_flow(options, steps, loaded, {"k": 1}, lifetime=5000, now=1000.0))
     sid = options.unsign(action.value)[0]
     assert action.max_age == 5000
     assert "Max-Age=5000" in action.header(options, https=True)
     assert "Secure" in action.header(options, https=True)
     assert "Secure" not in action.header(options, https=False)
-    again = run(load_flow(options, sid, 1050.0), store)
+    again = run(load_flow(options, steps, sid, 1050.0))
     assert again.data == {"k": 1}
     assert again.lifetime == 5000  # kept with the session
-    expired = run(load_flow(options, sid, 1101.0), store)  # created at 1000, limit 100 s
+    expired = run(load_flow(options, steps, sid, 1101.0))  # created at 1000, limit 100 s
     assert expired.id is None
     assert store.get(sid) is None  # and deleted
 
@@ -131,13 +146,14 @@ def test_absolute_timeout_and_per_session_lifetime() -> None:
 def test_strict_ids_never_adopted_and_empty_sessions_not_stored() -> None:
     options = SessionOptions()
     store = MemoryStore()
+    steps = StoreSteps(store)
     unknown = "u" * 43
-    loaded = run(load_flow(options, unknown, 0.0), store)
+    loaded = run(load_flow(options, steps, unknown, 0.0))
     assert loaded.id is None
     assert loaded.stale_cookie
-    action = run(save_flow(options, loaded, {}), store)
+    action = run(save_flow(options, steps, loaded, {}))
     assert action.delete  # the unknown cookie is removed, nothing stored
-    action = run(save_flow(options, loaded, {"k": 1}), store)
+    action = run(save_flow(options, steps, loaded, {"k": 1}))
     assert options.unsign(action.value)[0] != unknown
 
 
@@ -278,3 +294,21 @@ def test_store_from_url() -> None:
         store_from_url("ftp://x")
     with pytest.raises(lbkit.ConfigError, match="invalid session store URL"):
         store_from_url("memcached://127.0.0.1:notaport")
+
+
+def test_stores_without_versions_merge_and_keep_deletes() -> None:
+    """sharedance has no versions: the save re-reads, merges, and never re-creates."""
+    options = SessionOptions(meta_key=None)
+    plain = MemoryStore()
+    plain.capabilities = frozenset({"ttl", "touch"})  # as a store without versions
+    steps = StoreSteps(plain)
+    plain.set("p" * 43, options.serializer.dumps({"a": 1, "b": 1}))
+    loaded = run(load_flow(options, steps, "p" * 43, 0.0))
+    assert loaded.version is None
+    plain.set("p" * 43, options.serializer.dumps({"a": 1, "b": 1, "theirs": 1}))
+    assert run(save_flow(options, steps, loaded, {"a": 2, "b": 1})) is None
+    assert options.serializer.loads(plain.get("p" * 43)) == {"a": 2, "b": 1, "theirs": 1}
+    plain.delete("p" * 43)
+    action = run(save_flow(options, steps, loaded, {"a": 3, "b": 1}))
+    assert action.delete
+    assert plain.get("p" * 43) is None

@@ -1,12 +1,12 @@
 """What the framework adapters share: options, cookies, and the load and save flows.
 
-The flows are sans-I/O generators: they yield store operations (:class:`Get`, :class:`Set`,
-:class:`Delete`, :class:`Touch`) and receive their results, so one piece of code decides
-what to read and write for every adapter, driven by :func:`run` (sync stores) or
-:func:`arun` (asyncio stores). A save that loses a versioned race is thrown a
-:class:`~lbkit.errors.SessionConflict`; it re-reads the session, applies only the keys this
-request changed, and retries. A session deleted meanwhile (logged out elsewhere) stays
-deleted.
+The flows are sans-I/O generators over :mod:`lbkit.sessions`' flow steps: they yield the
+store calls they need (through :class:`StoreSteps`, which fits each call to what the store
+can do) and receive the results, so one piece of code decides what to read and write for
+every adapter, driven by ``run`` (sync stores) or ``arun`` (asyncio stores). A save that
+loses a versioned race waits a short random back-off, re-reads the session, applies only the
+keys this request changed and retries. A session deleted meanwhile (logged out elsewhere)
+stays deleted.
 """
 
 from __future__ import annotations
@@ -14,34 +14,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import inspect
 import logging
+import random
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
 
 from lbkit.errors import ConfigError, LbkitError, SessionConflict
-from lbkit.sessions import ABSENT, CookieConfig, JSONSerializer, Serializer, new_session_id
+from lbkit.sessions import (
+    ABSENT,
+    CookieConfig,
+    JSONSerializer,
+    Serializer,
+    Version,
+    new_session_id,
+)
+from lbkit.sessions._flow import Call, Flow, Pause
+from lbkit.sessions._manager import BACKOFF_BASE, BACKOFF_CAP
 
 __all__ = [
     "CookieAction",
-    "Delete",
-    "Get",
     "Loaded",
     "SessionDict",
     "SessionOptions",
-    "Set",
-    "Touch",
-    "arun",
+    "StoreSteps",
     "baseline",
     "changes",
     "load_flow",
     "request_is_https",
-    "run",
     "save_flow",
     "update_flow",
 ]
@@ -179,97 +183,51 @@ class SessionOptions:
         )
 
 
-# ---- store operations, yielded by the flows -------------------------------------------
+# ---- store calls, fitted to the store's capabilities --------------------------------
 
 
-@attrs.frozen
-class Get:
-    """``store.get_versioned(key)`` (``store.get`` without versions)."""
+class StoreSteps:
+    """The store calls the flows make, as flow steps for ``run``/``arun``.
 
-    key: str
+    Stores without versions are read with ``get`` (version None) and written without
+    ``if_version``; stores without TTLs get none; ``touch`` is skipped where unsupported.
+    """
 
+    def __init__(self, store: Any) -> None:
+        capabilities = store.capabilities
+        self.store = store
+        self.versions = "versions" in capabilities
+        self.ttls = "ttl" in capabilities
+        self.touches = "touch" in capabilities and self.ttls
 
-@attrs.frozen
-class Set:
-    """``store.set(key, value, ttl, if_version=...)``."""
-
-    key: str
-    value: bytes
-    ttl: float | None
-    if_version: int | None
-
-
-@attrs.frozen
-class Delete:
-    """``store.delete(key)``."""
-
-    key: str
-
-
-@attrs.frozen
-class Touch:
-    """``store.touch(key, ttl)``."""
-
-    key: str
-    ttl: float
-
-
-Op = Get | Set | Delete | Touch
-Flow = Generator[Op, Any, Any]
-
-
-def _call(store: Any, op: Op) -> Any:
-    versions = "versions" in store.capabilities
-    if isinstance(op, Get):
-        if versions:
-            return store.get_versioned(op.key)
-        raw = store.get(op.key)
+    def get(self, key: str) -> Flow[tuple[bytes, Version | None] | None]:
+        """The value and version of ``key`` (version None without versions), or None."""
+        if self.versions:
+            found: tuple[bytes, Version] | None = yield Call(self.store, "get_versioned", (key,))
+            return found
+        raw = yield Call(self.store, "get", (key,))
         return None if raw is None else (raw, None)
-    if isinstance(op, Set):
-        ttl = op.ttl if "ttl" in store.capabilities else None
-        return store.set(op.key, op.value, ttl, if_version=op.if_version if versions else None)
-    if isinstance(op, Delete):
-        return store.delete(op.key)
-    if "touch" in store.capabilities and "ttl" in store.capabilities:
-        return store.touch(op.key, op.ttl)
-    return None
 
+    def set(
+        self, key: str, value: bytes, ttl: float | None, if_version: Version | None
+    ) -> Flow[Version | None]:
+        """Write ``value`` (compare-and-set on stores with versions)."""
+        version: Version | None = yield Call(
+            self.store,
+            "set",
+            (key, value, ttl if self.ttls else None),
+            {"if_version": if_version if self.versions else None},
+        )
+        return version
 
-def run(flow: Flow, store: Any) -> Any:
-    """Drive a flow against a synchronous store; returns the flow's result."""
-    try:
-        op = next(flow)
-        while True:
-            try:
-                result = _call(store, op)
-            except SessionConflict as exc:
-                op = flow.throw(exc)
-                continue
-            op = flow.send(result)
-    except StopIteration as stop:
-        return stop.value
+    def delete(self, key: str) -> Flow[None]:
+        """Remove ``key``."""
+        yield Call(self.store, "delete", (key,))
 
-
-async def arun(flow: Flow, store: Any) -> Any:
-    """Drive a flow against an asyncio store (or a sync one, called in a worker thread)."""
-    import anyio.to_thread
-
-    is_async = inspect.iscoroutinefunction(store.get)
-    try:
-        op = next(flow)
-        while True:
-            try:
-                if is_async:
-                    pending = _call(store, op)
-                    result = await pending if isinstance(pending, Awaitable) else pending
-                else:
-                    result = await anyio.to_thread.run_sync(_call, store, op)
-            except SessionConflict as exc:
-                op = flow.throw(exc)
-                continue
-            op = flow.send(result)
-    except StopIteration as stop:
-        return stop.value
+    def touch(self, key: str, ttl: float) -> Flow[None]:
+        """Renew the TTL of ``key`` (nothing on stores that cannot)."""
+        if self.touches:
+            yield Call(self.store, "touch", (key, ttl))
 
 
 # ---- load and save -------------------------------------------------------------------
@@ -311,13 +269,18 @@ def _decode(options: SessionOptions, raw: bytes) -> dict[str, Any] | None:
 
 
 def load_flow(
-    options: SessionOptions, session_id: str | None, now: float, *, resign: bool = False
-) -> Flow:
+    options: SessionOptions,
+    steps: StoreSteps,
+    session_id: str | None,
+    now: float,
+    *,
+    resign: bool = False,
+) -> Flow[Loaded]:
     """Read the session ``session_id`` names (from :meth:`SessionOptions.unsign`); a new
     one if it is None, unknown, unreadable or past its absolute lifetime."""
     if session_id is None:
         return Loaded()
-    found = yield Get(session_id)
+    found = yield from steps.get(session_id)
     if found is None:
         return Loaded(stale_cookie=True)  # never adopt an id the store does not hold
     data = _decode(options, found[0])
@@ -333,7 +296,7 @@ def load_flow(
         and created is not None
         and now - created > options.absolute_timeout
     ):
-        yield Delete(session_id)
+        yield from steps.delete(session_id)
         return Loaded(stale_cookie=True)
     return Loaded(
         id=session_id,
@@ -378,6 +341,7 @@ def _payload(options: SessionOptions, data: dict[str, Any], meta: dict[str, Any]
 
 def save_flow(
     options: SessionOptions,
+    steps: StoreSteps,
     loaded: Loaded,
     data: dict[str, Any],
     *,
@@ -386,7 +350,7 @@ def save_flow(
     invalidate: bool = False,
     lifetime: float | None = None,
     now: float | None = None,
-) -> Flow:
+) -> Flow[CookieAction | None]:
     """Write what the request changed; returns a :class:`CookieAction` or None.
 
     ``modified`` forces a write; ``regenerate`` moves the session to a new id (after login);
@@ -396,7 +360,7 @@ def save_flow(
     now = time.time() if now is None else now
     if invalidate:
         if loaded.id is not None:
-            yield Delete(loaded.id)
+            yield from steps.delete(loaded.id)
         return CookieAction(None) if (loaded.id or loaded.stale_cookie) else None
     lifetime = loaded.lifetime if lifetime is None else (lifetime or None)
     ttl = lifetime or options.idle_timeout
@@ -407,7 +371,7 @@ def save_flow(
         if loaded.id is None:
             return CookieAction(None) if loaded.stale_cookie else None
         if ttl:
-            yield Touch(loaded.id, ttl)
+            yield from steps.touch(loaded.id, ttl)
         if loaded.resign or max_age:  # re-sign with the newest secret; slide Max-Age
             return CookieAction(options.sign(loaded.id), max_age)
         return None
@@ -418,12 +382,12 @@ def save_flow(
         meta["x"] = lifetime
     if loaded.id is None or regenerate:
         new_id = options.new_id()
-        yield Set(new_id, _payload(options, data, meta), ttl, ABSENT)
+        yield from steps.set(new_id, _payload(options, data, meta), ttl, ABSENT)
         if loaded.id is not None:
-            yield Delete(loaded.id)
+            yield from steps.delete(loaded.id)
         return CookieAction(options.sign(new_id), max_age)
     result = yield from update_flow(
-        options, loaded.id, loaded.version, data, changed, deleted, ttl, meta
+        options, steps, loaded.id, loaded.version, data, changed, deleted, ttl, meta
     )
     if result is not None:
         return result
@@ -434,35 +398,57 @@ def save_flow(
 
 def update_flow(
     options: SessionOptions,
+    steps: StoreSteps,
     session_id: str,
-    version: int | None,
+    version: Version | None,
     data: dict[str, Any],
     changed: dict[str, Any],
     deleted: set[str],
     ttl: float | None,
     meta: dict[str, Any],
-) -> Flow:
+) -> Flow[CookieAction | None]:
     """Write ``data`` over the version read; after a lost race, apply ``changed`` and
     ``deleted`` to what is stored and retry. Returns a deleting CookieAction if the session
-    was deleted meanwhile (it stays deleted), else None."""
+    was deleted meanwhile (it stays deleted), else None.
+
+    Stores without versions are re-read first (changes of other keys merge, a deleted
+    session stays deleted; a race between that read and the write remains).
+    """
+    if not steps.versions:
+        found = yield from steps.get(session_id)
+        if found is None:
+            return CookieAction(None)
+        merged = _merged(options, found[0], changed, deleted, meta)
+        yield from steps.set(session_id, merged, ttl, None)
+        return None
     payload = _payload(options, data, meta)
-    for _ in range(options.max_retries):
+    for attempt in range(options.max_retries):
         try:
-            yield Set(session_id, payload, ttl, version)
+            yield from steps.set(session_id, payload, ttl, version)
         except SessionConflict:
-            found = yield Get(session_id)
+            yield Pause(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
+            found = yield from steps.get(session_id)
             if found is None:  # deleted meanwhile (logged out elsewhere): stays deleted
                 return CookieAction(None)
-            stored = _decode(options, found[0]) or {}
-            stored, stored_meta = _split(options, stored)
-            stored.update(changed)
-            for key in deleted:
-                stored.pop(key, None)
-            payload = _payload(options, stored, {**stored_meta, **meta})
+            payload = _merged(options, found[0], changed, deleted, meta)
             version = found[1]
             continue
         return None
     raise SessionConflict(f"session {session_id!r}: gave up after {options.max_retries} races")
+
+
+def _merged(
+    options: SessionOptions,
+    raw: bytes,
+    changed: dict[str, Any],
+    deleted: set[str],
+    meta: dict[str, Any],
+) -> bytes:
+    stored, stored_meta = _split(options, _decode(options, raw) or {})
+    stored.update(changed)
+    for key in deleted:
+        stored.pop(key, None)
+    return _payload(options, stored, {**stored_meta, **meta})
 
 
 def changes(
@@ -516,10 +502,11 @@ class SessionDict(dict[str, Any]):
             raise ConfigError(f"invalid session expiry {seconds!r}: expected seconds >= 0")
         self.lifetime = float(seconds)
 
-    def save_flow(self, options: SessionOptions) -> Flow:
+    def save_flow(self, options: SessionOptions, steps: StoreSteps) -> Flow[CookieAction | None]:
         """The flow that saves this session at the end of the request."""
         return save_flow(
             options,
+            steps,
             self.loaded,
             dict(self),
             modified=self.modified,

@@ -23,14 +23,15 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from lbkit.errors import ConfigError, SessionConflict
 from lbkit.integrations._core import (
     SessionOptions,
+    StoreSteps,
     baseline,
     changes,
     load_flow,
-    run,
     update_flow,
 )
 from lbkit.integrations._stores import store_from_url
 from lbkit.sessions import ABSENT
+from lbkit.sessions._flow import run
 
 __all__ = ["SessionStore"]
 
@@ -68,6 +69,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def __init__(self, session_key: str | None = None) -> None:
         self._store = _store()
+        self._steps = StoreSteps(self._store)
         self._options = _options()
         self._version: int | None = None
         self._baseline: dict[str, bytes] | None = None
@@ -95,7 +97,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def load(self) -> dict[str, Any]:
         """The stored data (an empty new session if the key is unknown: never adopted)."""
-        loaded = run(load_flow(self._options, self.session_key, 0.0), self._store)
+        loaded = run(load_flow(self._options, self._steps, self.session_key, 0.0))
         if loaded.id is None:
             self._session_key = None
             self._version = None
@@ -144,9 +146,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         before = self._baseline or {}
         changed, deleted = changes(self._options, before, data)
         flow = update_flow(
-            self._options, self.session_key, self._version, data, changed, deleted, ttl, {}
-        )
-        if run(flow, self._store) is not None:
+            self._options, self._steps, self.session_key, self._version, data, changed, deleted,
+            ttl, {},
+        )  # fmt: skip
+        if run(flow) is not None:
             raise UpdateError  # deleted meanwhile (logged out elsewhere)
         self._baseline = baseline(self._options, data)
 

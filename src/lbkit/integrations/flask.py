@@ -16,7 +16,8 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface as _FlaskSessionInterface
 from flask.sessions import SessionMixin
 
-from lbkit.integrations._core import SessionDict, SessionOptions, load_flow, run
+from lbkit.integrations._core import SessionDict, SessionOptions, StoreSteps, load_flow
+from lbkit.sessions._flow import run
 
 __all__ = ["Session", "SessionInterface"]
 
@@ -51,11 +52,12 @@ class SessionInterface(_FlaskSessionInterface):
     def __init__(self, store: Any, **options: Any) -> None:
         self.store = store
         self.options = SessionOptions.from_options(options)
+        self.steps = StoreSteps(store)
 
     def open_session(self, app: Flask, request: Request) -> Session:
         """Load the session named by the request's cookie (a new one if none is valid)."""
         session_id, resign = self.options.unsign(request.cookies.get(self.options.cookie_name))
-        loaded = run(load_flow(self.options, session_id, time.time(), resign=resign), self.store)
+        loaded = run(load_flow(self.options, self.steps, session_id, time.time(), resign=resign))
         return Session(loaded)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -66,7 +68,7 @@ class SessionInterface(_FlaskSessionInterface):
             session.lifetime = app.permanent_session_lifetime.total_seconds()
         elif not session.permanent and session.lifetime is None and session.loaded.lifetime:
             session.lifetime = 0
-        action = run(session.save_flow(self.options), self.store)
+        action = run(session.save_flow(self.options, self.steps))
         if session.accessed or action is not None:
             response.vary.add("Cookie")
         if action is not None:

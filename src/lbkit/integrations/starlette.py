@@ -9,6 +9,7 @@ session's id and lifetime. Store errors are raised inside the request.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 from lbkit.integrations._core import (
     SessionDict,
     SessionOptions,
-    arun,
+    StoreSteps,
     load_flow,
     request_is_https,
 )
+from lbkit.sessions._flow import arun
 from lbkit.sessions._session import parse_cookie_header
+from lbkit.sessions._threaded import ThreadedAsyncStore
 
 __all__ = ["SessionMiddleware"]
 
@@ -41,8 +44,11 @@ class SessionMiddleware:
 
     def __init__(self, app: ASGIApp, store: Any, **options: Any) -> None:
         self.app = app
+        if not inspect.iscoroutinefunction(store.get):
+            store = ThreadedAsyncStore(store)  # a sync store: its calls run in a thread
         self.store = store
         self.options = SessionOptions.from_options(options)
+        self.steps = StoreSteps(store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -56,7 +62,7 @@ class SessionMiddleware:
         cookie = parse_cookie_header(header.decode("latin-1"), self.options.cookie_name)
         session_id, resign = self.options.unsign(cookie)
         loaded = await arun(
-            load_flow(self.options, session_id, time.time(), resign=resign), self.store
+            load_flow(self.options, self.steps, session_id, time.time(), resign=resign)
         )
         session = SessionDict(loaded)
         scope["session"] = session
@@ -67,7 +73,7 @@ class SessionMiddleware:
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                action = await arun(session.save_flow(self.options), self.store)
+                action = await arun(session.save_flow(self.options, self.steps))
                 if action is not None:
                     headers = list(message.get("headers", ()))
                     headers.append((b"vary", b"Cookie"))
