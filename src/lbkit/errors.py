@@ -20,6 +20,7 @@ __all__ = [
     "SessionConflict",
     "SessionDataError",
     "SessionInterrupted",
+    "SessionLocked",
     "StoreError",
     "StoreUnavailable",
     "TriesExhausted",
@@ -144,7 +145,7 @@ class ValueTooLarge(StoreError, ValueError):
 
 
 class InvalidKeyError(StoreError, ValueError):
-    """A key is not 1..200 characters of ``A-Z a-z 0-9 _ - :`` (it never reaches a backend)."""
+    """A key is not 1..200 characters of ``A-Z a-z 0-9 _ - : ,`` (it never reaches a backend)."""
 
 
 class UnsupportedOperation(StoreError, NotImplementedError):
@@ -160,4 +161,9 @@ class SessionInterrupted(SessionConflict):
 
 
 class SessionDataError(StoreError, ValueError):
-    """Stored session bytes that the serializer cannot read (bad UTF-8, JSON, too deep)."""
+    """Stored session bytes that the serializer cannot read (bad UTF-8, JSON, PHP objects, too
+    deep), data it cannot write, or a Redis key of another layout (``WRONGTYPE``)."""
+
+
+class SessionLocked(StoreError, TimeoutError):
+    """Another program (e.g. PHP) held the session's lock for longer than the wait allowed."""

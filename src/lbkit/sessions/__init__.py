@@ -19,6 +19,8 @@ from lbkit.errors import (
 from lbkit.sessions._files import AsyncFileStore, FileStore
 from lbkit.sessions._manager import AsyncSessionManager, SessionManager
 from lbkit.sessions._memory import AsyncMemoryStore, MemoryStore
+from lbkit.sessions._php import PhpSerializer
+from lbkit.sessions._php_locks import PhpLockingStore
 from lbkit.sessions._session import (
     CookieConfig,
     CookieSigner,
@@ -51,6 +53,8 @@ __all__ = [
     "JSONSerializer",
     "MemcachedStore",
     "MemoryStore",
+    "PhpLockingStore",
+    "PhpSerializer",
     "RedisStore",
     "Serializer",
     "Session",

@@ -11,9 +11,9 @@ and decoded once, in :class:`_RedisCommands`; :class:`RedisStore` and
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
-from lbkit.errors import ConfigError, SessionConflict, StoreUnavailable
+from lbkit.errors import ConfigError, SessionConflict, SessionDataError, StoreUnavailable
 from lbkit.sessions._flow import Call, Flow, arun, run
 from lbkit.sessions.base import (
     DEFAULT_MAX_VALUE,
@@ -77,6 +77,11 @@ class _RedisCommands:
         try:
             return (yield call)
         except self.errors as exc:
+            if "WRONGTYPE" in str(exc):  # e.g. a php-redis string read as a hash
+                raise SessionDataError(
+                    f"redis at {self.url}: {exc}: the key was written with another layout "
+                    "(RedisStore(layout='hash') keeps hashes, layout='string' plain strings)"
+                ) from exc
             raise StoreUnavailable(
                 f"redis at {self.url} unavailable: {exc}", address=self.url
             ) from exc
@@ -130,10 +135,19 @@ class _RedisStoreBase:
         timeout: float = 5.0,
         cluster: bool = False,
         max_value: int = DEFAULT_MAX_VALUE,
+        layout: Literal["hash", "string"] = "hash",
     ) -> None:
+        if layout not in ("hash", "string"):
+            raise ConfigError(f"invalid redis layout {layout!r}: expected 'hash' or 'string'")
         options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         client = self._client(url, cluster, options)
-        self._commands = _RedisCommands(client, url, prefix, max_value)
+        commands = _RedisCommands
+        if layout == "string":  # php-redis's plain strings: see _redis_string
+            from lbkit.sessions._redis_string import RedisStringCommands
+
+            commands = RedisStringCommands
+        self._commands = commands(client, url, prefix, max_value)
+        self.layout = layout
         self.url = url
         self.prefix = prefix
         self.max_value = max_value
@@ -145,6 +159,9 @@ class _RedisStoreBase:
 
 class RedisStore(_RedisStoreBase):
     """Sessions in Redis (``redis://``, ``rediss://``, ``unix://`` URLs).
+
+    ``layout="string"`` keeps each session as a plain string (php-redis's layout, with
+    ``prefix="PHPREDIS_SESSION:"``); the default ``"hash"`` keeps a value and a version.
 
     ``cluster=True`` talks to a Redis Cluster through redis-py's ``RedisCluster``. Every
     operation is bounded by ``timeout`` seconds, then :class:`~lbkit.StoreUnavailable`.

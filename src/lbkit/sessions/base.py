@@ -43,9 +43,10 @@ Version = int
 ABSENT: Version = 0
 #: Default largest value accepted (bytes).
 DEFAULT_MAX_VALUE = 1024 * 1024
-#: What a key may be: 1..200 of letters, digits, ``_``, ``-`` and ``:`` (session ids are
-#: urlsafe; ``:`` allows prefixes such as ``app:``). Never ``.``, ``/`` or white space.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9_:-]{1,200}\Z")
+#: What a key may be: 1..200 of letters, digits, ``_``, ``-``, ``:`` and ``,`` (session ids
+#: are urlsafe, PHP's may hold ``,``; ``:`` allows prefixes such as ``app:``). Never ``.``,
+#: ``/`` or white space.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_:,-]{1,200}\Z")
 #: Longest TTL any store accepts (ten years, in seconds).
 MAX_TTL = 10 * 365 * 24 * 3600
 
@@ -55,7 +56,7 @@ def validate_key(key: str) -> str:
     if not isinstance(key, str) or not KEY_PATTERN.match(key):
         shown = repr(key)[:80]
         raise InvalidKeyError(
-            f"invalid session key {shown}: expected 1..200 characters of A-Z a-z 0-9 _ - :"
+            f"invalid session key {shown}: expected 1..200 characters of A-Z a-z 0-9 _ - : ,"
         )
     return key
 

@@ -1,0 +1,239 @@
+"""PHP and Python apps sharing sessions: PHP writes, Python (Flask, through lbkit) reads and
+changes, PHP reads back, on redis (php-redis), memcached (php-memcached) and sharedance (a
+PHP handler speaking its protocol), with PHP's session locks on."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask, session
+
+from lbkit.integrations.flask import SessionInterface
+from lbkit.sessions import PhpLockingStore, PhpSerializer, RedisStore, SharedanceStore
+
+from .php import php_binary, require_extension
+
+HERE = Path(__file__).parent
+HANDLERS = ["php", "php_serialize"]
+
+
+class PhpApp:
+    """Runs tests/php/session.php against one store, with PHP's locks on."""
+
+    def __init__(self, backend: str, port: int, handler: str) -> None:
+        self.flags = ["-d", f"session.serialize_handler={handler}"]
+        self.extra: list[str] = []
+        if backend == "redis":
+            require_extension("redis")
+            self.flags += [
+                "-d", "session.save_handler=redis",
+                "-d", f"session.save_path=tcp://127.0.0.1:{port}",
+                "-d", "session.use_strict_mode=1",
+                "-d", "redis.session.locking_enabled=1",
+                "-d", "redis.session.lock_retries=-1",
+                "-d", "redis.session.lock_wait_time=10000",
+            ]  # fmt: skip
+        elif backend == "memcached":
+            require_extension("memcached")
+            self.flags += [
+                "-d", "session.save_handler=memcached",
+                "-d", f"session.save_path=127.0.0.1:{port}",
+                "-d", "session.use_strict_mode=1",
+                "-d", "memcached.sess_locking=1",
+                "-d", "memcached.sess_lock_wait_min=10",
+                "-d", "memcached.sess_lock_wait_max=20",
+                "-d", "memcached.sess_lock_retries=1000",
+            ]  # fmt: skip
+        else:
+            self.extra = ["sharedance", "127.0.0.1", str(port)]
+
+    def args(self, action: str, sid: str, changes: dict[str, Any], hold_ms: int) -> list[str]:
+        return [
+            php_binary(), *self.flags, str(HERE / "session.php"),
+            action, sid, json.dumps(changes), str(hold_ms), *self.extra,
+        ]  # fmt: skip
+
+    def run(
+        self, action: str, sid: str = "-", changes: dict[str, Any] | None = None, hold_ms: int = 0
+    ) -> dict[str, Any]:
+        out = subprocess.run(
+            self.args(action, sid, changes or {}, hold_ms),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def start(self, sid: str, changes: dict[str, Any], hold_ms: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.args("update", sid, changes, hold_ms),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+
+def python_app(store: Any, handler: str) -> Flask:
+    """A Flask app sharing PHP's cookie, ids and format."""
+    app = Flask(__name__)
+    app.session_interface = SessionInterface(
+        store,
+        cookie_name="PHPSESSID",
+        ids="php",
+        serializer=PhpSerializer(handler=handler),  # type: ignore[arg-type]
+        meta_key=None,  # keep lbkit's bookkeeping out of PHP's $_SESSION
+    )
+
+    @app.post("/change")
+    def change() -> Any:
+        seen = copy.deepcopy(dict(session))
+        session["n"] = session.get("n", 0) + 1
+        session.setdefault("cart", []).append("from python")
+        session["py"] = "é"
+        return seen
+
+    @app.post("/set/<key>/<value>")
+    def set_key(key: str, value: str) -> str:
+        session[key] = value
+        return "ok"
+
+    return app
+
+
+def make_store(backend: str, request: pytest.FixtureRequest) -> tuple[Any, int]:
+    if backend == "redis":
+        port = request.getfixturevalue("redis_proc").port
+        return PhpLockingStore.redis(f"redis://127.0.0.1:{port}/0"), port
+    if backend == "memcached":
+        port = request.getfixturevalue("memcached_proc").port
+        return PhpLockingStore.memcached("127.0.0.1", port), port
+    port = request.getfixturevalue("sharedance_proc").port
+    return SharedanceStore("127.0.0.1", port), port
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("backend", ["redis", "memcached", "sharedance"])
+def test_php_writes_python_changes_php_reads_back(
+    backend: str, handler: str, request: pytest.FixtureRequest
+) -> None:
+    store, port = make_store(backend, request)
+    php = PhpApp(backend, port, handler)
+    created = php.run("new", changes={"user": "alice", "n": 3, "cart": ["from php"]})
+    sid = created["id"]
+    assert len(sid) == 32  # PHP's id: 32 characters of [0-9a-zA-Z,-]
+    with python_app(store, handler).test_client() as client:
+        client.set_cookie("PHPSESSID", sid)
+        seen = client.post("/change")
+        assert seen.status_code == 200, seen.text
+        assert seen.json == {"user": "alice", "n": 3, "cart": ["from php"]}
+        assert "PHPSESSID" not in seen.headers.get("Set-Cookie", "")  # same id kept
+    back = php.run("update", sid, {"php_again": True})
+    assert back["session"] == {
+        "user": "alice",
+        "n": 4,
+        "cart": ["from php", "from python"],
+        "py": "é",
+        "php_again": True,
+    }
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_python_waits_for_phps_lock_and_keeps_both_changes(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    store, port = make_store(backend, request)
+    php = PhpApp(backend, port, "php")
+    sid = php.run("new", changes={"user": "alice"})["id"]
+    slow = php.start(sid, {"php": "slow"}, hold_ms=1500)  # PHP holds its lock 1.5 s
+    time.sleep(0.5)
+    assert slow.poll() is None
+    with python_app(store, "php").test_client() as client:
+        client.set_cookie("PHPSESSID", sid)
+        began = time.monotonic()
+        assert client.post("/set/py/fast").status_code == 200
+        waited = time.monotonic() - began
+    _out, err = slow.communicate(timeout=30)
+    assert slow.returncode == 0, err
+    assert waited > 0.5  # Python waited for PHP's lock...
+    final = php.run("update", sid)["session"]
+    assert final == {"user": "alice", "php": "slow", "py": "fast"}  # ...and nothing was lost
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_php_waits_for_pythons_lock(backend: str, request: pytest.FixtureRequest) -> None:
+    store, port = make_store(backend, request)
+    php = PhpApp(backend, port, "php")
+    sid = php.run("new", changes={"user": "alice"})["id"]
+    with store.lock(sid):
+        began = time.time()
+        waiting = php.start(sid, {"php": "waited"}, hold_ms=0)
+        time.sleep(0.8)
+        assert waiting.poll() is None  # PHP blocks in session_start()
+    out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0, err
+    assert json.loads(out)["started"] - began > 0.7
+    store.close()
+
+
+def test_without_locks_phps_write_overwrites_python(request: pytest.FixtureRequest) -> None:
+    """Why the locking mode exists: PHP writes back what it read, Python's change is lost."""
+    port = request.getfixturevalue("redis_proc").port
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="PHPREDIS_SESSION:", layout="string")
+    php = PhpApp("redis", port, "php")
+    sid = php.run("new", changes={"user": "alice"})["id"]
+    slow = php.start(sid, {"php": "slow"}, hold_ms=1000)
+    time.sleep(0.4)
+    with python_app(store, "php").test_client() as client:
+        client.set_cookie("PHPSESSID", sid)
+        assert client.post("/set/py/lost").status_code == 200
+    slow.communicate(timeout=30)
+    assert php.run("update", sid)["session"] == {"user": "alice", "php": "slow"}
+    store.close()
+
+
+def test_python_refuses_ids_php_never_made_and_php_ids_it_does_not_hold(
+    request: pytest.FixtureRequest,
+) -> None:
+    port = request.getfixturevalue("redis_proc").port
+    store = PhpLockingStore.redis(f"redis://127.0.0.1:{port}/0")
+    unknown = "abcdefghijklmnopqrstuvwxyz,-0123"  # PHP's alphabet, not in the store
+    with python_app(store, "php").test_client() as client:
+        client.set_cookie("PHPSESSID", unknown)
+        response = client.post("/set/k/v")
+        new_id = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+    assert new_id != unknown  # strict: never adopts an id the store does not hold
+    assert store.get(unknown) is None
+    php = PhpApp("redis", port, "php")
+    assert php.run("update", new_id)["session"] == {"k": "v"}  # PHP accepts lbkit's id
+    store.close()
+
+
+def test_wrongtype_is_a_clear_error(request: pytest.FixtureRequest) -> None:
+    from lbkit.errors import SessionDataError
+
+    port = request.getfixturevalue("redis_proc").port
+    url = f"redis://127.0.0.1:{port}/0"
+    RedisStore(url, prefix="x:").set("hashed", b"v")
+    with pytest.raises(SessionDataError, match="layout='string'"):
+        RedisStore(url, prefix="x:", layout="string").get("hashed")
+
+
+def test_lock_wait_is_bounded(request: pytest.FixtureRequest) -> None:
+    from lbkit.errors import SessionLocked
+
+    port = request.getfixturevalue("redis_proc").port
+    store = PhpLockingStore.redis(f"redis://127.0.0.1:{port}/0", wait=0.3)
+    with store.lock("someid"):
+        began = time.monotonic()
+        with pytest.raises(SessionLocked, match="someid"):
+            store.set("someid", b"x")
+        assert 0.3 <= time.monotonic() - began < 2
+    assert store.get("someid") is None  # the refused write wrote nothing
+    store.set("someid", b"x")  # the lock was released
+    store.close()
