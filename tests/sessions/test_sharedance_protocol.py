@@ -22,7 +22,9 @@ from lbkit.sharedance import (
     is_valid_key,
 )
 
-keys = st.binary(min_size=1, max_size=64).filter(is_valid_key)
+# valid keys drawn directly (bytes 32..126 other than "." and "/"), not filtered from random bytes
+_KEY_BYTES = [b for b in range(32, 127) if b not in (0x2E, 0x2F)]
+keys = st.lists(st.sampled_from(_KEY_BYTES), min_size=1, max_size=64).map(bytes)
 
 
 @given(keys, st.binary(max_size=2000), st.integers(1, 64))
@@ -111,3 +113,13 @@ def test_server_expires_entries_by_age(tmp_path: Path) -> None:
         assert store.get("old") is None
     finally:
         proc.stop()
+
+
+@given(keys, st.sampled_from([b for b in range(256) if b not in _KEY_BYTES]), st.data())
+def test_is_valid_key_refuses_any_byte_outside_the_alphabet(
+    key: bytes, bad: int, data: Any
+) -> None:
+    assert is_valid_key(key)
+    at = data.draw(st.integers(0, len(key)))
+    assert not is_valid_key(key[:at] + bytes([bad]) + key[at:])
+    assert not is_valid_key(b"")
