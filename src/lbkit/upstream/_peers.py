@@ -26,6 +26,8 @@ __all__ = [
     "PeerGroup",
     "PeerState",
     "RequestState",
+    "can_take",
+    "hash_tries_exhausted",
     "release_peer",
     "take_peer",
 ]
@@ -186,6 +188,18 @@ class RequestState:
     rehash: int = 0
     hash_tries: int = 0
     generation: int = 0
+
+
+def can_take(request: RequestState, peer: PeerState, now: int) -> bool:
+    """Whether ``request`` may be sent to ``peer``: not tried by it yet, and available."""
+    return not (request.tried >> peer.index & 1) and peer.is_available(now)
+
+
+def hash_tries_exhausted(request: RequestState) -> bool:
+    """Count one more probe of a hash method; True once there were more than
+    :data:`MAX_HASH_TRIES` (the method then falls back to round robin)."""
+    request.hash_tries += 1
+    return request.hash_tries > MAX_HASH_TRIES
 
 
 def take_peer(request: RequestState, peer: PeerState, now: int) -> PeerState:
