@@ -18,6 +18,7 @@ from lbkit.upstream._peers import (
     hash_tries_exhausted,
     release_peer,
     take_peer,
+    take_single_peer,
 )
 from lbkit.upstream._server import (
     MAX_ADDRESS_LENGTH,
@@ -68,4 +69,5 @@ __all__ = [
     "server_from_params",
     "set_default_method",
     "take_peer",
+    "take_single_peer",
 ]
