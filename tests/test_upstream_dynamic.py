@@ -202,9 +202,11 @@ def test_update_keeps_the_state_of_peers_that_stay() -> None:
 def test_update_with_server_objects_and_reweight() -> None:
     up = lbkit.Upstream(servers(1, 1))
     up.update([lbkit.Server("10.0.0.1:80", weight=3), lbkit.Server("10.0.0.2:80")])
-    names = [up.pick().name for _ in range(8)]
-    for p in up.peers:
-        p.conns = 0
+    names = []
+    for _ in range(8):
+        peer = up.pick()
+        names.append(peer.name)
+        up.done(peer)
     assert names.count("10.0.0.1:80") == 6
 
 

@@ -11,7 +11,15 @@ from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.errors import ConfigError
 from lbkit.hashing import crc32, memcached_crc15
 from lbkit.rings import MAX_RING_POINTS, nginx_ring
-from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
+from lbkit.upstream import (
+    MAX_HASH_TRIES,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    can_take,
+    hash_tries_exhausted,
+    take_peer,
+)
 
 __all__ = ["Hash"]
 
@@ -37,10 +45,9 @@ class _HashPicker:
             request.hash = (request.hash + memcached_crc15(prefix + key)) & 0xFFFFFFFF
             request.rehash += 1
             peer = group.peer_at(request.hash % group.total_weight)
-            if not (request.tried >> peer.index & 1) and peer.is_available(now):
+            if can_take(request, peer, now):
                 break
-            request.hash_tries += 1
-            if request.hash_tries > MAX_HASH_TRIES:
+            if hash_tries_exhausted(request):
                 return get_round_robin_peer(request, now)
         return take_peer(request, peer, now)
 
@@ -73,11 +80,10 @@ class _ConsistentHashPicker:
         by_name = self.peers
         while True:
             peer = by_name[self.owners[request.hash % number]]
-            if not (request.tried >> peer.index & 1) and peer.is_available(now):
+            if can_take(request, peer, now):
                 break
             request.hash = (request.hash + 1) & 0xFFFFFFFF
-            request.hash_tries += 1
-            if request.hash_tries > MAX_HASH_TRIES:
+            if hash_tries_exhausted(request):
                 return get_round_robin_peer(request, now)
         if peer.effective_weight < peer.weight:
             peer.effective_weight += 1

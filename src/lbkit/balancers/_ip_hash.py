@@ -8,7 +8,15 @@ import attrs
 
 from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.hashing import ip_hash_step
-from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
+from lbkit.upstream import (
+    MAX_HASH_TRIES,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    can_take,
+    hash_tries_exhausted,
+    take_peer,
+)
 
 __all__ = ["IpHash"]
 
@@ -30,10 +38,9 @@ class _IpHashPicker:
         while True:
             hash_value = ip_hash_step(hash_value, request.addr)
             peer = group.peer_at(hash_value % group.total_weight)
-            if not (request.tried >> peer.index & 1) and peer.is_available(now):
+            if can_take(request, peer, now):
                 break
-            request.hash_tries += 1
-            if request.hash_tries > MAX_HASH_TRIES:
+            if hash_tries_exhausted(request):
                 return get_round_robin_peer(request, now)
         request.hash = hash_value
         return take_peer(request, peer, now)

@@ -15,11 +15,10 @@ __all__ = ["LeastConn", "get_least_conn_peer"]
 def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
     peers = request.group.peers
     tried = request.tried
-    available = PeerState.is_available  # one lookup, not one per peer
     best: PeerState | None = None
     many = False
     for peer in peers:
-        if tried >> peer.index & 1 or not available(peer, now):
+        if tried >> peer.index & 1 or peer.blocked_until >= now:  # see PeerState.refresh
             continue
         # conns_a / weight_a < conns_b / weight_b, without division, as nginx compares.
         if best is None or peer.conns * best.weight < best.conns * peer.weight:
@@ -36,7 +35,7 @@ def _least_conn_step(request: RequestState, now: int) -> PeerState | None:
         for peer in peers[first.index :]:
             if tried >> peer.index & 1 or peer.conns * first.weight != first.conns * peer.weight:
                 continue
-            if not available(peer, now):
+            if peer.blocked_until >= now:
                 continue
             peer.current_weight += peer.effective_weight
             total += peer.effective_weight

@@ -9,7 +9,15 @@ import attrs
 
 from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.errors import ConfigError
-from lbkit.upstream import MAX_HASH_TRIES, PeerGroup, PeerState, RequestState, take_peer
+from lbkit.upstream import (
+    MAX_HASH_TRIES,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    can_take,
+    hash_tries_exhausted,
+    take_peer,
+)
 
 __all__ = ["Random"]
 
@@ -37,12 +45,7 @@ class _RandomPicker:
         prev: PeerState | None = None
         while True:
             peer = group.peer_at(randrange(total))
-            usable = (
-                peer is not prev
-                and not (request.tried >> peer.index & 1)
-                and peer.is_available(now)
-            )
-            if usable:
+            if peer is not prev and can_take(request, peer, now):
                 if not self.two:
                     break
                 if prev is not None:
@@ -51,8 +54,7 @@ class _RandomPicker:
                         peer = prev
                     break
                 prev = peer
-            request.hash_tries += 1
-            if request.hash_tries > MAX_HASH_TRIES:
+            if hash_tries_exhausted(request):
                 return get_round_robin_peer(request, now)
         return take_peer(request, peer, now)
 

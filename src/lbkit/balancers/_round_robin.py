@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer
+from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer, take_single_peer
 
 __all__ = ["RoundRobin", "get_round_robin_peer", "switch_to_backup"]
 
@@ -22,9 +22,8 @@ def _smooth_wrr(request: RequestState, now: int) -> PeerState | None:
     best: PeerState | None = None
     total = 0
     tried = request.tried
-    available = PeerState.is_available  # one lookup, not one per peer
     for peer in request.group.peers:
-        if tried >> peer.index & 1 or not available(peer, now):
+        if tried >> peer.index & 1 or peer.blocked_until >= now:  # see PeerState.refresh
             continue
         peer.current_weight += peer.effective_weight
         total += peer.effective_weight
@@ -55,15 +54,7 @@ def get_round_robin_peer(request: RequestState, now: int) -> PeerState | None:
     """
     while True:
         group = request.group
-        if group.single:
-            peer: PeerState | None = group.peers[0]
-            assert peer is not None
-            if peer.down or (peer.max_conns and peer.conns >= peer.max_conns):
-                peer = None
-            else:
-                peer.conns += 1
-        else:
-            peer = _smooth_wrr(request, now)
+        peer = take_single_peer(group.peers[0]) if group.single else _smooth_wrr(request, now)
         if peer is not None:
             return peer
         if not switch_to_backup(request):

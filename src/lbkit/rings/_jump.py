@@ -23,7 +23,11 @@ def jump_hash(key: int, buckets: int) -> int:
         raise ConfigError(f"jump_hash needs 1..{MAX_BUCKETS} buckets, got {buckets!r}")
     if isinstance(key, bool) or not isinstance(key, int):
         raise ConfigError(f"jump_hash needs an integer key, got {key!r}")
-    key &= 0xFFFFFFFFFFFFFFFF
+    return _jump(key & 0xFFFFFFFFFFFFFFFF, buckets)
+
+
+def _jump(key: int, buckets: int) -> int:
+    """:func:`jump_hash` for a 64-bit key and a bucket count already checked."""
     b, j = -1, 0
     while j < buckets:
         b = j
@@ -55,7 +59,7 @@ class JumpHash(Generic[N]):
         nodes = self._nodes
         if not nodes:
             raise EmptyRingError("lookup with no nodes: add a node first")
-        return nodes[jump_hash(mmh3_hash64(key, 0, signed=False)[0], len(nodes))]
+        return nodes[_jump(mmh3_hash64(key, 0, signed=False)[0], len(nodes))]
 
     def lookup_many(self, keys: Iterable[str | bytes]) -> list[N]:
         """The nodes of many keys, in order."""

@@ -14,8 +14,11 @@ from lbkit.upstream._peers import (
     PeerGroup,
     PeerState,
     RequestState,
+    can_take,
+    hash_tries_exhausted,
     release_peer,
     take_peer,
+    take_single_peer,
 )
 from lbkit.upstream._server import (
     MAX_ADDRESS_LENGTH,
@@ -54,9 +57,11 @@ __all__ = [
     "Server",
     "ServerConfigError",
     "Upstream",
+    "can_take",
     "check_keepalive",
     "check_servers",
     "default_method",
+    "hash_tries_exhausted",
     "parse_count",
     "parse_duration",
     "parse_server_line",
@@ -64,4 +69,5 @@ __all__ = [
     "server_from_params",
     "set_default_method",
     "take_peer",
+    "take_single_peer",
 ]

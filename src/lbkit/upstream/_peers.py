@@ -14,6 +14,7 @@ it falls back to round robin (:data:`MAX_HASH_TRIES`).
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 import attrs
@@ -26,8 +27,11 @@ __all__ = [
     "PeerGroup",
     "PeerState",
     "RequestState",
+    "can_take",
+    "hash_tries_exhausted",
     "release_peer",
     "take_peer",
+    "take_single_peer",
 ]
 
 #: Probes a hash-based method (hash, hash consistent, ip_hash, random) makes for one
@@ -43,6 +47,11 @@ class PeerState:
     ``ngx_time()``. ``response_time`` is an exponentially weighted moving average of the
     elapsed times reported to :meth:`~lbkit.Upstream.done` (``None`` until one is reported).
     ``draining`` is set by :meth:`~lbkit.Upstream.drain`: the peer takes no new requests.
+
+    ``blocked_until`` caches the passive-health decision (:meth:`refresh`): the peer is
+    available at ``now`` exactly when ``blocked_until < now``. Every change of ``down``,
+    ``conns``, ``fails`` or ``checked`` goes through the functions of this module, which
+    refresh it; treat the fields as read-only.
     """
 
     server: Server
@@ -62,11 +71,12 @@ class PeerState:
     response_time: float | None = None
     ramp_start: int | None = None
     draining: bool = False
+    blocked_until: float = -math.inf
 
     @classmethod
     def from_server(cls, server: Server, index: int) -> PeerState:
         """Fresh state for ``server`` at position ``index`` of its group."""
-        return cls(
+        state = cls(
             server=server,
             index=index,
             weight=server.weight,
@@ -76,6 +86,20 @@ class PeerState:
             max_conns=server.max_conns,
             down=server.down,
         )
+        state.refresh()
+        return state
+
+    def refresh(self) -> None:
+        """Decide passive health once, after any change: until when (inclusive) the peer
+        is out. nginx's rule: down; or ``max_conns`` reached; or ``max_fails`` failures and
+        ``now - checked <= fail_timeout``, i.e. until ``checked + fail_timeout``.
+        """
+        if self.down or (self.max_conns and self.conns >= self.max_conns):
+            self.blocked_until = math.inf
+        elif self.max_fails and self.fails >= self.max_fails:
+            self.blocked_until = self.checked + self.fail_timeout
+        else:
+            self.blocked_until = -math.inf
 
     def reconfigure(self, server: Server, index: int) -> None:
         """Take ``server``'s new parameters, keeping connections, failures and the
@@ -92,6 +116,18 @@ class PeerState:
         self.down = server.down or self.draining
         if not server.slow_start:
             self.ramp_start = None
+        self.refresh()
+
+    def drain(self) -> None:
+        """Take no new requests from now on (running ones are unaffected)."""
+        self.draining = True
+        self.down = True
+        self.refresh()
+
+    def give_back(self) -> None:
+        """Forget one running request without an outcome (no failure, no success)."""
+        self.conns -= 1
+        self.refresh()
 
     @property
     def name(self) -> str:
@@ -112,15 +148,7 @@ class PeerState:
 
     def is_available(self, now: int) -> bool:
         """True when nginx would consider this peer: not down, not failed, not full."""
-        return not (
-            self.down
-            or (
-                self.max_fails
-                and self.fails >= self.max_fails
-                and now - self.checked <= self.fail_timeout
-            )
-            or (self.max_conns and self.conns >= self.max_conns)
-        )
+        return self.blocked_until < now
 
 
 @attrs.define(slots=True, eq=False)
@@ -188,6 +216,18 @@ class RequestState:
     generation: int = 0
 
 
+def can_take(request: RequestState, peer: PeerState, now: int) -> bool:
+    """Whether ``request`` may be sent to ``peer``: not tried by it yet, and available."""
+    return not (request.tried >> peer.index & 1) and peer.is_available(now)
+
+
+def hash_tries_exhausted(request: RequestState) -> bool:
+    """Count one more probe of a hash method; True once there were more than
+    :data:`MAX_HASH_TRIES` (the method then falls back to round robin)."""
+    request.hash_tries += 1
+    return request.hash_tries > MAX_HASH_TRIES
+
+
 def take_peer(request: RequestState, peer: PeerState, now: int) -> PeerState:
     """What choosing ``peer`` for ``request`` changes: one more connection, the fail_timeout
     probe clock (``checked``) restarted when it ran out, and the peer marked tried.
@@ -196,6 +236,17 @@ def take_peer(request: RequestState, peer: PeerState, now: int) -> PeerState:
     if now - peer.checked > peer.fail_timeout:
         peer.checked = now
     request.tried |= 1 << peer.index
+    peer.refresh()
+    return peer
+
+
+def take_single_peer(peer: PeerState) -> PeerState | None:
+    """nginx's shortcut for a group of one peer: no passive health check, only ``down``
+    and ``max_conns``; no tried mark, no ``checked`` update. ``None`` if it cannot take it."""
+    if peer.down or peer.is_full():
+        return None
+    peer.conns += 1
+    peer.refresh()
     return peer
 
 
@@ -208,6 +259,7 @@ def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int)
     if request.group.single:
         peer.conns -= 1
         request.tries_left = 0
+        peer.refresh()
         return
     if failed:
         peer.fails += 1
@@ -224,6 +276,7 @@ def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int)
     peer.conns -= 1
     if request.tries_left:
         request.tries_left -= 1
+    peer.refresh()
 
 
 @attrs.define(slots=True, eq=False)

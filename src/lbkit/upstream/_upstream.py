@@ -172,9 +172,7 @@ class Upstream:
         an :meth:`update` leaves it out. Raises :class:`~lbkit.errors.UnknownPeerError`.
         """
         with self._lock:
-            state = self.peer_state(name)
-            state.draining = True
-            state.down = True
+            self.peer_state(name).drain()
 
     # -- choosing and reporting ----------------------------------------------------
 
@@ -310,7 +308,7 @@ class Upstream:
             if peer.reported or peer.owner is not self:
                 return
             peer.reported = True
-            peer.state.conns -= 1
+            peer.state.give_back()
 
     def attempts(
         self,
