@@ -49,6 +49,8 @@ NAMES = [
     r"~^\Qa.b\E(\d)?$",
     r'"~^\p{L}(\p{N})\.x$"',  # a "{" ends an unquoted word, as in nginx
     r"~^(?:(a)|(b))\.y$",
+    "$hostname",
+    "a/b.x",  # nginx warns: suspicious symbols
 ]
 
 HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
@@ -56,6 +58,7 @@ HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
 
 def _hosts(rng: random.Random) -> list[bytes]:
     out: set[bytes] = {b"", b"x", b"a.x", b"A.X.", b"zzz", b"q.p5", b"a.b", b"a.b7", b"a1.x"}
+    out.add(socket.gethostname().encode())  # $hostname
     for _ in range(90):
         labels = [rng.choice(HOST_LABELS) for _ in range(rng.randrange(1, 4))]
         host = ".".join(labels)
@@ -147,7 +150,8 @@ def _ours(router: lbkit.Router, addr: str, port: int, host: bytes) -> tuple[int,
 
 
 def _warnings(log: str) -> set[str]:
-    return set(re.findall(r"(conflicting server name .*? ignored)", log))
+    found = re.findall(r"\[warn\] \d+#\d+: (.*?)(?: in /\S+:\d+)?\n", log)
+    return {w for w in found if "server name" in w}
 
 
 @pytest.fixture(scope="module", params=range(10))
@@ -158,7 +162,7 @@ def generated(
     workdir: Path = tmp_path_factory.mktemp(f"nginx-names-{request.param}")
     ports = free_ports(2)
     text, targets = _config(rng, ports)
-    router = parse_servers(text, hostname="lbkit-test-host")
+    router = parse_servers(text)  # $hostname: this machine's name, as nginx
     nginx = Nginx(workdir, text, ports)
     try:
         yield router, nginx, targets, rng
