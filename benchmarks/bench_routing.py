@@ -3,7 +3,9 @@
 Prints ns per ``Router.match`` for a host of each kind (exact, leading wildcard, trailing
 wildcard, regex, no match), the ratio to a plain dict lookup of the same host, the cost of
 normalising the Host header alone, and the worst case for hostile Host headers (long, near
-misses for every regex) to show that the length bound keeps matching fast.
+misses for every regex) to show that the length bound keeps matching fast. Regex rows are
+measured with each engine available: PCRE2 (the ``pcre`` extra, nginx's own semantics and
+match limit) and Python's ``re`` fallback.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 import lbkit
 from lbkit.routing import normalize_host
 from lbkit.routing._host import MAX_HOST_LENGTH
+from lbkit.routing._regex import default_engine
 from lbkit.routing._router import Router, ServerBlock
 
 
-def build_router(exact: int, wild: int, regexes: int) -> Router:
+def build_router(exact: int, wild: int, regexes: int, engine: str = "auto") -> Router:
     servers = [ServerBlock(index=0, names=("_",), default=True)]
     for i in range(exact):
         servers.append(ServerBlock(index=len(servers), names=(f"tenant-{i}.example.com",)))
@@ -38,7 +41,7 @@ def build_router(exact: int, wild: int, regexes: int) -> Router:
                 names=(rf"~^([a-z0-9]+)_([a-z0-9]+)_([0-9]+)\.r{i}\.test\.org$",),
             )
         )
-    return Router(servers)
+    return Router(servers, regex_engine=engine)
 
 
 def _median_ns(fn: Callable[[], object], ops: int, repeats: int) -> float:
@@ -91,6 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 match(h)
 
         results[kind] = _median_ns(run, n, repeats)
+    if default_engine() == "pcre2":
+        fallback = build_router(10_000, 1_000, 100, engine="re")
+        for kind in ("regex (first of 100)", "regex (last of 100)"):
+            sample = hosts[kind]
+
+            def run_re(sample: list[str] = sample) -> None:
+                match = fallback.match
+                for h in sample:
+                    match(h)
+
+            results[f"{kind}, re fallback"] = _median_ns(run_re, n, repeats)
 
     # Hostile hosts: as long as accepted, built to get far into every regex before failing.
     hostile = [

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lbkit
+from lbkit.errors import RequestError
 from lbkit.nginx import parse_directives, parse_servers, tokenize
-from lbkit.routing import normalize_host
+from lbkit.routing import normalize_host, normalize_uri
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -141,3 +142,31 @@ def test_lone_surrogates_are_invalid_hosts_not_unicode_errors() -> None:
 def test_non_text_hosts_are_invalid_host_errors(host: object) -> None:
     with pytest.raises(lbkit.InvalidHostError, match="expected str or bytes"):
         _ROUTER.match(host)  # type: ignore[arg-type]
+
+
+@FUZZ
+@given(st.text(alphabet="/.%?#ab2eF0+ \x00\u00e9", max_size=40).map(lambda s: "/" + s))
+def test_normalize_uri_raises_only_request_errors(target: str) -> None:
+    try:
+        path, args = normalize_uri(target)
+    except RequestError:
+        return
+    assert path.startswith("/")
+    assert "//" not in path
+    assert "#" not in args
+    for segment in ("/./", "/../"):
+        assert segment not in path + "/" or "%" in target
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/a//b/./c/../%64?x=1#f", ("/a/b/d", "x=1")),
+        ("/a/b/..", ("/a/", "")),
+        ("/a/%2e%2e/b", ("/b", "")),
+        ("/x%3Fy?z", ("/x?y", "z")),
+        ("/x%25y", ("/x%y", "")),
+    ],
+)
+def test_normalize_uri_as_nginx(target: str, expected: tuple[str, str]) -> None:
+    assert normalize_uri(target) == expected

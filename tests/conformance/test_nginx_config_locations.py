@@ -19,9 +19,10 @@ from collections.abc import Iterator
 import pytest
 
 import lbkit
+from lbkit.errors import RequestError
 from lbkit.nginx import load_config
 from lbkit.nginx.config import NginxConfig
-from lbkit.routing import rewrite_uri
+from lbkit.routing import normalize_uri, rewrite_uri
 
 from .servers import find_nginx, free_ports, wait_for_port
 
@@ -150,10 +151,13 @@ def _get(port: int, host: str, uri: str) -> tuple[int, str]:
 
 def _ours(config: NginxConfig, port: int, host: str, uri: str) -> tuple[int, str]:
     assert config.router is not None
+    try:
+        path, args = normalize_uri(uri)
+    except RequestError:
+        return 400, ""
     m = config.router.match(host, listen=("127.0.0.1", port))
     if m.server.locations is None:
         return 200, "default|"
-    path, _, args = uri.partition("?")
     found = m.server.locations.find(path)  # type: ignore[attr-defined]
     if found is None:
         return 404, ""
@@ -198,6 +202,20 @@ URIS = [
     "/w/deep/path?k=v",
     "/w",
     "/zzz.jpg",
+    "/a//b",
+    "/a/./b/c",
+    "/a/x/../b/",
+    "/%61/b",
+    "/img/c%61t.png",
+    "/p/a%20b?x",
+    "/p/x/..%2Fy",
+    "/a/b/%2e%2e/c",
+    "/n/../n/5",
+    "/..",
+    "/a/%2",
+    "/p//q/./r?a#b",
+    "/w/%7euser",
+    "/p/%25",
 ]
 
 

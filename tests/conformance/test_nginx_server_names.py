@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 import lbkit
 from lbkit.nginx import parse_servers
 
-from .servers import Nginx, free_ports
+from .servers import Nginx, find_nginx, free_ports
 
 pytestmark = pytest.mark.nginx
 
@@ -49,6 +50,8 @@ NAMES = [
     r"~^\Qa.b\E(\d)?$",
     r'"~^\p{L}(\p{N})\.x$"',  # a "{" ends an unquoted word, as in nginx
     r"~^(?:(a)|(b))\.y$",
+    "$hostname",
+    "a/b.x",  # nginx warns: suspicious symbols
 ]
 
 HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
@@ -56,6 +59,7 @@ HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
 
 def _hosts(rng: random.Random) -> list[bytes]:
     out: set[bytes] = {b"", b"x", b"a.x", b"A.X.", b"zzz", b"q.p5", b"a.b", b"a.b7", b"a1.x"}
+    out.add(socket.gethostname().encode())  # $hostname
     for _ in range(90):
         labels = [rng.choice(HOST_LABELS) for _ in range(rng.randrange(1, 4))]
         host = ".".join(labels)
@@ -147,7 +151,8 @@ def _ours(router: lbkit.Router, addr: str, port: int, host: bytes) -> tuple[int,
 
 
 def _warnings(log: str) -> set[str]:
-    return set(re.findall(r"(conflicting server name .*? ignored)", log))
+    found = re.findall(r"\[warn\] \d+#\d+: (.*?)(?: in /\S+:\d+)?\n", log)
+    return {w for w in found if "server name" in w}
 
 
 @pytest.fixture(scope="module", params=range(10))
@@ -158,7 +163,7 @@ def generated(
     workdir: Path = tmp_path_factory.mktemp(f"nginx-names-{request.param}")
     ports = free_ports(2)
     text, targets = _config(rng, ports)
-    router = parse_servers(text, hostname="lbkit-test-host")
+    router = parse_servers(text)  # $hostname: this machine's name, as nginx
     nginx = Nginx(workdir, text, ports)
     try:
         yield router, nginx, targets, rng
@@ -225,3 +230,46 @@ def test_hostile_hosts_are_bounded_like_nginx(
     ours = _ours(router, "127.0.0.1", port, host)
     assert time.perf_counter() - started < 0.5
     assert ours == _raw("127.0.0.1", port, host)  # (0, b"") where nginx closes the connection
+
+
+def test_method_redefined_warns_like_nginx(tmp_path: Path) -> None:
+    body = "upstream u {\n    least_conn;\n    hash $uri;\n    server 127.0.0.1:1;\n}\n"
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log warn;\n"
+        f"events {{ }}\nhttp {{\n{body}}}\n"
+    )
+    check = subprocess.run(
+        [find_nginx(), "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "e.log")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    log = (tmp_path / "e.log").read_text()
+    theirs = re.findall(r"\d+: (load balancing method redefined) in \S+:(\d+)", log)
+    ours = parse_servers(body + "server { }").warnings
+    assert theirs == [("load balancing method redefined", "7")]  # line 3 of body, in http
+    assert ours == ["load balancing method redefined in line 3"]
+
+
+def test_re_fallback_agrees_with_nginx_where_it_can_compile(
+    generated: tuple[lbkit.Router, Nginx, list[tuple[str, int]], random.Random],
+) -> None:
+    _, nginx, targets, _ = generated
+    text = nginx.conf.read_text()
+    body = text.split("scgi_temp_path", 1)[1].split("\n", 1)[1].rsplit("}", 1)[0]
+    if "\\p{" in text:  # the fallback cannot express it, and says what to install
+        with pytest.raises(lbkit.ConfigError, match=r"lbkit\[pcre\]"):
+            parse_servers(body, regex_engine="re")
+        return
+    fallback = parse_servers(body, regex_engine="re")
+    hosts = _hosts(random.Random(7))
+    mismatches = [
+        (addr, port, host)
+        for addr, port in targets
+        for host in hosts
+        if _ours(fallback, addr, port, host) != _raw(addr, port, host)
+    ]
+    assert mismatches == []

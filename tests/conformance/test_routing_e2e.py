@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from lbkit.routing import (
     route_request,
 )
 
-from .servers import Dnsmasq, free_port, wait_for_port
+from .servers import Dnsmasq, free_port
 
 BACKEND = """
 import http.server, sys
@@ -96,14 +98,28 @@ http {{
 """
     )
     try:
-        for proc in backends:
-            wait_for_port(port, proc)
+        for i, proc in enumerate(backends, start=1):
+            _wait(f"127.0.0.{i}", port, proc)
         yield load_config(root / "nginx.conf"), dns, port
     finally:
         for proc in backends:
             proc.terminate()
             proc.wait(10)
         dns.stop()
+
+
+def _wait(addr: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until addr:port accepts (wait_for_port knows 127.0.0.1 only)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"backend on {addr}:{port} exited with {proc.returncode}")
+        try:
+            socket.create_connection((addr, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing answered on {addr}:{port}")
 
 
 def _proxy_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -159,6 +175,8 @@ def test_named_hosts_reach_their_backends(proxy: int) -> None:
     assert _get(proxy, "web-01.test.priv", "/a")[1] == "backend-1 /a"
     assert _get(proxy, "WEB-02.test.priv:8080", "/b?c=1")[1] == "backend-2 /b?c=1"
     assert _get(proxy, "x.apps.test.priv", "/w")[1] == "backend-2 /w"  # dnsmasq wildcard
+    # no URI part in proxy_pass: the request URI goes as the client sent it
+    assert _get(proxy, "web-01.test.priv", "/a//b/../c?d")[1] == "backend-1 /a//b/../c?d"
 
 
 def test_tenant_pattern_reaches_host_nn(proxy: int) -> None:
@@ -166,6 +184,7 @@ def test_tenant_pattern_reaches_host_nn(proxy: int) -> None:
     # proxy_pass with variables and a URI part sends that URI as it is (nginx)
     assert (status, body) == (200, "backend-1 /tenant/")
     assert _get(proxy, "shop_c9_02.test.org", "/")[1] == "backend-2 /tenant/"
+    assert _get(proxy, "shop_c9_02.test.org", "/../x")[0] == 400  # above the root
 
 
 def test_consistent_hash_upstream_spreads_by_uri(

@@ -20,7 +20,7 @@ import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.nginx.lexer import Directive, parse_directives
-from lbkit.nginx.servers import server_from_directive
+from lbkit.nginx.servers import method_warnings, server_from_directive
 from lbkit.nginx.upstream import upstream_from_directive
 from lbkit.routing._host import MAX_HEADER_LINE
 from lbkit.routing._regex import ServerRegex, compile_regex
@@ -33,7 +33,8 @@ __all__ = ["MapBlock", "NginxConfig", "SocketRouter", "UnknownDirective", "load_
 MAX_FILES = 1000
 #: Deepest chain of includes.
 MAX_INCLUDE_DEPTH = 16
-_METHODS = ("hash", "ip_hash", "least_conn", "random", "least_time", "sticky")
+#: Most characters all the files of one configuration may hold together.
+MAX_TOTAL_LENGTH = 64 * 1024 * 1024
 
 
 @attrs.frozen(slots=True)
@@ -109,6 +110,7 @@ class _Loader:
         self.files: list[Path] = []
         self.unknown: list[UnknownDirective] = []
         self.warnings: list[str] = []
+        self.total = 0
 
     def read(self, path: Path, depth: int) -> tuple[Directive, ...]:
         if len(self.files) >= MAX_FILES:
@@ -119,6 +121,9 @@ class _Loader:
             text = path.read_text(encoding="utf-8", errors="surrogateescape")
         except OSError as exc:
             raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
+        self.total += len(text)
+        if self.total > MAX_TOTAL_LENGTH:
+            raise ConfigError(f"configuration files exceed {MAX_TOTAL_LENGTH} characters at {path}")
         self.files.append(path)
         return self.expand(parse_directives(text, source=str(path)), depth)
 
@@ -181,9 +186,7 @@ def _map(d: Directive, engine: str) -> MapBlock:
 
 
 def _upstream(d: Directive, loader: _Loader) -> Upstream:
-    methods = [item for item in d.block or () if item.name in _METHODS]
-    for item in methods[1:]:
-        loader.warnings.append(f"load balancing method redefined in {item.where}")
+    loader.warnings.extend(method_warnings(d))
     try:
         return upstream_from_directive(d)
     except ConfigError as exc:

@@ -15,7 +15,7 @@ from lbkit.routing._names import ServerNames
 from lbkit.routing._router import Router, ServerBlock
 from lbkit.upstream import Upstream
 
-__all__ = ["SERVER_DIRECTIVES", "parse_servers", "server_from_directive"]
+__all__ = ["SERVER_DIRECTIVES", "method_warnings", "parse_servers", "server_from_directive"]
 
 #: Server-level directives that routing uses.
 SERVER_DIRECTIVES = ("listen", "server_name", "location", "return", "resolver", "resolver_timeout")
@@ -36,6 +36,16 @@ IGNORED_SERVER_DIRECTIVES = (
     "ssl_certificate",
     "ssl_certificate_key",
 )
+
+
+_METHODS = ("hash", "ip_hash", "least_conn", "random", "least_time", "sticky")
+
+
+def method_warnings(upstream: Directive) -> list[str]:
+    """nginx's "load balancing method redefined" for each method after an upstream's first
+    (the last one is used)."""
+    methods = [item for item in upstream.block or () if item.name in _METHODS]
+    return [f"load balancing method redefined in {item.where}" for item in methods[1:]]
 
 
 def _parse_resolver(item: Directive) -> tuple[tuple[str, ...], int | None, bool]:
@@ -156,10 +166,12 @@ def parse_servers(
         directives = directives[0].block
     servers: list[ServerBlock] = []
     upstreams: dict[str, Upstream] = {}
+    warnings: list[str] = []
     for d in directives:
         if d.name == "server" and d.block is not None and not d.args:
             servers.append(server_from_directive(d, len(servers), regex_engine=regex_engine))
         elif d.name == "upstream" and d.block is not None:
+            warnings.extend(method_warnings(d))
             up = upstream_from_directive(d)
             upstreams[up.name] = up
         else:
@@ -169,6 +181,8 @@ def parse_servers(
             )
     if not servers:
         raise ConfigError("no server blocks found")
-    return Router(
+    router = Router(
         servers, upstreams, hostname=hostname, max_line=max_line, regex_engine=regex_engine
     )
+    router.warnings[:0] = warnings
+    return router

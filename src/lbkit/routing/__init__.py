@@ -18,6 +18,7 @@ from lbkit.routing._route import (
 )
 from lbkit.routing._router import RouteMatch, Router, ServerBlock
 from lbkit.routing._template import expand
+from lbkit.routing._uri import escape_uri, normalize_uri
 
 __all__ = [
     "MAX_HEADER_LINE",
@@ -43,8 +44,10 @@ __all__ = [
     "WSGIRoutingMiddleware",
     "aroute_request",
     "compile_server_regex",
+    "escape_uri",
     "expand",
     "normalize_host",
+    "normalize_uri",
     "parse_hosts",
     "plan_route",
     "rewrite_uri",

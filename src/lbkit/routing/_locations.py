@@ -17,6 +17,7 @@ import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.routing._regex import ServerRegex
+from lbkit.routing._uri import escape_uri
 
 __all__ = ["Location", "LocationMatch", "Locations", "rewrite_uri", "uri_part"]
 
@@ -131,4 +132,4 @@ def rewrite_uri(location: Location, target: str, uri: str, raw_uri: str, args: s
     if "$" in (location.proxy_pass or "") or location.modifier in ("~", "~*", "@"):
         return part
     rest = uri[len(location.name) :] if uri.startswith(location.name) else uri
-    return part + rest + (f"?{args}" if args else "")
+    return part + escape_uri(rest) + (f"?{args}" if args else "")

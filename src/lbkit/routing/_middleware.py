@@ -15,8 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
-from lbkit.errors import InvalidHostError, LbkitError, NoLiveUpstreams, ResolutionError
+from lbkit.errors import (
+    InvalidHostError,
+    LbkitError,
+    NoLiveUpstreams,
+    RegexLimitError,
+    RequestError,
+    ResolutionError,
+)
 from lbkit.routing._route import Request, Route, aroute_request, route_request
 from lbkit.routing._router import Router
 
@@ -29,12 +37,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
+#: Characters of a decoded path that need no %-escape to be read back the same.
+_SAFE = "/!$&'()*+,;=:@~-._"
 _REASONS = {400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway"}
 
 
 def status_for(error: LbkitError) -> int:
     """The status nginx answers for a routing error: 400, 502 or 500."""
-    if isinstance(error, InvalidHostError):
+    if isinstance(error, RegexLimitError):
+        return 500  # nginx closes the connection
+    if isinstance(error, (InvalidHostError, RequestError)):
         return 400
     if isinstance(error, (NoLiveUpstreams, ResolutionError)):
         return 502
@@ -46,17 +58,18 @@ def _finish(route: Route, failed: bool) -> None:
         route.done(failed=failed)
 
 
-class ASGIRoutingMiddleware:
-    """ASGI 3 middleware: ``scope["lbkit.route"]`` for http and websocket requests.
+def _refusal(error: LbkitError) -> tuple[int, str, bytes]:
+    """Status, reason and body of the answer for a request routing refused."""
+    status = status_for(error)
+    return status, _REASONS[status], f"{status} {_REASONS[status]}\n".encode()
 
-    ``resolver`` is an :class:`~lbkit.routing.AsyncResolver` or a
-    :class:`~lbkit.routing.ResolverPool` of them; ``listen`` the nginx socket these
-    requests stand for (default: the config's first).
-    """
+
+class _Middleware:
+    """What both middleware share: the router, the resolver and the listen socket."""
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: Any,
         router: Router,
         *,
         resolver: Any = None,
@@ -67,6 +80,16 @@ class ASGIRoutingMiddleware:
         self.resolver = resolver
         self.listen = listen
 
+
+class ASGIRoutingMiddleware(_Middleware):
+    """ASGI 3 middleware: ``scope["lbkit.route"]`` for http and websocket requests.
+
+    ``ASGIRoutingMiddleware(app, router, *, resolver=None, listen=None)``: ``resolver`` is
+    an :class:`~lbkit.routing.AsyncResolver` or a :class:`~lbkit.routing.ResolverPool` of
+    them; ``listen`` the nginx socket these requests stand for (default: the config's
+    first).
+    """
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route, run the app with the route in its scope, report the outcome."""
         if scope.get("type") not in ("http", "websocket"):
@@ -74,18 +97,16 @@ class ASGIRoutingMiddleware:
             return
         host = next((v for k, v in scope.get("headers", ()) if k.lower() == b"host"), None)
         client = scope.get("client")
-        request = Request(
-            host,
-            scope.get("path", "/"),
-            bytes(scope.get("query_string", b"")).decode("latin-1"),
-            self.listen,
-            client[0] if client else None,
-        )
+        raw = scope.get("raw_path") or quote(scope.get("path", "/"), safe=_SAFE).encode()
+        query = bytes(scope.get("query_string", b""))
+        target = (raw + (b"?" + query if query else b"")).decode("latin-1")
         try:
+            request = Request.from_target(
+                host, target, listen=self.listen, client_addr=client[0] if client else None
+            )
             route = await aroute_request(self.router, request, resolver=self.resolver)
         except LbkitError as exc:
-            status = status_for(exc)
-            body = f"{status} {_REASONS[status]}\n".encode()
+            status, _, body = _refusal(exc)
             headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -100,42 +121,32 @@ class ASGIRoutingMiddleware:
         _finish(route, failed=False)
 
 
-class WSGIRoutingMiddleware:
+class WSGIRoutingMiddleware(_Middleware):
     """WSGI middleware: ``environ["lbkit.route"]``; reported when the response is closed.
 
-    ``resolver`` is a :class:`~lbkit.routing.Resolver` or a
-    :class:`~lbkit.routing.ResolverPool`; ``listen`` as for the ASGI middleware.
+    ``WSGIRoutingMiddleware(app, router, *, resolver=None, listen=None)``: ``resolver`` is
+    a :class:`~lbkit.routing.Resolver` or a :class:`~lbkit.routing.ResolverPool`;
+    ``listen`` as for the ASGI middleware.
     """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        router: Router,
-        *,
-        resolver: Any = None,
-        listen: str | tuple[str, int] | None = None,
-    ) -> None:
-        self.app = app
-        self.router = router
-        self.resolver = resolver
-        self.listen = listen
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Route, run the app with the route in its environ, report when closed."""
-        request = Request(
-            environ.get("HTTP_HOST"),
-            environ.get("PATH_INFO", "/") or "/",
-            environ.get("QUERY_STRING", ""),
-            self.listen,
-            environ.get("REMOTE_ADDR"),
+        target = environ.get("REQUEST_URI") or (
+            quote(environ.get("PATH_INFO", "") or "/", safe=_SAFE, encoding="latin-1")
+            + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
         )
         try:
+            request = Request.from_target(
+                environ.get("HTTP_HOST"),
+                target,
+                listen=self.listen,
+                client_addr=environ.get("REMOTE_ADDR"),
+            )
             route = route_request(self.router, request, resolver=self.resolver)
         except LbkitError as exc:
-            status = status_for(exc)
-            body = f"{status} {_REASONS[status]}\n".encode()
+            status, reason, body = _refusal(exc)
             start_response(
-                f"{status} {_REASONS[status]}",
+                f"{status} {reason}",
                 [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
             )
             return [body]

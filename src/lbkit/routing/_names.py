@@ -16,16 +16,18 @@ wildcard half still claims ``x``, and a ``.x`` after an exact ``x`` is dropped e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.routing._regex import ServerRegex, compile_server_regex
 
-__all__ = ["NameMatch", "ServerNames"]
+__all__ = ["NameKind", "NameMatch", "ServerNames"]
 
 T = TypeVar("T")
+#: How a name matched: an exact name, a leading or trailing wildcard, or a regex.
+NameKind = Literal["exact", "wildcard_head", "wildcard_tail", "regex"]
 
 
 @attrs.frozen(slots=True)
@@ -33,7 +35,7 @@ class NameMatch(Generic[T]):
     """Which entry matched a host, how, and the regex captures when a regex matched."""
 
     value: T
-    kind: str  # "exact", "wildcard_head", "wildcard_tail", "regex"
+    kind: NameKind
     name: str
     captures: tuple[str, ...] = ()
     named: dict[str, str] = attrs.field(factory=dict)

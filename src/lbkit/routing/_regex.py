@@ -150,14 +150,15 @@ class ServerRegex:
     ``max_host`` the longest host the ``re`` fallback runs it on (None: no bound needed).
     """
 
-    __slots__ = ("_search", "engine", "groups", "max_host", "pattern")
+    __slots__ = ("_miss", "_search", "engine", "groups", "max_host", "pattern")
 
     def __init__(self, pattern: str, engine: str, *, caseless: bool) -> None:
         self.pattern = pattern
         self.engine = engine
         self.max_host: int | None = None
+        self._miss: Any = None
         if engine == "pcre2":
-            self._search, self.groups = _compile_pcre2(pattern, caseless)
+            self._search, self.groups, self._miss = _compile_pcre2(pattern, caseless)
         else:
             compiled = _compile_re(pattern, caseless)
             self.groups = compiled.groups
@@ -184,8 +185,11 @@ class ServerRegex:
         return groups, {k: ("" if v is None else v) for k, v in m.groupdict().items()}
 
     def _pcre2_search(self, host: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
+        subject = host.encode("latin-1")
         try:
-            m = self._search(host.encode("latin-1"))
+            if self._miss is not None and self._miss(subject):
+                return None  # the common case, without building a Match object
+            m = self._search(subject)
         except Exception as exc:  # pcre2.LibraryError: match or depth limit
             raise RegexLimitError(
                 f"server_name regex ~{self.pattern} stopped on this host: PCRE2 {exc} "
@@ -203,7 +207,7 @@ class ServerRegex:
         return f"<ServerRegex ~{self.pattern} engine={self.engine}>"
 
 
-def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int]:
+def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int, Any]:
     pcre2 = _pcre2()
     if pcre2 is None:
         raise ConfigError("regex_engine='pcre2' needs the pcre2 package: pip install 'lbkit[pcre]'")
@@ -212,7 +216,31 @@ def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int]:
         compiled = pcre2.compile(pattern.encode("latin-1", "backslashreplace"), flags)
     except Exception as exc:
         raise ConfigError(f"invalid server_name regex {pattern!r}: PCRE2 says {exc}") from None
-    return compiled.search, int(compiled.groups)
+    return compiled.search, int(compiled.groups), _miss_test(pcre2, compiled)
+
+
+def _miss_test(pcre2: Any, compiled: Any) -> Any:
+    """A faster "does not match" test through the binding's low-level call, or None.
+
+    ``Pattern.search`` builds a Match object on every call; most regexes miss most hosts,
+    so a miss is answered by the binding's ``_cy.match`` directly when it behaves as
+    expected on a probe (else None: the public API is used alone).
+    """
+    low = getattr(pcre2, "_cy", None)
+    code = getattr(compiled, "_pcre2_code", None)
+    context = getattr(pcre2, "_EMPTY_MATCH_CONTEXT", None)
+    if low is None or code is None or context is None or compiled.callout is not None:
+        return None
+    match = low.match
+
+    def miss(subject: bytes) -> bool:
+        return match(code, subject, len(subject), 0, context, 0)[0] is None
+
+    try:
+        probe = miss(b"") == (compiled.search(b"") is None)
+    except Exception:
+        return None
+    return miss if probe else None
 
 
 def _compile_re(pattern: str, caseless: bool) -> re.Pattern[str]:

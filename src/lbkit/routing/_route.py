@@ -23,6 +23,7 @@ from lbkit.errors import RequestError, UsageError
 from lbkit.routing._locations import Location, rewrite_uri
 from lbkit.routing._router import RouteMatch, Router
 from lbkit.routing._template import expand
+from lbkit.routing._uri import normalize_uri
 from lbkit.upstream import Upstream
 
 __all__ = [
@@ -119,14 +120,30 @@ def _is_ip(host: str) -> bool:
 
 @attrs.frozen(slots=True)
 class Request:
-    """What routing needs of a request: its Host header (``None``: none), the listen
-    socket it came in on, the normalised path, the query string and the client's address."""
+    """What routing needs of a request: its Host header (``None``: none), the normalised
+    path (nginx's ``$uri``), the query string, the listen socket it came in on, the
+    client's address and the request line's target as sent (``$request_uri``)."""
 
     host: str | bytes | None
     path: str = "/"
     query: str = ""
     listen: str | tuple[str, int] | None = None
     client_addr: str | None = None
+    raw_target: str | None = None
+
+    @classmethod
+    def from_target(
+        cls,
+        host: str | bytes | None,
+        target: str,
+        *,
+        listen: str | tuple[str, int] | None = None,
+        client_addr: str | None = None,
+    ) -> Request:
+        """From the request line's target (``/a//b/../c?x=1``), normalised as nginx's
+        ``$uri`` and ``$args`` (:class:`~lbkit.RequestError` where nginx answers 400)."""
+        path, query = normalize_uri(target)
+        return cls(host, path, query, listen, client_addr, target)
 
 
 def plan_route(router: Router, request: Request) -> Route:
@@ -140,7 +157,8 @@ def plan_route(router: Router, request: Request) -> Route:
     server = match.server
     location: Location | None = None
     variables = dict(match.variables)
-    variables.update(request_uri=path + (f"?{query}" if query else ""), uri=path, args=query)
+    raw = request.raw_target or path + (f"?{query}" if query else "")
+    variables.update(request_uri=raw, uri=path, args=query)
     if client_addr is not None:
         variables["remote_addr"] = client_addr
     proxy_pass = server.target

@@ -142,6 +142,13 @@ class Router:
         self.servers: tuple[ServerBlock, ...] = tuple(_with_hostname(s, host_name) for s in servers)
         self.upstreams: dict[str, Upstream] = dict(upstreams or {})
         self.warnings: list[str] = []
+        for server in self.servers:
+            lines = server.name_lines or (server.line,) * len(server.names)
+            for name, line in zip(server.names, lines, strict=True):
+                if "/" in name:  # ngx_http_core_server_name warns, and keeps the name
+                    self.warnings.append(
+                        f'server name "{name}" has suspicious symbols (line {line})'
+                    )
         self._tables: dict[tuple[str, int], _Table] = {}
         for server in self.servers:
             listens = server.listens or (Listen("*", 80, server.default),)
