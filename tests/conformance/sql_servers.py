@@ -91,17 +91,30 @@ class SqlServer:
         proc.wait(20)
 
     def kill(self) -> None:
-        """SIGKILL the server and its children, as a crash."""
+        """SIGKILL the server and all its processes at once, as a crash."""
+        children = _children(self.proc.pid)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._kill_group(self.proc)
-        # orphaned backends of a killed postmaster die with the group; wait until the
-        # port is free again so a restart can bind it
+        # wait until every process is gone, so a restart can bind the port again
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
+        while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.02)
+
+    def _signal_all(self, signo: int) -> None:
+        # PostgreSQL's backends call setsid(): reach them as the postmaster's children
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signo)
+
+    def pause(self) -> None:
+        """SIGSTOP the server and its children: it accepts connections but never answers."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self._signal_all(signal.SIGCONT)
 
     def restart(self) -> None:
         """Start again on the same port and data directory (crash recovery runs)."""
@@ -117,6 +130,29 @@ class SqlServer:
                 self.proc.wait(30)
         self._kill_group(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # the command may hold spaces or parentheses: the fields follow the last ")"
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
 
 
 def _workdir(prefix: str, owner: str | None) -> Path:

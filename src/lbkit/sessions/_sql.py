@@ -23,11 +23,14 @@ Needs ``pip install 'lbkit[sql]'`` (SQLAlchemy 2, psycopg 3, PyMySQL, asyncmy).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import secrets
+import socket
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import attrs
@@ -104,6 +107,9 @@ class _Outcome:
 
     rowcount: int
     rows: list[tuple[Any, ...]]
+    #: The statement ran a second time after its connection broke: its first run may
+    #: have committed, so "no row matched" may mean "my first run matched it".
+    repeated: bool = False
 
 
 class _Retry(Exception):
@@ -112,6 +118,10 @@ class _Retry(Exception):
 
 class _Duplicate(Exception):
     """Thrown into a plan when its INSERT hit an existing key."""
+
+    def __init__(self, repeated: bool) -> None:
+        super().__init__("duplicate key")
+        self.repeated = repeated
 
 
 #: A plan yields statements, receives their outcomes, and returns the call's result.
@@ -161,19 +171,26 @@ class _Statements:
             yield sa.delete(t).where(t.c.id == key, t.c.expires <= now)
             try:
                 yield sa.insert(t).values(row)
-            except _Duplicate:
-                raise SessionConflict(f"session {key!r} exists: expected it absent") from None
+            except _Duplicate as dup:
+                if not (dup.repeated and (yield from self._holds(key, version))):
+                    raise SessionConflict(f"session {key!r} exists: expected it absent") from None
         else:
             out = yield (
                 sa.update(t)
                 .where(t.c.id == key, t.c.version == if_version, self._live(now))
                 .values(value=data, version=version, expires=expires)
             )
-            if out.rowcount != 1:
+            if out.rowcount != 1 and not (out.repeated and (yield from self._holds(key, version))):
                 raise SessionConflict(
                     f"session {key!r} changed, was deleted or expired since version {if_version}"
                 )
         return version
+
+    def _holds(self, key: str, version: Version) -> _Plan:
+        """Whether ``key`` has ``version`` (random, so only this call can have written it)."""
+        t = self.table
+        out = yield sa.select(t.c.version).where(t.c.id == key)
+        return bool(out.rows) and int(out.rows[0][0]) == version
 
     def _upsert(self, row: dict[str, Any]) -> sa.Executable:
         # the new columns come from the inserted row (excluded / VALUES()), so the value
@@ -275,11 +292,103 @@ def _engine_options(pool_size: int, timeout: float) -> dict[str, Any]:
         "pool_size": pool_size,
         "max_overflow": pool_size,
         "pool_timeout": timeout,
-        "pool_pre_ping": True,  # a connection from before a restart is replaced, not used
+        "pool_pre_ping": False,  # see _Repeat
         "isolation_level": "AUTOCOMMIT",
         # every statement commits by itself: nothing to roll back when a connection returns
         "pool_reset_on_return": None,
     }
+
+
+class _Repeat:
+    """Once per call, a statement whose connection broke runs again on a fresh one.
+
+    The pool keeps connections without pinging them first (a ping per call costs 20-30%);
+    after a database restart the first statement on an old connection fails as a
+    disconnect, and runs again. Its first run may have committed: the plan is told
+    (``repeated``) and confirms a write by its random version before acknowledging it.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.used = False
+        self.now = False
+
+    def allowed(self, exc: sa.exc.DBAPIError) -> bool:
+        if self.used or not exc.connection_invalidated or time.monotonic() >= self.deadline:
+            return False
+        self.used = self.now = True
+        return True
+
+
+class _Watchdog:
+    """Ends a sync call that outlives its deadline by shutting down its socket.
+
+    psycopg's synchronous connection has no read timeout: against a hung server (stopped,
+    partitioned) a statement would wait forever. Each call arms the watchdog with its
+    connection's socket and deadline and disarms it when done; one thread per store sleeps
+    until the earliest deadline and shuts down (never closes) the sockets that are late,
+    so the blocked call fails at once as a broken connection.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._armed: dict[int, tuple[float, int]] = {}
+        self._tokens = 0
+        self._sleeping_until = float("inf")
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def arm(self, fd: int, deadline: float) -> int:
+        with self._wake:
+            self._tokens += 1
+            self._armed[self._tokens] = (deadline, fd)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._watch, name="lbkit-sql-watchdog", daemon=True
+                )
+                self._thread.start()
+            elif deadline < self._sleeping_until:
+                self._wake.notify()
+            return self._tokens
+
+    def disarm(self, token: int) -> None:
+        with self._wake:
+            self._armed.pop(token, None)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _watch(self) -> None:
+        with self._wake:
+            while not self._closed:
+                now = time.monotonic()
+                for token, (deadline, fd) in list(self._armed.items()):
+                    if deadline <= now:
+                        self._armed.pop(token, None)
+                        _shut_down(fd)
+                self._sleeping_until = min(
+                    (deadline for deadline, _ in self._armed.values()), default=float("inf")
+                )
+                wait = self._sleeping_until - now
+                self._wake.wait(None if wait == float("inf") else wait)
+
+
+def _shut_down(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _check_timeout(timeout: float) -> float:
@@ -333,14 +442,12 @@ class _Shell:
             address=self.address,
         )
 
-    def _classify(self, exc: Exception, deadline: float) -> str:
-        """``"duplicate"``, ``"retry"`` or raise the store error for a driver error."""
-        if isinstance(exc, sa.exc.IntegrityError):
-            return "duplicate"
+    def _classify(self, exc: Exception, deadline: float) -> None:
+        """Return if the plan may run again (a deadlock victim), else raise a store error."""
         if isinstance(exc, sa.exc.DBAPIError) and _retryable(exc) and time.monotonic() < deadline:
             with self._count_lock:
                 self.deadlock_retries += 1
-            return "retry"
+            return
         if isinstance(exc, _UNAVAILABLE):
             raise self._unavailable(exc) from exc
         if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
@@ -360,8 +467,9 @@ class SqlStore(_Shell):
     (MariaDB too), ``sqlite:///path`` or a SQLAlchemy ``Engine`` the application already has.
     Each call ends within ``timeout`` seconds (pool wait, connect, statement and lock wait) or
     raises :class:`~lbkit.StoreUnavailable`; connections come from a pool of ``pool_size``
-    (plus as many overflow) and are checked before use, so the store reconnects by itself
-    after the database restarts.
+    (plus as many overflow); after the database restarts the store reconnects by itself (a
+    statement whose connection broke runs once more on a fresh one, and a write it may
+    already have made is confirmed by its version, never guessed).
     """
 
     def __init__(
@@ -390,6 +498,7 @@ class SqlStore(_Shell):
             )
             self._owned = True
         self._setup(engine, table, max_value, timeout, clock)
+        self._watchdog = _Watchdog()
 
     def create_table(self) -> None:
         """Create the sessions table and its index if they do not exist."""
@@ -401,43 +510,58 @@ class SqlStore(_Shell):
     def _run(self, plan_factory: Callable[[], _Plan]) -> Any:
         deadline = time.monotonic() + self.timeout
         while True:
-            plan = plan_factory()
             try:
-                return self._drive(plan, deadline)
+                return self._drive(plan_factory(), deadline)
             except _Retry:
                 continue
 
     def _drive(self, plan: _Plan, deadline: float) -> Any:
         try:
             statement = next(plan)  # validates the arguments, before any I/O
+            repeat = _Repeat(deadline)
+            while True:
+                try:
+                    with self.engine.connect() as conn, self._guard(conn, deadline):
+                        while True:
+                            if time.monotonic() >= deadline:
+                                raise self._late()
+                            try:
+                                result = conn.execute(statement)
+                            except sa.exc.IntegrityError:
+                                statement = plan.throw(_Duplicate(repeat.now))
+                                continue
+                            rows = result.fetchall() if result.returns_rows else []
+                            outcome = _Outcome(
+                                result.rowcount, [tuple(r) for r in rows], repeat.now
+                            )
+                            repeat.now = False
+                            statement = plan.send(outcome)
+                except sa.exc.DBAPIError as exc:
+                    if not repeat.allowed(exc):
+                        raise
         except StopIteration as done:
             return done.value
-        try:
-            with self.engine.connect() as conn:
-                while True:
-                    if time.monotonic() >= deadline:
-                        raise self._late()
-                    try:
-                        result = conn.execute(statement)
-                        outcome = _Outcome(
-                            result.rowcount,
-                            [tuple(r) for r in result.fetchall()] if result.returns_rows else [],
-                        )
-                    except sa.exc.SQLAlchemyError as exc:
-                        if self._classify(exc, deadline) == "retry":
-                            raise _Retry from exc
-                        statement = plan.throw(_Duplicate())
-                        continue
-                    statement = plan.send(outcome)
-        except StopIteration as done:
-            return done.value
-        except sa.exc.SQLAlchemyError as exc:  # connect, pool checkout
+        except sa.exc.SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:
+                raise self._late() from exc
             self._classify(exc, deadline)
-            raise self._unavailable(exc) from exc
+            raise _Retry from exc
         except _Duplicate as exc:
             raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
         finally:
             plan.close()
+
+    @contextlib.contextmanager
+    def _guard(self, conn: sa.Connection, deadline: float) -> Iterator[None]:
+        fileno = getattr(conn.connection.dbapi_connection, "fileno", None)
+        if fileno is None:  # PyMySQL has read/write timeouts, SQLite no socket
+            yield
+            return
+        token = self._watchdog.arm(fileno(), deadline)
+        try:
+            yield
+        finally:
+            self._watchdog.disarm(token)
 
     def get(self, key: str) -> bytes | None:
         """The value of ``key``, or None if missing or expired."""
@@ -475,6 +599,7 @@ class SqlStore(_Shell):
 
     def close(self) -> None:
         """Close the pool's connections (an engine handed over stays the caller's)."""
+        self._watchdog.close()
         if self._owned:
             self.engine.dispose()
 
@@ -510,6 +635,7 @@ class AsyncSqlStore(_Shell):
             )
             self._owned = True
         self._setup(engine, table, max_value, timeout, clock)
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     async def create_table(self) -> None:
         """Create the sessions table and its index if they do not exist."""
@@ -521,43 +647,74 @@ class AsyncSqlStore(_Shell):
 
     async def _run(self, plan_factory: Callable[[], _Plan]) -> Any:
         deadline = time.monotonic() + self.timeout
+        sockets: list[int] = []
+        task = asyncio.ensure_future(self._attempts(plan_factory, deadline, sockets))
         try:
-            return await asyncio.wait_for(self._attempts(plan_factory, deadline), self.timeout)
-        except asyncio.TimeoutError as exc:
-            raise self._late() from exc
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            self._abandon(task, sockets)
+            raise
+        if task in done:
+            return task.result()
+        self._abandon(task, sockets)
+        raise self._late()
 
-    async def _attempts(self, plan_factory: Callable[[], _Plan], deadline: float) -> Any:
+    def _abandon(self, task: asyncio.Future[Any], sockets: list[int]) -> None:
+        # psycopg answers a cancellation by asking the server to cancel, for up to 10 s:
+        # against a hung server, shut the socket down first so the call ends at once
+        if not task.done() and sockets:
+            _shut_down(sockets[-1])
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: never "exception was never retrieved"
+
+    async def _attempts(
+        self, plan_factory: Callable[[], _Plan], deadline: float, sockets: list[int]
+    ) -> Any:
         while True:
             try:
-                return await self._drive(plan_factory(), deadline)
+                return await self._drive(plan_factory(), deadline, sockets)
             except _Retry:
                 continue
 
-    async def _drive(self, plan: _Plan, deadline: float) -> Any:
+    async def _drive(self, plan: _Plan, deadline: float, sockets: list[int]) -> Any:
         try:
-            statement = next(plan)
+            statement = next(plan)  # validates the arguments, before any I/O
+            repeat = _Repeat(deadline)
+            while True:
+                try:
+                    async with self.engine.connect() as conn:
+                        raw = (await conn.get_raw_connection()).driver_connection
+                        fileno = getattr(raw, "fileno", None)
+                        if fileno is not None:  # psycopg; asyncmy stops when cancelled
+                            sockets.append(fileno())
+                        while True:
+                            try:
+                                result = await conn.execute(statement)
+                            except sa.exc.IntegrityError:
+                                statement = plan.throw(_Duplicate(repeat.now))
+                                continue
+                            rows = result.fetchall() if result.returns_rows else []
+                            outcome = _Outcome(
+                                result.rowcount, [tuple(r) for r in rows], repeat.now
+                            )
+                            repeat.now = False
+                            statement = plan.send(outcome)
+                except sa.exc.DBAPIError as exc:
+                    if not repeat.allowed(exc):
+                        raise
         except StopIteration as done:
             return done.value
-        try:
-            async with self.engine.connect() as conn:
-                while True:
-                    try:
-                        result = await conn.execute(statement)
-                        outcome = _Outcome(
-                            result.rowcount,
-                            [tuple(r) for r in result.fetchall()] if result.returns_rows else [],
-                        )
-                    except sa.exc.SQLAlchemyError as exc:
-                        if self._classify(exc, deadline) == "retry":
-                            raise _Retry from exc
-                        statement = plan.throw(_Duplicate())
-                        continue
-                    statement = plan.send(outcome)
-        except StopIteration as done:
-            return done.value
-        except sa.exc.SQLAlchemyError as exc:  # connect, pool checkout
+        except sa.exc.SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:
+                raise self._late() from exc
             self._classify(exc, deadline)
-            raise self._unavailable(exc) from exc
+            raise _Retry from exc
         except _Duplicate as exc:
             raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
         finally:
@@ -598,6 +755,11 @@ class AsyncSqlStore(_Shell):
         return int(await self._run(lambda: self._sql.purge(batch_size)))
 
     async def close(self) -> None:
-        """Close the pool's connections (an engine handed over stays the caller's)."""
+        """Close the pool's connections (an engine handed over stays the caller's).
+
+        Waits for calls abandoned at their timeout to finish cancelling first.
+        """
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned))
         if self._owned:
             await self.engine.dispose()
