@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.servers import free_port, wait_for_port
-from tests.conformance.stores import Process, redis_server
+from tests.conformance.stores import Process
+from tests.sessions.conftest import redis_proc
+
+__all__ = ["AppServer", "docs_file", "gunicorn", "redis_proc", "uvicorn"]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -71,13 +74,6 @@ def uvicorn(module: str) -> list[str]:
         sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}",
         "--log-level", "warning", module,
     ]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def redis_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    proc = redis_server(tmp_path_factory.mktemp("redis"))
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture

@@ -222,6 +222,11 @@ def test_wrongtype_is_a_clear_error(request: pytest.FixtureRequest) -> None:
     RedisStore(url, prefix="x:").set("hashed", b"v")
     with pytest.raises(SessionDataError, match="layout='string'"):
         RedisStore(url, prefix="x:", layout="string").get("hashed")
+    with pytest.raises(SessionDataError, match="WRONGTYPE"):
+        RedisStore(url, prefix="x:", layout="string").set("hashed", b"v")
+    RedisStore(url, prefix="x:", layout="string").set("plain", b"v")
+    with pytest.raises(SessionDataError, match="layout='hash'"):
+        RedisStore(url, prefix="x:").get_versioned("plain")  # a php-redis session
 
 
 def test_lock_wait_is_bounded(request: pytest.FixtureRequest) -> None:
