@@ -37,6 +37,8 @@ def nginx_method(directive: str, argument: str | None) -> Callable[[Sequence[str
     def build(nodes: Sequence[str]) -> Assign:
         servers = " ".join(f"server {n};" for n in nodes)
         up = parse_upstream(f"upstream u {{ {directive} {servers} }}")
+        if directive == "random;":  # seeded, so the picture is the same on every run
+            up = lbkit.Upstream(up.servers, lbkit.Random(seed=1), name="u")
 
         def assign(keys: Sequence[str]) -> list[str]:
             owners = []

@@ -179,7 +179,7 @@ def test_config_errors_show_file_line_column_token_and_hint(
     assert first == f'{conf}:3:16: error: invalid parameter "weight=0"'
     assert source == " 3 |     server a:1 weight=0;"
     assert marker == "   |                ^^^^^^^^"
-    assert hint == "hint: weight must be an integer >= 1"
+    assert hint.startswith("hint: weight must be an integer 1..")
 
 
 def test_unknown_directive_error_in_a_whole_config(

@@ -300,3 +300,37 @@ def test_predict_follows_listen_ports_and_locations(tmp_path: Path) -> None:
     assert nowhere["server"] is None
     assert nowhere["status"] == 400
     assert "9999" in nowhere["error"]
+
+
+def test_a_whole_config_follows_includes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.conf").write_text(
+        "server {\n    listen 80;\n    server_name a.test;\n"
+        "    location / { proxy_pass http://pool; }\n    gzip on;\n}\n"
+    )
+    (tmp_path / "nginx.conf").write_text(
+        "events {}\nhttp {\n    upstream pool { server p1:80; server p2:80; }\n"
+        "    include sites/*.conf;\n}\n"
+    )
+    status = main(["predict", str(tmp_path / "nginx.conf"), "a.test/", "a.test/"])
+    out, err = capsys.readouterr()
+    assert status == 0
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [(r[1], r[4]) for r in rows] == [("#0", "p1:80"), ("#0", "p2:80")]
+    # a directive lbkit does not model is named with its place, not silently dropped
+    assert f'lbkit: note: {tmp_path / "sites" / "a.conf"}:5:5: "gzip"' in err
+
+
+def test_an_error_in_an_included_file_is_shown_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.conf").write_text("server {\n    listen 80;\n    return 99999;\n}\n")
+    (tmp_path / "nginx.conf").write_text("http {\n    include bad.conf;\n}\n")
+    assert main(["route", str(tmp_path / "nginx.conf"), "a.test"]) == 2
+    first, source, marker, hint = capsys.readouterr().err.splitlines()
+    assert first == f'{tmp_path / "bad.conf"}:3:12: error: invalid return code "99999"'
+    assert source == " 3 |     return 99999;"
+    assert marker == "   |            ^^^^^"
+    assert hint == "hint: expected 0..999"

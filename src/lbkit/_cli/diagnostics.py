@@ -12,6 +12,11 @@ __all__ = ["LocatedConfigError", "describe_error", "located"]
 
 _QUOTED = re.compile(r'"([^"]+)"')
 _LINE_SUFFIX = re.compile(r" \(line \d+\)$")
+# where lbkit.nginx.load_config puts the place: "... in FILE:LINE:COLUMN" or
+# "... (line LINE) in FILE" (the file may be an included one)
+_IN_FILE = re.compile(
+    r"(?: \(line (?P<line>\d+)\))? in (?P<path>\S+?)(?::(?P<line2>\d+):(?P<column>\d+))?$"
+)
 
 #: Hints for messages that carry none, by the words they start with.
 _HINTS = (
@@ -30,30 +35,55 @@ def _hint(message: str) -> str:
     return "nginx -t reports the same configuration the same way"
 
 
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(4 * 1024 * 1024).splitlines()
+    except OSError:
+        return []
+
+
 def describe_error(exc: ConfigError, path: str, text: str) -> str:
     """Render a configuration error as ``path:line:column: problem``, the offending line
-    with the token underlined, and a hint (the part of the message after ``: ``)."""
+    with the token underlined, and a hint (the part of the message after ``: ``).
+
+    A message that names its own file (``... in FILE:LINE:COLUMN``, as errors from an
+    included file do) is shown at that place.
+    """
     message = _LINE_SUFFIX.sub("", str(exc))
+    line_no = getattr(exc, "line", None)
+    column: int | None = None
+    lines: list[str] | None = None
+    place = _IN_FILE.search(message)
+    if place is not None and (place["line"] or place["line2"]):
+        message = message[: place.start()]
+        path = place["path"]
+        line_no = int(place["line"] or place["line2"])
+        column = int(place["column"]) if place["column"] else None
+        lines = _read_lines(path)
     problem, sep, hint = message.partition(": ")
     if not sep:
         hint = _hint(message)
-    line_no = getattr(exc, "line", None)
     quoted = _QUOTED.search(message)
     token = quoted.group(1) if quoted else ""
     if line_no is None:
         return f"{path}: error: {problem}\nhint: {hint}"
-    lines = text.splitlines()
+    if lines is None:
+        lines = text.splitlines()
     source = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
-    at = source.find(token) if token else -1
-    if at < 0:
-        at = len(source) - len(source.lstrip())
-        width = max(1, len(source.strip()))
+    if column is not None:
+        at = column - 1
+        width = len(token) if token and source.startswith(token, at) else 1
     else:
-        width = len(token)
-    column = at + 1
+        at = source.find(token) if token else -1
+        if at < 0:
+            at = len(source) - len(source.lstrip())
+            width = max(1, len(source.strip()))
+        else:
+            width = len(token)
     gutter = " " * len(str(line_no))
     return (
-        f"{path}:{line_no}:{column}: error: {problem}\n"
+        f"{path}:{line_no}:{at + 1}: error: {problem}\n"
         f" {line_no} | {source}\n"
         f" {gutter} | {' ' * at}{'^' * width}\n"
         f"hint: {hint}"

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from lbkit._cli.diagnostics import located
-from lbkit._cli.predictor import Prediction, Predictor, conflicts, request_from_json
-from lbkit._cli.sources import load_router, read_config
+from lbkit._cli.predictor import Prediction, Predictor, request_from_json
+from lbkit._cli.sources import LoadedServers, load_router, read_config
 from lbkit._cli.terminal import table
 from lbkit.errors import RequestError
 from lbkit.nginx.variables import ClientRequest
@@ -75,6 +75,13 @@ def _requests(args: argparse.Namespace) -> Iterable[ClientRequest | RequestError
             yield exc
 
 
+def _report(loaded: LoadedServers) -> None:
+    for warning in loaded.warnings:
+        print(f"nginx: [warn] {warning}", file=sys.stderr)
+    for note in loaded.notes:
+        print(f"lbkit: note: {note}", file=sys.stderr)
+
+
 def _describe(request: ClientRequest) -> str:
     return f"{request.host if request.host is not None else '(no Host)'}{request.uri}"
 
@@ -94,7 +101,9 @@ def _row(request: ClientRequest, p: Prediction) -> list[str]:
 
 def _predict(args: argparse.Namespace) -> int:
     source = read_config(args.config)
-    predictor = Predictor(load_router(source))
+    loaded = load_router(source)
+    _report(loaded)
+    predictor = Predictor(loaded.router)
     rows: list[list[str]] = []
     bad_input = 0
     for item in _requests(args):
@@ -129,11 +138,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _route(args: argparse.Namespace) -> int:
     source = read_config(args.config)
-    router = load_router(source)
-    warnings = conflicts(router)
-    for warning in warnings:
-        print(f"nginx: [warn] {warning}", file=sys.stderr)
-    predictor = Predictor(router)
+    loaded = load_router(source)
+    _report(loaded)
+    warnings = list(loaded.warnings)
+    predictor = Predictor(loaded.router)
     rows = []
     for host in args.hosts:
         request = ClientRequest(host=None if host == "-" else host)

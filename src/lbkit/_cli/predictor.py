@@ -16,7 +16,7 @@ from lbkit import InvalidHostError, LbkitError, NoLiveUpstreams, RouteMatch, Rou
 from lbkit.errors import RequestError
 from lbkit.nginx.variables import ClientRequest, RequestVariables, render
 
-__all__ = ["Prediction", "Predictor", "conflicts", "rule_of"]
+__all__ = ["Prediction", "Predictor", "request_from_json", "rule_of"]
 
 
 def rule_of(match: RouteMatch) -> str:
@@ -29,11 +29,6 @@ def rule_of(match: RouteMatch) -> str:
     if name.startswith((".", "*.")) or name.endswith(".*"):
         return "wildcard"
     return "exact"
-
-
-def conflicts(router: Router) -> list[str]:
-    """nginx's warnings for the config (server names a later block repeats: it loses)."""
-    return list(getattr(router, "warnings", ()))
 
 
 def _target_host(target: str) -> str:

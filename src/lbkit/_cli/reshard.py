@@ -13,6 +13,7 @@ from lbkit import FLAVORS, ConfigError, Ketama, Upstream
 from lbkit._cli.diagnostics import located
 from lbkit._cli.sources import ConfigFile, load_upstream, read_config
 from lbkit._cli.terminal import table
+from lbkit.nginx import render_method
 
 __all__ = ["KeyMoves", "add_parser", "node_list", "upstream_owners"]
 
@@ -64,8 +65,9 @@ def upstream_owners(upstream: Upstream, keys: Sequence[str]) -> tuple[str, ...]:
     elif method.needs_client_addr:
         argument = "client_addr"
     else:
+        shown = render_method(method).rstrip(";") or "round robin"
         raise ConfigError(
-            f'upstream "{upstream.name}" uses {method.to_nginx().rstrip(";") or "round robin"}, '
+            f'upstream "{upstream.name}" uses {shown}, '
             "which does not place keys: reshard needs hash KEY [consistent] or ip_hash"
         )
     owners = []

@@ -12,6 +12,7 @@ import attrs
 from lbkit import NoLiveUpstreams, Peer, Upstream
 from lbkit._cli.sources import load_upstream, read_config
 from lbkit._cli.terminal import Progress, bar_chart, progress
+from lbkit.nginx import render_method
 
 __all__ = ["Distribution", "add_parser", "simulate"]
 
@@ -30,6 +31,13 @@ class Distribution:
     served: dict[str, int]
     refused: int
     requests: int
+
+
+def _finish(upstream: Upstream, in_flight: deque[tuple[Peer, object]]) -> None:
+    """Complete the oldest request in flight (its attempts object lives until then)."""
+    peer, tries = in_flight.popleft()
+    upstream.done(peer)
+    del tries
 
 
 def simulate(
@@ -54,18 +62,20 @@ def simulate(
     method = upstream.method
     served: Counter[str] = Counter(dict.fromkeys(names, 0))
     refused = 0
-    in_flight: deque[Peer] = deque()
+    in_flight: deque[tuple[Peer, object]] = deque()
     for i in range(requests):
-        kwargs: dict[str, str] = {}
-        if method.needs_key:
-            kwargs["key"] = f"/item/{rng.randrange(1_000_000)}"
-        if method.needs_client_addr:
-            kwargs["client_addr"] = (
-                f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.7"
-            )
+        key = f"/item/{rng.randrange(1_000_000)}" if method.needs_key else None
+        client = (
+            f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.7"
+            if method.needs_client_addr
+            else None
+        )
         chosen: Peer | None = None
+        # the attempts object stays referenced while its request is in flight: dropping it
+        # would give an unreported peer back (and its connection would stop counting)
+        tries = upstream.attempts(key, client)
         try:
-            for peer in upstream.attempts(**kwargs):
+            for peer in tries:
                 if peer.name == fail:
                     upstream.done(peer, failed=True)
                     continue
@@ -77,13 +87,13 @@ def simulate(
             refused += 1
         else:
             served[chosen.name] += 1
-            in_flight.append(chosen)
+            in_flight.append((chosen, tries))
             while len(in_flight) > hold:
-                upstream.done(in_flight.popleft())
+                _finish(upstream, in_flight)
         if progress_bar is not None and (i + 1) % 1000 == 0:
             progress_bar.advance(1000)
     while in_flight:
-        upstream.done(in_flight.popleft())
+        _finish(upstream, in_flight)
     if progress_bar is not None and requests % 1000:
         progress_bar.advance(requests % 1000)
     return Distribution(dict(served), refused, requests)
@@ -130,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress_bar=bar,
         )
-    method = upstream.method.to_nginx().rstrip(";") or "round robin"
+    method = render_method(upstream.method).rstrip(";") or "round robin"
     title = f"upstream {upstream.name} ({method}): {args.requests} requests"
     if args.fail:
         title += f", {args.fail} failing"

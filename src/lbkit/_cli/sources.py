@@ -8,9 +8,16 @@ import attrs
 
 from lbkit import ConfigError, Router, Upstream
 from lbkit._cli.diagnostics import located
-from lbkit.nginx import Directive, parse_directives, parse_servers, parse_upstream
+from lbkit.nginx import Directive, load_config, parse_directives, parse_servers, parse_upstream
 
-__all__ = ["ConfigFile", "load_router", "load_upstream", "read_config", "upstream_blocks"]
+__all__ = [
+    "ConfigFile",
+    "LoadedServers",
+    "load_router",
+    "load_upstream",
+    "read_config",
+    "upstream_blocks",
+]
 
 #: Largest file the command line reads (bytes).
 MAX_FILE_SIZE = 4 * 1024 * 1024
@@ -71,27 +78,68 @@ def upstream_blocks(text: str) -> dict[str, Directive]:
     return found
 
 
-def load_upstream(source: ConfigFile, name: str | None = None) -> Upstream:
-    """The upstream called ``name`` in ``source`` (or its only one), parsed as nginx would."""
-    with located(source.path, source.text):
-        blocks = upstream_blocks(source.text)
+def _choose(names: list[str], name: str | None, path: str) -> str:
+    """The upstream name to use: ``name``, or the file's only upstream."""
+    found = ", ".join(names) or "none"
     if name is None:
-        if len(blocks) != 1:
-            found = ", ".join(blocks) or "none"
+        if len(names) != 1:
             raise ConfigError(
-                f"expected one upstream block in {source.path}, found {len(blocks)} ({found}): "
+                f"expected one upstream block in {path}, found {len(names)} ({found}): "
                 "choose one with --upstream NAME"
             )
-        name = next(iter(blocks))
-    if name not in blocks:
-        raise ConfigError(
-            f'no upstream "{name}" in {source.path}: it has ' + (", ".join(blocks) or "none")
-        )
-    with located(source.path, source.text):
-        return parse_upstream(_render_at_lines(blocks[name]))
+        return names[0]
+    if name not in names:
+        raise ConfigError(f'no upstream "{name}" in {path}: it has {found}')
+    return name
 
 
-def load_router(source: ConfigFile) -> Router:
-    """The server blocks and upstreams of a whole nginx.conf, as a router."""
+def load_upstream(source: ConfigFile, name: str | None = None) -> Upstream:
+    """The upstream called ``name`` in ``source`` (or its only one), parsed as nginx would:
+    from a whole nginx.conf (includes followed) or from bare ``upstream`` blocks."""
+    if _is_whole_config(source):
+        with located(source.path, source.text):
+            upstreams = load_config(source.path).upstreams
+        return upstreams[_choose(list(upstreams), name, source.path)]
     with located(source.path, source.text):
-        return parse_servers(source.text)
+        blocks = upstream_blocks(source.text)
+        chosen = _choose(list(blocks), name, source.path)
+        return parse_upstream(_render_at_lines(blocks[chosen]))
+
+
+@attrs.frozen
+class LoadedServers:
+    """A config's router, nginx's warnings about it, and notes on what lbkit left out."""
+
+    router: Router
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _is_whole_config(source: ConfigFile) -> bool:
+    """A file on disk whose top level has ``http { ... }``: read it as nginx does. A file
+    that does not even tokenize counts too: load_config reports the error's column."""
+    if source.path.startswith("<"):
+        return False
+    try:
+        directives = parse_directives(source.text)
+    except ConfigError:
+        return True
+    return any(d.name == "http" and d.block is not None for d in directives)
+
+
+def load_router(source: ConfigFile) -> LoadedServers:
+    """The server blocks and upstreams of a config: a whole nginx.conf (``http { ... }``,
+    includes followed, by :func:`lbkit.nginx.load_config`) or bare ``server`` blocks."""
+    if not _is_whole_config(source):
+        with located(source.path, source.text):
+            router = parse_servers(source.text)
+        return LoadedServers(router, tuple(router.warnings))
+    with located(source.path, source.text):
+        config = load_config(source.path)
+    if config.router is None:
+        raise ConfigError(f"no server blocks in {source.path} (nor in the files it includes)")
+    notes = tuple(
+        f'{u.where}: "{u.name}" in {u.context} is not modelled: it does not change the choice'
+        for u in config.unknown
+    )
+    return LoadedServers(config.router, tuple(config.warnings), notes)
