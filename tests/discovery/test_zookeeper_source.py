@@ -13,6 +13,7 @@ from lbkit.errors import ConfigError, DiscoveryError
 from lbkit.routing import RouteRegistry
 
 from .helpers import RecordingSink, wait_until
+from .tcp_proxy import TcpProxy
 from .zookeeper_server import ZooKeeper
 
 PATH = "/services/app"
@@ -131,3 +132,35 @@ def test_bad_path_is_refused(path: object) -> None:
 def test_hosts_or_client_not_both() -> None:
     with pytest.raises(ConfigError, match="not both"):
         ZooKeeperSource(PATH)
+
+
+@pytest.mark.parametrize("partition_s", [1.0, 6.0], ids=["same-session", "session-expired"])
+def test_change_made_while_partitioned_is_applied_once_back(
+    zookeeper: ZooKeeper, writer: KazooClient, partition_s: float
+) -> None:
+    """ZooKeeper stays up; only the source is cut off, shorter or longer than its session."""
+    put(writer, "10.0.0.1:80", "")
+    proxy = TcpProxy(("127.0.0.1", zookeeper.port))
+    sink = RecordingSink()
+    states: list[str] = []
+    source = ZooKeeperSource(PATH, [sink], hosts=f"127.0.0.1:{proxy.port}", timeout=4)
+    source.client.add_listener(states.append)
+    try:
+        with source:
+            sink.wait_for({"10.0.0.1:80": ""})
+            session = source.client.client_id
+            proxy.cut()
+            wait_until(lambda: "SUSPENDED" in states, what="the source to notice the cut")
+            put(writer, "10.0.0.2:80", "weight=4")  # made while the source cannot see it
+            writer.delete(f"{PATH}/10.0.0.1:80")
+            time.sleep(partition_s)
+            assert sink.views == [{"10.0.0.1:80": ""}]  # the last good view stays
+            assert source.view == {"10.0.0.1:80": ""}
+            proxy.restore()
+            sink.wait_for({"10.0.0.2:80": "weight=4"}, timeout=30)
+            expired = source.client.client_id != session
+            assert expired == (partition_s > 4), states
+            put(writer, "10.0.0.3:80", "")  # and the watches work on afterwards
+            sink.wait_for({"10.0.0.2:80": "weight=4", "10.0.0.3:80": ""}, timeout=30)
+    finally:
+        proxy.close()
