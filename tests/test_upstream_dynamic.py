@@ -79,6 +79,40 @@ def test_reported_peers_are_not_given_back_twice() -> None:
 # -- asyncio ---------------------------------------------------------------------------
 
 
+def test_cancelled_before_the_first_await_of_the_body() -> None:
+    up = lbkit.Upstream(servers(1, 1), lbkit.LeastConn())
+
+    async def proxy() -> None:
+        async for _peer in up.attempts_async():
+            await asyncio.Event().wait()
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(proxy()) for _ in range(6)]
+        gathered = asyncio.gather(*tasks, return_exceptions=True)  # waits before they run
+        await asyncio.sleep(0)
+        assert sum(_conns(up)) == 6
+        for t in tasks:
+            t.cancel()
+        await gathered
+        assert _conns(up) == [0, 0]
+
+    asyncio.run(main())
+
+
+def test_many_async_loops_in_one_task_leave_no_callbacks() -> None:
+    up = lbkit.Upstream(servers(1, 1))
+
+    async def main() -> None:
+        for _ in range(200):
+            async for peer in up.attempts_async():
+                up.done(peer)
+        task = asyncio.current_task()
+        assert task is not None
+        assert len(getattr(task, "_callbacks", None) or []) <= 1
+
+    asyncio.run(main())
+
+
 def test_async_attempts_retry_then_succeed() -> None:
     up = lbkit.Upstream(servers(1, 1, 1))
 
@@ -122,9 +156,15 @@ def test_cancelled_tasks_leave_every_count_at_zero() -> None:
             t.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        # given back by the time the cancelled tasks are awaited, with the tracebacks (and
+        # so the loop frames) still alive in `results`: no garbage collection needed
+        assert _conns(up) == [0, 0, 0]
 
-    asyncio.run(main())
-    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
     assert _conns(up) == [0, 0, 0]
     assert all(p.fails == 0 for p in up.peers)
 

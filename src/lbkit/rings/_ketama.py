@@ -295,15 +295,22 @@ class Ketama(Generic[N]):
                 self._publish(self._build(weights, seq))
                 return
             pts = self._node_points(node, weights)
-            points = old.points.copy()
-            owners = old.owners[: len(points)]
-            rank = seq[node]
-            for p in pts:
-                i = bisect.bisect_left(points, p)
-                while i < len(points) and points[i] == p and seq[owners[i]] < rank:
-                    i += 1
-                points.insert(i, p)
-                owners.insert(i, node)
+            # One pass of slice copies: O(points + k log k), not k list inserts. The new
+            # node is the newest, so of equal points it goes after the others (bisect_right):
+            # nginx keeps the first in configuration order.
+            old_points, old_owners = old.points, old.owners
+            points: list[int] = []
+            owners: list[N] = []
+            lo = 0
+            for p in sorted(pts):
+                i = bisect.bisect_right(old_points, p, lo)
+                points += old_points[lo:i]
+                owners += old_owners[lo:i]
+                points.append(p)
+                owners.append(node)
+                lo = i
+            points += old_points[lo:]
+            owners += old_owners[lo : len(old_points)]
             self._publish(_Ring(points, owners, weights, {**old.node_points, node: pts}, seq))
 
     def remove(self, node: N) -> None:
@@ -322,15 +329,20 @@ class Ketama(Generic[N]):
             if self._global_points and not equal_before:
                 self._publish(self._build(weights, seq))
                 return
-            gone = set(old.node_points[node])
             node_points = {n: p for n, p in old.node_points.items() if n != node}
-            points: list[int] = []
-            owners: list[N] = []
-            for p, owner in zip(old.points, old.owners, strict=False):
-                if owner == node and p in gone:
-                    continue
-                points.append(p)
-                owners.append(owner)
+            old_points, old_owners = old.points, old.owners
+            points = []
+            owners = []
+            lo = 0
+            for p in sorted(old.node_points[node]):
+                i = bisect.bisect_left(old_points, p, lo)
+                while old_owners[i] != node:  # equal points of other nodes
+                    i += 1
+                points += old_points[lo:i]
+                owners += old_owners[lo:i]
+                lo = i + 1
+            points += old_points[lo:]
+            owners += old_owners[lo : len(old_points)]
             self._publish(_Ring(points, owners, weights, node_points, seq))
 
     # -- lookups ---------------------------------------------------------------------

@@ -9,7 +9,9 @@ cancelled task.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,7 @@ class Attempts:
     """
 
     __slots__ = (
+        "__weakref__",
         "_count",
         "_current",
         "_done",
@@ -152,11 +155,14 @@ class Attempts:
 class AsyncAttempts:
     """``async for`` over the peers tried for one request; also an async context manager.
 
-    Cancellation-safe: a task cancelled in the loop body drops the iterator, which gives
-    back the peer it holds; ``async with`` gives it back at once.
+    Cancellation-safe: the first step registers a done-callback on the running task, so
+    when the task ends (cancelled while awaiting a backend, or any other way) the peer it
+    holds is given back before anyone awaiting the task resumes; ``async with`` gives it
+    back at once. The callback holds only a weak reference and is removed when the loop
+    ends normally.
     """
 
-    __slots__ = ("_sync",)
+    __slots__ = ("_sync", "_task", "_watch")
 
     def __init__(
         self,
@@ -167,18 +173,45 @@ class AsyncAttempts:
         timeout: float | None = None,
     ) -> None:
         self._sync = Attempts(upstream, request, tries=tries, timeout=timeout)
+        self._task: asyncio.Task[object] | None = None
+        self._watch: object = None
 
     def __aiter__(self) -> AsyncAttempts:
         return self
 
+    def _watch_task(self) -> None:
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - __anext__ always runs inside a task
+            return
+        ref = weakref.ref(self._sync)
+
+        def give_back(_: object) -> None:
+            attempts = ref()
+            if attempts is not None:
+                attempts.close()
+
+        task.add_done_callback(give_back)
+        self._task, self._watch = task, give_back
+
+    def _unwatch(self) -> None:
+        if self._task is not None:
+            self._task.remove_done_callback(self._watch)  # type: ignore[arg-type]
+            self._task = self._watch = None
+
     async def __anext__(self) -> Peer:
+        if self._task is None:
+            self._watch_task()
         try:
             return next(self._sync)
-        except StopIteration:
-            raise StopAsyncIteration from None
+        except BaseException as exc:
+            self._unwatch()
+            if isinstance(exc, StopIteration):
+                raise StopAsyncIteration from None
+            raise
 
     async def aclose(self) -> None:
         """End the loop; an unreported peer is given back."""
+        self._unwatch()
         self._sync.close()
 
     async def __aenter__(self) -> AsyncAttempts:
@@ -190,4 +223,5 @@ class AsyncAttempts:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._unwatch()
         self._sync.__exit__(exc_type, exc, tb)
