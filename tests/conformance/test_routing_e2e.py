@@ -25,16 +25,15 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 import lbkit
+from lbkit.middleware import ASGIRoutingMiddleware, WSGIRoutingMiddleware
 from lbkit.nginx import load_config
 from lbkit.nginx.config import NginxConfig
 from lbkit.routing import (
-    ASGIRoutingMiddleware,
     AsyncResolver,
     Request,
     Resolver,
     ResolverPool,
     Route,
-    WSGIRoutingMiddleware,
     route_request,
 )
 
@@ -79,10 +78,16 @@ http {{
         server web-01.test.priv:{port};
         server web-02.test.priv:{port};
     }}
+    upstream bycookie {{
+        hash $cookie_sid consistent;
+        server web-01.test.priv:{port};
+        server web-02.test.priv:{port};
+    }}
     server {{
         listen 80 default_server;
         server_name web.test.priv;
         location / {{ proxy_pass http://web; }}
+        location /c/ {{ proxy_pass http://bycookie; }}
     }}
     server {{
         listen 80;
@@ -161,10 +166,13 @@ def proxy(world: tuple[NginxConfig, Dnsmasq, int]) -> Iterator[int]:
         server.server_close()
 
 
-def _get(port: int, host: str, uri: str) -> tuple[int, str, dict[str, str]]:
+def _get(
+    port: int, host: str, uri: str, cookie: str | None = None
+) -> tuple[int, str, dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", uri, headers={"Host": host})
+        headers = {"Host": host} | ({"Cookie": cookie} if cookie else {})
+        conn.request("GET", uri, headers=headers)
         response = conn.getresponse()
         return response.status, response.read().decode(), dict(response.getheaders())
     finally:
@@ -203,6 +211,23 @@ def test_consistent_hash_upstream_spreads_by_uri(
     assert all(seen[uri] == peer for uri, peer in again.items())  # same key, same peer
     web = config.upstreams["web"]
     assert all(state.conns == 0 for state in web.peers)  # every request was reported back
+
+
+def test_hash_keys_use_the_request_variables(
+    proxy: int, world: tuple[NginxConfig, Dnsmasq, int]
+) -> None:
+    config, _, _ = world
+    fresh = load_config(config.path).upstreams["bycookie"]
+    peers = set()
+    for i in range(12):
+        sid = f"s{i}"
+        expected = fresh.pick(key=sid)
+        fresh.done(expected)
+        for uri in ("/c/a", "/c/b?x=1"):
+            headers = _get(proxy, "web.test.priv", uri, cookie=f"theme=dark; sid={sid}")[2]
+            assert headers["X-Peer"] == expected.name
+        peers.add(expected.name)
+    assert len(peers) == 2
 
 
 def test_errors_are_answered_as_nginx(proxy: int) -> None:

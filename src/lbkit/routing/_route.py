@@ -11,10 +11,11 @@ with :meth:`Route.done`). What is left is a name to resolve (:attr:`Route.resolv
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -122,7 +123,9 @@ def _is_ip(host: str) -> bool:
 class Request:
     """What routing needs of a request: its Host header (``None``: none), the normalised
     path (nginx's ``$uri``), the query string, the listen socket it came in on, the
-    client's address and the request line's target as sent (``$request_uri``)."""
+    client's address, the request line's target as sent (``$request_uri``), and any more
+    variables a ``hash`` key or ``proxy_pass`` may use (e.g. a
+    :class:`lbkit.nginx.variables.RequestVariables`, for ``$cookie_``/``$arg_``/``$http_``)."""
 
     host: str | bytes | None
     path: str = "/"
@@ -130,6 +133,7 @@ class Request:
     listen: str | tuple[str, int] | None = None
     client_addr: str | None = None
     raw_target: str | None = None
+    variables: Mapping[str, str] | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def from_target(
@@ -139,11 +143,13 @@ class Request:
         *,
         listen: str | tuple[str, int] | None = None,
         client_addr: str | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> Request:
         """From the request line's target (``/a//b/../c?x=1``), normalised as nginx's
-        ``$uri`` and ``$args`` (:class:`~lbkit.RequestError` where nginx answers 400)."""
+        ``$uri`` and ``$args`` (:class:`~lbkit.RequestError` where nginx answers 400).
+        ``variables`` are more nginx variables of the request (``$cookie_id``...)."""
         path, query = normalize_uri(target)
-        return cls(host, path, query, listen, client_addr, target)
+        return cls(host, path, query, listen, client_addr, target, variables)
 
 
 def plan_route(router: Router, request: Request) -> Route:
@@ -156,7 +162,8 @@ def plan_route(router: Router, request: Request) -> Route:
     match = router.match(request.host, listen=request.listen)
     server = match.server
     location: Location | None = None
-    variables = dict(match.variables)
+    extra: Any = request.variables or {}  # read only: ChainMap writes to the first map
+    variables: Any = collections.ChainMap(dict(match.variables), extra)
     raw = request.raw_target or path + (f"?{query}" if query else "")
     variables.update(request_uri=raw, uri=path, args=query)
     if client_addr is not None:

@@ -1,5 +1,9 @@
 """Routing middleware: each request's Host taken to its backend before the app runs.
 
+The request's headers, cookies and query arguments are nginx variables here
+(``$http_NAME``, ``$cookie_NAME``, ``$arg_NAME``, via :mod:`lbkit.nginx.variables`), so a
+``hash $cookie_session consistent`` upstream picks the peer nginx would.
+
 :class:`ASGIRoutingMiddleware` and :class:`WSGIRoutingMiddleware` route the request with
 :func:`~lbkit.routing.aroute_request` / :func:`~lbkit.routing.route_request` and put the
 :class:`~lbkit.routing.Route` (block, location, rendered target, upstream, peer, resolved
@@ -25,8 +29,8 @@ from lbkit.errors import (
     RequestError,
     ResolutionError,
 )
-from lbkit.routing._route import Request, Route, aroute_request, route_request
-from lbkit.routing._router import Router
+from lbkit.nginx.variables import ClientRequest, RequestVariables
+from lbkit.routing import Request, Route, Router, aroute_request, route_request
 
 __all__ = ["ASGIRoutingMiddleware", "WSGIRoutingMiddleware", "status_for"]
 
@@ -51,6 +55,12 @@ def status_for(error: LbkitError) -> int:
     if isinstance(error, (NoLiveUpstreams, ResolutionError)):
         return 502
     return 500
+
+
+def _variables(target: str, headers: list[tuple[str, str]], client: str | None) -> RequestVariables:
+    """The request's own nginx variables ($http_, $cookie_, $arg_...)."""
+    request = ClientRequest(uri=target, client=client or "127.0.0.1", headers=tuple(headers))
+    return RequestVariables(request)
 
 
 def _finish(route: Route, failed: bool) -> None:
@@ -100,15 +110,24 @@ class ASGIRoutingMiddleware(_Middleware):
         raw = scope.get("raw_path") or quote(scope.get("path", "/"), safe=_SAFE).encode()
         query = bytes(scope.get("query_string", b""))
         target = (raw + (b"?" + query if query else b"")).decode("latin-1")
+        headers = [
+            (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+            for k, v in scope.get("headers", ())
+        ]
+        addr = client[0] if client else None
         try:
             request = Request.from_target(
-                host, target, listen=self.listen, client_addr=client[0] if client else None
+                host,
+                target,
+                listen=self.listen,
+                client_addr=addr,
+                variables=_variables(target, headers, addr),
             )
             route = await aroute_request(self.router, request, resolver=self.resolver)
         except LbkitError as exc:
             status, _, body = _refusal(exc)
-            headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
+            fields = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+            await send({"type": "http.response.start", "status": status, "headers": fields})
             await send({"type": "http.response.body", "body": body})
             return
         inner = dict(scope)
@@ -135,12 +154,18 @@ class WSGIRoutingMiddleware(_Middleware):
             quote(environ.get("PATH_INFO", "") or "/", safe=_SAFE, encoding="latin-1")
             + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
         )
+        headers = [
+            (k[5:].replace("_", "-").lower(), v)
+            for k, v in environ.items()
+            if k.startswith("HTTP_") and isinstance(v, str)
+        ]
         try:
             request = Request.from_target(
                 environ.get("HTTP_HOST"),
                 target,
                 listen=self.listen,
                 client_addr=environ.get("REMOTE_ADDR"),
+                variables=_variables(target, headers, environ.get("REMOTE_ADDR")),
             )
             route = route_request(self.router, request, resolver=self.resolver)
         except LbkitError as exc:
