@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import os
 import re
-import secrets
 import socket
 import threading
 import time
@@ -42,6 +41,8 @@ from lbkit.sessions.base import (
     Version,
     check_ttl,
     check_value,
+    check_version,
+    new_version,
     validate_key,
 )
 
@@ -96,11 +97,6 @@ def sessions_table(name: str = "lbkit_sessions", metadata: sa.MetaData | None = 
     )
 
 
-def _new_version() -> Version:
-    # random, not counted: a key deleted and written again never reuses a version
-    return secrets.randbits(62) + 1
-
-
 @attrs.frozen
 class _Outcome:
     """What the shell reports back for one statement."""
@@ -151,17 +147,11 @@ class _Statements:
         validate_key(key)
         data = check_value(value, self.max_value)
         ttl = check_ttl(ttl)
-        if if_version is not None and (
-            isinstance(if_version, bool) or not isinstance(if_version, int) or if_version < 0
-        ):
-            raise StoreError(
-                f"invalid if_version {if_version!r}: expected None, ABSENT (0) or a version "
-                "the store returned"
-            )
+        if_version = check_version(if_version)
         t = self.table
         now = self.clock()
         expires = None if ttl is None else now + ttl
-        version = _new_version()
+        version = new_version(ABSENT if if_version is None else if_version)
         row = {"id": key, "value": data, "version": version, "expires": expires}
         if if_version is None:
             yield self._upsert(row)
