@@ -242,3 +242,17 @@ def test_lock_wait_is_bounded(request: pytest.FixtureRequest) -> None:
     assert store.get("someid") is None  # the refused write wrote nothing
     store.set("someid", b"x")  # the lock was released
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached", "sharedance"])
+def test_php_reads_a_session_python_wrote_under_an_id_with_comma_and_dash(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    store, port = make_store(backend, request)
+    sid = "Ab,-" + "0123456789abcdefghijklmnopqrstuvwxyzABCD"[:28]  # 32 chars, 6 bits each
+    store.set(sid, PhpSerializer("php").dumps({"from": "python", "n": 1}))
+    back = PhpApp(backend, port, "php").run("update", sid, {"n": 2})
+    assert back["id"] == sid  # PHP (strict mode on redis and memcached) kept the id
+    assert back["session"] == {"from": "python", "n": 2}
+    assert PhpSerializer("php").loads(store.get(sid)) == {"from": "python", "n": 2}
+    store.close()
