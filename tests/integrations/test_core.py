@@ -32,6 +32,9 @@ def test_options_validate_and_name_what_is_valid() -> None:
         SessionOptions(idle_timeout=0)
     with pytest.raises(lbkit.ConfigError, match="invalid cookie name"):
         SessionOptions(cookie_name="a b")
+    with pytest.raises(lbkit.ConfigError, match="needs secure=True"):
+        SessionOptions(same_site="None")
+    assert SessionOptions(same_site="None", secure=True).cookie(False, None).secure
     with pytest.raises(lbkit.ConfigError, match="needs meta_key"):
         SessionOptions(absolute_timeout=10, meta_key=None)
 
