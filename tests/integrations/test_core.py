@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask, session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lbkit
 from lbkit.integrations import SessionOptions, store_from_url
@@ -30,6 +32,9 @@ def test_options_validate_and_name_what_is_valid() -> None:
         SessionOptions(idle_timeout=0)
     with pytest.raises(lbkit.ConfigError, match="invalid cookie name"):
         SessionOptions(cookie_name="a b")
+    with pytest.raises(lbkit.ConfigError, match="needs secure=True"):
+        SessionOptions(same_site="None")
+    assert SessionOptions(same_site="None", secure=True).cookie(False, None).secure
     with pytest.raises(lbkit.ConfigError, match="needs meta_key"):
         SessionOptions(absolute_timeout=10, meta_key=None)
 
@@ -294,6 +299,8 @@ def test_store_from_url() -> None:
         store_from_url("ftp://x")
     with pytest.raises(lbkit.ConfigError, match="invalid session store URL"):
         store_from_url("memcached://127.0.0.1:notaport")
+    with pytest.raises(lbkit.ConfigError, match="invalid session store URL"):
+        store_from_url("redis://[::1")
 
 
 def test_stores_without_versions_merge_and_keep_deletes() -> None:
@@ -312,3 +319,25 @@ def test_stores_without_versions_merge_and_keep_deletes() -> None:
     action = run(save_flow(options, steps, loaded, {"a": 3, "b": 1}))
     assert action.delete
     assert plain.get("p" * 43) is None
+
+
+@settings(max_examples=500)
+@given(value=st.one_of(st.none(), st.text(max_size=500)), php=st.booleans())
+def test_fuzz_cookie_values_give_an_id_or_none(value: str | None, php: bool) -> None:
+    for options in (
+        SessionOptions(ids="php" if php else "lbkit"),
+        SessionOptions(ids="php" if php else "lbkit", secret=[SECRET]),
+    ):
+        session_id, older = options.unsign(value)
+        assert session_id is None or options.valid_id(session_id)
+        assert older is False
+
+
+@settings(max_examples=300)
+@given(url=st.text(max_size=80).filter(lambda u: not u.lower().startswith("file:")))
+def test_fuzz_store_urls_only_config_errors(url: str) -> None:  # (file: would make dirs)
+    try:
+        store = store_from_url(url)
+    except lbkit.ConfigError:
+        return
+    store.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,6 @@ def test_django_app_shares_sessions_between_two_servers(
         "SESSION_SECRET": session_secret,
         "DJANGO_DB": str(tmp_path / "db.sqlite3"),
     }
-    import os
-
     setup = subprocess.run(
         [sys.executable, "django_app.py", "alice", "correct horse"],
         cwd=tmp_path,
@@ -68,3 +67,9 @@ def test_django_app_shares_sessions_between_two_servers(
         client.post(f"{b.url}/logout", headers={"X-CSRFToken": csrf})
         assert not r.exists(f"lbkit:session:{sid}")
         assert httpx.get(f"{a.url}/", cookies={"sessionid": sid}).json()["user"] is None
+
+    # a store that is down: the error is raised inside the request (Django's 500 page and
+    # its error reporting see it), never a silent new session
+    (down,) = start_apps(gunicorn("django_app"), {**env, "REDIS_URL": "redis://127.0.0.1:1/0"}, 1)
+    failed = httpx.get(f"{down.url}/", cookies={"sessionid": "a" * 32}, timeout=10)
+    assert failed.status_code == 500

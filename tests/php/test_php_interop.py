@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask, session
 
+import lbkit
 from lbkit.integrations.flask import SessionInterface
 from lbkit.sessions import PhpLockingStore, PhpSerializer, RedisStore, SharedanceStore
 
@@ -241,4 +243,44 @@ def test_lock_wait_is_bounded(request: pytest.FixtureRequest) -> None:
         assert 0.3 <= time.monotonic() - began < 2
     assert store.get("someid") is None  # the refused write wrote nothing
     store.set("someid", b"x")  # the lock was released
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached", "sharedance"])
+def test_php_reads_a_session_python_wrote_under_an_id_with_comma_and_dash(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    store, port = make_store(backend, request)
+    sid = "Ab,-" + "0123456789abcdefghijklmnopqrstuvwxyzABCD"[:28]  # 32 chars, 6 bits each
+    store.set(sid, PhpSerializer("php").dumps({"from": "python", "n": 1}))
+    back = PhpApp(backend, port, "php").run("update", sid, {"n": 2})
+    assert back["id"] == sid  # PHP (strict mode on redis and memcached) kept the id
+    assert back["session"] == {"from": "python", "n": 2}
+    assert PhpSerializer("php").loads(store.get(sid)) == {"from": "python", "n": 2}
+    store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_locking_store_from_sixteen_threads(backend: str, request: pytest.FixtureRequest) -> None:
+    store, _ = make_store(backend, request)
+    sid = "sixteen-" + "x" * 24
+    store.set(sid, b"0", if_version=0)
+
+    def add(times: int) -> None:
+        for _ in range(times):
+            while True:
+                value, version = store.get_versioned(sid)
+                try:
+                    store.set(sid, b"%d" % (int(value) + 1), if_version=version)
+                    break
+                except lbkit.SessionConflict:
+                    continue
+
+    threads = [threading.Thread(target=add, args=(10,)) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get(sid) == b"160"
+    assert store.locks.get(sid + store.lock_suffix) is None  # every lock released
     store.close()

@@ -189,3 +189,30 @@ _fragments = st.sampled_from(
 def test_fuzz_grammar_fragments(handler: str, parts: list[bytes]) -> None:
     with contextlib.suppress(LbkitError):
         PhpSerializer(handler=handler).loads(b"".join(parts))  # type: ignore[arg-type]
+
+
+_anything = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary(),
+        st.complex_numbers(), st.sets(st.integers(), max_size=3), st.builds(object),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(), st.integers(), st.booleans(), st.none()), inner,
+                        max_size=3),
+    ),
+    max_leaves=10,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+@settings(max_examples=500)
+@given(data=st.dictionaries(st.one_of(st.text(), st.integers()), _anything, max_size=4))
+def test_fuzz_dumps_only_lbkit_errors_and_php_reads_back(handler: str, data: Any) -> None:
+    s = PhpSerializer(handler=handler)  # type: ignore[arg-type]
+    try:
+        raw = s.dumps(data)
+    except LbkitError:
+        return
+    s.loads(raw)  # whatever is written, the reader takes back

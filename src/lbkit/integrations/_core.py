@@ -117,6 +117,9 @@ class SessionOptions:
 
     def __attrs_post_init__(self) -> None:
         CookieConfig(name=self.cookie_name, path=self.cookie_path, same_site=self.same_site)
+        if self.same_site == "None" and self.secure is not True:
+            # browsers drop SameSite=None cookies without Secure: refuse it now, not per request
+            raise ConfigError("same_site='None' needs secure=True (browsers require Secure)")
         for name in ("idle_timeout", "absolute_timeout", "lifetime"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and value > 0):

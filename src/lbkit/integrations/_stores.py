@@ -30,7 +30,10 @@ def store_from_url(url: str, *, shared: bool = False) -> Any:
             return _shared[url]
     from lbkit import sessions
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except (TypeError, ValueError) as exc:  # e.g. "redis://[::1" (an unclosed IPv6 host)
+        raise ConfigError(f"invalid session store URL {url!r}: {exc}") from exc
     query = dict(parse_qsl(parts.query))
     scheme = parts.scheme
     try:

@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
-from lbkit.errors import ConfigError, SessionConflict
+from lbkit.errors import ConfigError, SessionConflict, StoreError
 from lbkit.integrations._core import (
     SessionOptions,
     StoreSteps,
@@ -97,7 +97,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def load(self) -> dict[str, Any]:
         """The stored data (an empty new session if the key is unknown: never adopted)."""
-        loaded = run(load_flow(self._options, self._steps, self.session_key, 0.0))
+        try:
+            loaded = run(load_flow(self._options, self._steps, self.session_key, 0.0))
+        except StoreError:
+            # raised in this request; Django's error page reads the session again (CSRF):
+            # it then finds it empty instead of failing a second time
+            self._session_cache: dict[str, Any] = {}
+            raise
         if loaded.id is None:
             self._session_key = None
             self._version = None

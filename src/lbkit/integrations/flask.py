@@ -64,9 +64,10 @@ class SessionInterface(_FlaskSessionInterface):
         """Write what the request changed and set or delete the cookie."""
         if not isinstance(session, Session):
             return  # Flask's null session: opening failed and the error is being handled
-        if session.permanent and session.lifetime is None:
+        permanent = dict.get(session, "_permanent", False)  # not session.get: no access
+        if permanent and session.lifetime is None:
             session.lifetime = app.permanent_session_lifetime.total_seconds()
-        elif not session.permanent and session.lifetime is None and session.loaded.lifetime:
+        elif not permanent and session.lifetime is None and session.loaded.lifetime:
             session.lifetime = 0
         action = run(session.save_flow(self.options, self.steps))
         if session.accessed or action is not None:

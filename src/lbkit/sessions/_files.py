@@ -83,7 +83,7 @@ class FileStore:
         self._clock = clock
 
     def _path(self, key: str) -> Path:
-        # The key is validated (A-Z a-z 0-9 _ - :), so it cannot name another directory.
+        # The key is validated (A-Z a-z 0-9 _ - : ,), so it cannot name another directory.
         return self.directory / (_PREFIX + validate_key(key))
 
     @contextlib.contextmanager
