@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.conformance.http_client import get_with_headers
 from tests.conformance.servers import Nginx, free_ports
 
 pytestmark = pytest.mark.nginx
@@ -84,15 +84,9 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
 
 
 def _send(port: int, host: str, uri: str, headers: dict[str, str]) -> str:
-    lines = [f"GET {uri} HTTP/1.0", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items())]
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    assert head.split()[1] == b"200", head
-    return body.decode()
+    status, body = get_with_headers(port, uri, [("Host", host), *headers.items()])
+    assert status == 200, (status, body)
+    return body
 
 
 def test_predict_matches_nginx_request_by_request(front: Front) -> None:

@@ -7,7 +7,6 @@ template from the same request and must print the same bytes.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lbkit.nginx.variables import ClientRequest, RequestVariables, render
+from tests.conformance.http_client import get_with_headers
 from tests.conformance.servers import Nginx, free_port
 
 pytestmark = pytest.mark.nginx
@@ -42,17 +42,6 @@ def nginx_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         yield port
     finally:
         nginx.stop()
-
-
-def _send(port: int, uri: str, headers: list[tuple[str, str]]) -> tuple[int, str]:
-    lines = [f"GET {uri} HTTP/1.0", "Host: vars.test", *(f"{k}: {v}" for k, v in headers)]
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
 
 
 def _lbkit(uri: str, headers: list[tuple[str, str]], port: int) -> str:
@@ -95,7 +84,7 @@ def test_variables_match_nginx(
     headers += traces
     headers += [("X-Forwarded-For", f) for f in forwarded]
     headers.append(("X_Trace", "underscored, ignored"))
-    status, body = _send(nginx_port, uri, headers)
+    status, body = get_with_headers(nginx_port, uri, [("Host", "vars.test"), *headers])
     if status == 400:
         return  # nginx refuses the path (a ".." above the root): no variables to compare
     assert status == 200
