@@ -142,7 +142,8 @@ def test_simulate_shows_progress_when_asked(
     conf.write_text("upstream app { server a:1; server b:1; }")
     status, _, err = run(capsys, "simulate", str(conf), "--requests", "3000", "--progress")
     assert status == 0
-    assert err  # rich draws on stderr (or, without rich, percentage lines)
+    # not a terminal (rich draws its bar on one): a line at every tenth
+    assert err.splitlines() == [f"simulating: {10 * i}%" for i in range(1, 11)]
     status, _, err = run(capsys, "simulate", str(conf), "--requests", "3000")
     assert err == ""  # not a terminal: silent
 
@@ -321,3 +322,33 @@ def test_python_dash_m_lbkit_help_lists_every_command() -> None:
     ).stdout
     for command in ("demo", "pick", "simulate", "reshard", "predict", "route"):
         assert command in out
+
+
+def test_simulate_draws_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    conf = tmp_path / "rr.conf"
+    conf.write_text("upstream app { server a:1; server b:1; }")
+    parent, child = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lbkit", "simulate", str(conf), "--requests", "30000"],
+            stdout=subprocess.PIPE,
+            stderr=child,
+            timeout=120,
+            check=True,
+        )
+    finally:
+        os.close(child)
+    drawn = b""
+    try:
+        while chunk := os.read(parent, 65536):
+            drawn += chunk
+    except OSError:  # the terminal closed: all read
+        pass
+    finally:
+        os.close(parent)
+    assert b"simulating" in drawn  # rich's bar (the cli extra), on stderr only
+    assert b"simulating" not in proc.stdout
+    assert proc.stdout.decode().startswith("upstream app (round robin): 30000 requests")

@@ -334,3 +334,30 @@ def test_an_error_in_an_included_file_is_shown_there(
     assert source == " 3 |     return 99999;"
     assert marker == "   |            ^^^^^"
     assert hint == "hint: expected 0..999"
+
+
+def test_a_given_key_replaces_the_evaluated_one(
+    conf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = parse_upstream(
+        "upstream app { hash $arg_user; server 10.0.0.1:8080; "
+        "server 10.0.0.2:8080 weight=2; server 10.0.0.3:8080; }"
+    )
+    keys = [f"k{i}" for i in range(30)]
+    out = predict_json(
+        conf, [{"host": "api.example.com", "uri": "/?user=x", "key": k} for k in keys]
+    )
+    assert [o["key"] for o in out] == keys
+    assert [o["peer"] for o in out] == [app.pick(key=k).name for k in keys]
+    assert main(["predict", str(conf), "api.example.com/?user=x", "--key", "k7"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[4:6] == ["app", out[7]["peer"]]
+    bad = subprocess.run(
+        [sys.executable, "-m", "lbkit", "predict", str(conf), "--json"],
+        input='{"host": "api.example.com", "key": 5}\n',
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "key must be a string" in bad.stdout

@@ -56,3 +56,16 @@ def get(
         name, _, value = line.partition(":")
         parsed[name.strip().lower()] = value.strip()
     return Reply(int(status_line.split()[1]), parsed, body)
+
+
+def get_with_headers(port: int, uri: str, headers: list[tuple[str, str]]) -> tuple[int, str]:
+    """Send ``GET uri`` with header lines exactly as given (repeated names, any case, the
+    Host line among them) to 127.0.0.1:port; return the status and the body as text."""
+    lines = [f"GET {uri} HTTP/1.0", *(f"{k}: {v}" for k, v in headers)]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()

@@ -58,7 +58,10 @@ def _lines(args: argparse.Namespace) -> Iterator[str]:
             stream.close()
 
 
-def _requests(args: argparse.Namespace) -> Iterable[ClientRequest | RequestError]:
+def _requests(
+    args: argparse.Namespace,
+) -> Iterable[tuple[ClientRequest, str | None] | RequestError]:
+    """Each request with its given hash key (``--key``, or a JSON line's ``key``), if any."""
     for line in _lines(args):
         try:
             if args.json and not args.requests:
@@ -66,11 +69,16 @@ def _requests(args: argparse.Namespace) -> Iterable[ClientRequest | RequestError
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise RequestError(f"invalid JSON ({exc}): {line[:80]!r}") from None
-                yield request_from_json(obj)
+                request = request_from_json(obj)
+                key = obj.get("key")
+                if key is not None and not isinstance(key, str):
+                    raise RequestError(f"key must be a string, not {key!r}")
+                yield request, key
             else:
-                yield parse_request_argument(
+                request = parse_request_argument(
                     line, client=args.client, port=args.port, headers=args.header
                 )
+                yield request, args.key
         except RequestError as exc:
             yield exc
 
@@ -125,12 +133,13 @@ def _predict(args: argparse.Namespace) -> int:
             else:
                 rows.append(["(invalid)", "-", "-", "-", "-", str(item)])
             continue
+        request, key = item
         with located(source.path, source.text):
-            prediction = predictor.predict(item)
+            prediction = predictor.predict(request, key=key)
         if args.json:
             print(json.dumps(prediction.to_json()), flush=True)
         else:
-            rows.append(_row(item, prediction))
+            rows.append(_row(request, prediction))
     if not args.json:
         print(table(["request", "server", "rule", "upstream", "peer", "target"], rows))
     return 1 if bad_input else 0
@@ -170,7 +179,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="Read an nginx.conf and predict, for each request, the server block, the "
         "rendered proxy_pass target, the upstream and the peer. Requests come from the "
         "arguments (HOST/PATH?QUERY) or, one per line, from --file or stdin; with --json, "
-        "stdin lines are JSON objects with any of host, uri, client, port, headers, method "
+        "stdin lines are JSON objects with any of host, uri, client, port, headers, method, "
+        "key "
         "and the output is one JSON object per request.",
     )
     p.add_argument("config", help="nginx.conf with server and upstream blocks ('-' for stdin)")
@@ -178,6 +188,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--file", help="read requests from this file ('-' for stdin)")
     p.add_argument("--json", action="store_true", help="JSON lines in (stdin) and out")
     p.add_argument("--client", default="127.0.0.1", help="client address ($remote_addr)")
+    p.add_argument(
+        "--key", help="the evaluated hash key to use instead of evaluating the upstream's"
+    )
     p.add_argument(
         "--port", type=int, help="port the requests arrive on (default: the first listen)"
     )

@@ -101,9 +101,10 @@ class Predictor:
                     return self._router.match(request.host, listen=socket)
             raise
 
-    def predict(self, request: ClientRequest) -> Prediction:
+    def predict(self, request: ClientRequest, *, key: str | None = None) -> Prediction:
         """Route one request (server block, then location) and, when it is proxied to an
-        upstream, pick its peer."""
+        upstream, pick its peer. ``key``, when given, is the evaluated ``hash`` key to use
+        instead of evaluating the upstream's key expression from the request."""
         try:
             match = self._match(request)
         except (InvalidHostError, RequestError) as exc:
@@ -155,7 +156,8 @@ class Predictor:
         upstream = self.upstreams.get(_target_host(target))
         if upstream is None:
             return found
-        return self._pick(attrs.evolve(found, upstream=upstream.name), upstream, request, variables)
+        found = attrs.evolve(found, upstream=upstream.name)
+        return self._pick(found, upstream, request, variables, key)
 
     def _pick(
         self,
@@ -163,9 +165,13 @@ class Predictor:
         upstream: Upstream,
         request: ClientRequest,
         variables: RequestVariables,
+        given_key: str | None,
     ) -> Prediction:
         method = upstream.method
-        key = render(str(getattr(method, "key", "")), variables) if method.needs_key else None
+        key = None
+        if method.needs_key:
+            expression = str(getattr(method, "key", ""))
+            key = given_key if given_key is not None else render(expression, variables)
         client = request.client if method.needs_client_addr else None
         try:
             peer = upstream.pick(key=key, client_addr=client)
@@ -178,9 +184,11 @@ class Predictor:
 
 
 def request_from_json(obj: object) -> ClientRequest:
-    """A request from a JSON object with any of host, uri, client, port, headers, method."""
+    """A request from a JSON object with any of host, uri, client, port, headers, method
+    (and ``key``, the evaluated hash key, which the caller takes out)."""
     if not isinstance(obj, dict):
         raise RequestError(f"a request must be a JSON object, not {obj!r}")
+    obj = {k: v for k, v in obj.items() if k != "key"}
     allowed = ("host", "uri", "client", "port", "headers", "method")
     unknown = sorted(set(obj) - set(allowed))
     if unknown:

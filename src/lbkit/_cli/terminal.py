@@ -1,7 +1,7 @@
 """Terminal output for the command line: bar charts, tables and progress bars.
 
-Progress bars use rich (the ``cli`` extra) when it is installed; without it long runs print
-a percentage line now and then.
+Progress bars use rich (the ``cli`` extra) on a terminal when it is installed; otherwise
+long runs print a percentage line at every tenth.
 """
 
 from __future__ import annotations
@@ -86,9 +86,13 @@ class _Rich:
 
 @contextmanager
 def progress(total: int, label: str, enabled: bool) -> Iterator[Progress]:
-    """A progress bar on stderr for ``total`` units of work (nothing when not ``enabled``)."""
+    """A progress bar on stderr for ``total`` units of work (nothing when not ``enabled``):
+    rich's bar on a terminal, else a line at every tenth (a log file stays readable)."""
     if not enabled:
         yield _Silent()
+        return
+    if not sys.stderr.isatty():
+        yield _Lines(total, label)
         return
     try:
         from rich.console import Console

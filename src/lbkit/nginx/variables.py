@@ -126,10 +126,11 @@ class ClientRequest:
         return args
 
     def header_lines(self, name: str) -> list[str]:
-        """Values of the valid header lines called ``name`` (case-insensitive), in order."""
+        """Values of the valid header lines called ``name`` (case-insensitive), in order,
+        without the spaces around them (nginx's header parser drops spaces, not tabs)."""
         wanted = name.lower()
         return [
-            value
+            value.strip(" ")
             for key, value in self.headers
             if key.lower() == wanted and _VALID_HEADER_NAME.match(key)
         ]
@@ -225,7 +226,7 @@ class RequestVariables(Mapping[str, str]):
         self._fixed: dict[str, str] = {
             "args": request.args,
             "host": host if host is not None else (request.host or server_name).lower(),
-            "is_args": "?" if "?" in request.uri else "",
+            "is_args": "?" if request.args else "",  # nginx: only when args are not empty
             "query_string": request.args,
             "remote_addr": request.client,
             "request_method": request.method,
