@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from lbkit.discovery import DnsSource, UpstreamSink
 from lbkit.discovery.dns import srv_name
 from lbkit.errors import ConfigError, DiscoveryError
+from lbkit.routing import Resolver
 from tests.conformance.servers import Dnsmasq, free_port
 
 from .helpers import RecordingSink, UpdateRecorder
@@ -70,6 +72,9 @@ def test_changes_follow_the_records_and_unchanged_answers_are_not_republished(
     src.poll()
     assert len(sink.views) == 1
     dnsmasq.write_hosts("10.9.0.1 app.svc.priv\n10.9.0.3 app.svc.priv\n")
+    src.poll()  # the answer is still fresh in the resolver's cache: nothing new
+    assert len(sink.views) == 1
+    time.sleep(TTL)
     src.poll()
     assert sink.views[-1] == {"10.9.0.1:80": "", "10.9.0.3:80": ""}
 
@@ -92,6 +97,7 @@ def test_nxdomain_removes_every_peer(dnsmasq: Dnsmasq) -> None:
     src.add_sink(sink)
     src.poll()
     dnsmasq.write_hosts("10.9.0.1 other.svc.priv\n")
+    time.sleep(TTL)
     src.poll()
     assert sink.views[-1] == {}
 
@@ -103,6 +109,7 @@ def test_server_failure_keeps_the_last_view_and_retries_after_a_second(dnsmasq: 
     src.add_sink(sink)
     src.poll()
     dnsmasq.pause()
+    time.sleep(TTL)
     try:
         assert src.poll() == 1.0  # max(resolver_timeout, 1 s)
     finally:
@@ -116,6 +123,15 @@ def test_server_failure_keeps_the_last_view_and_retries_after_a_second(dnsmasq: 
 
 def test_valid_overrides_the_ttl(dnsmasq: Dnsmasq) -> None:
     assert source(dnsmasq, valid=30).poll() == 31
+
+
+def test_a_shared_resolver_answers_from_its_cache(dnsmasq: Dnsmasq) -> None:
+    resolver = Resolver([f"127.0.0.1:{dnsmasq.port}"], valid=60, ipv6=False)
+    assert resolver.resolve("app.svc.priv") == ["10.9.0.1", "10.9.0.2"]
+    dnsmasq.write_hosts("10.9.0.9 app.svc.priv\n")
+    src = DnsSource("app.svc.priv", resolver=resolver)
+    src.poll()
+    assert src.view == {"10.9.0.1:80": "", "10.9.0.2:80": ""}  # cached for valid=60
 
 
 def test_srv_weights_ports_and_backup(tmp_path: Path) -> None:
@@ -163,8 +179,8 @@ def test_srv_names_as_nginx_builds_them() -> None:
         ({"weight": 1001}, "weight"),
         ({"params": "weight=2"}, "params"),
         ({"params": "down;"}, "params"),
-        ({"ipv4": False, "ipv6": False}, "ipv4"),
-        ({"valid": 0}, "valid"),
+        ({"resolver": object(), "valid": 3}, "not both"),
+        ({"valid": -1}, "valid"),
         ({"timeout": -1}, "timeout"),
         ({"service": ""}, "service"),
         ({"nameservers": ["127.0.0.1:0"]}, "nameserver"),

@@ -17,6 +17,7 @@ __all__ = [
     "FileSource",
     "HostsFileSink",
     "RegistrySink",
+    "ResolvingUpstream",
     "Sink",
     "Source",
     "UpstreamSink",
@@ -34,6 +35,10 @@ def __getattr__(name: str) -> object:
         from lbkit.discovery.dns import DnsSource
 
         return DnsSource
+    if name == "ResolvingUpstream":
+        from lbkit.discovery.resolve import ResolvingUpstream
+
+        return ResolvingUpstream
     if name == "ZooKeeperSource":
         from lbkit.discovery.zookeeper import ZooKeeperSource
 

@@ -28,13 +28,13 @@ from typing import Any
 import attrs
 
 from lbkit.discovery.source import ErrorHandler, PollingSource, Sink
-from lbkit.errors import ConfigError, DiscoveryError
-from lbkit.routing import validate_name
-from lbkit.routing._resolution import parse_nameservers  # the one nameserver-list parser
+from lbkit.errors import ConfigError, DiscoveryError, ResolutionError
+from lbkit.routing import Resolver, validate_name
 
 __all__ = ["DnsAnswer", "DnsSource", "Record", "srv_name"]
 
 MAX_RECORDS = 1024
+NO_ANSWER_TTL = 10.0  # nginx caches a missing name for 10 s when valid= is not set
 
 
 def srv_name(name: str, service: str) -> str:
@@ -77,6 +77,11 @@ class DnsSource(PollingSource):
     ``server app.example:8080 resolve;``; ``service="http"`` makes it
     ``server app.example service=http resolve;``. ``params`` are the rest of the ``server``
     line (``"max_fails=3 fail_timeout=5s"``), copied to every peer.
+
+    Addresses are looked up through lbkit's :class:`~lbkit.routing.Resolver` (A, and AAAA
+    unless ``ipv6=False``): pass ``resolver=`` to share one (and its cache) between sources
+    and the router, or ``nameservers=``/``valid=``/``timeout=``/``ipv6=`` to make one. SRV
+    records are asked of the same name servers.
     """
 
     _thread_name = "lbkit-dns-source"
@@ -86,15 +91,15 @@ class DnsSource(PollingSource):
         name: str,
         sinks: Iterable[Sink] = (),
         *,
-        nameservers: Sequence[str] = ("127.0.0.1:53",),
+        resolver: Resolver | None = None,
+        nameservers: Sequence[str] | None = None,
         port: int = 80,
         service: str | None = None,
         weight: int = 1,
         params: str = "",
-        ipv4: bool = True,
-        ipv6: bool = True,
+        ipv6: bool | None = None,
         valid: float | None = None,
-        timeout: float = 2.0,
+        timeout: float | None = None,
         on_error: ErrorHandler | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,48 +113,56 @@ class DnsSource(PollingSource):
             raise ConfigError(
                 f"invalid params={params!r}: expected server parameters without weight= or ';'"
             )
-        if not (ipv4 or ipv6):
-            raise ConfigError("ipv4 and ipv6 are both off: nothing to resolve")
-        if valid is not None and (
-            isinstance(valid, bool) or not isinstance(valid, (int, float)) or valid <= 0
-        ):
-            raise ConfigError(f"invalid valid={valid!r}: expected seconds > 0 or None")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"invalid timeout={timeout!r}: expected seconds > 0")
+        if resolver is None:
+            resolver = Resolver(
+                nameservers if nameservers is not None else ("127.0.0.1:53",),
+                valid=valid,
+                timeout=2.0 if timeout is None else timeout,
+                stale_for=0.0,  # a failure must show: the source keeps the last view itself
+                ipv6=True if ipv6 is None else ipv6,
+            )
+        elif (nameservers, valid, timeout, ipv6) != (None, None, None, None):
+            raise ConfigError("give resolver= or nameservers=/valid=/timeout=/ipv6=, not both")
         super().__init__(sinks, on_error)
-        self.nameservers = parse_nameservers(nameservers)
+        self.resolver = resolver
         self.port = port
         self.service = service
         self.weight = weight
         self.params = " ".join(params.split())
-        self.families = tuple(t for t, on in (("A", ipv4), ("AAAA", ipv6)) if on)
-        self.valid = valid
-        self.timeout = float(timeout)
+        self.timeout = resolver.core.settings.timeout
         self._clock = clock
         self._dns = _import_dns()
-        self._resolver = self._make_resolver()
+        self._srv_client = self._make_srv_client() if service is not None else None
         self.next_check: float | None = None
 
-    def _make_resolver(self) -> Any:
+    def _make_srv_client(self) -> Any:
         import dns.nameserver
 
         r = self._dns.resolver.Resolver(configure=False)
-        r.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in self.nameservers]
+        r.nameservers = [
+            dns.nameserver.Do53Nameserver(h, p) for h, p in self.resolver.core.nameservers
+        ]
         r.lifetime = self.timeout
         r.timeout = self.timeout
         r.cache = None
         return r
 
     def lookup(self) -> DnsAnswer:
-        """Resolve once (no cache): the records, or DiscoveryError when DNS fails.
+        """Resolve once: the records, or DiscoveryError when DNS fails.
 
-        NXDOMAIN and empty answers give no records (nginx then removes the peers).
+        A name that does not exist (or has no address) gives no records: nginx then removes
+        its peers. The TTL is ``valid=`` when the resolver has one.
         """
+        answer = self._lookup()
+        valid = self.resolver.core.valid
+        return answer if valid is None else DnsAnswer(answer.records, valid)
+
+    def _lookup(self) -> DnsAnswer:
         if self.service is None:
             return self._addresses(self.query_name, self.port, 1, 0)
-        answer = self._query(self.query_name, "SRV")
+        answer = self._query_srv(self.query_name)
         if answer is None:
-            return DnsAnswer((), 10.0)
+            return DnsAnswer((), NO_ANSWER_TTL)
         records: list[Record] = []
         ttl = float(answer.rrset.ttl)
         for rr in sorted(answer.rrset, key=lambda r: (r.priority, str(r.target), r.port)):
@@ -160,31 +173,30 @@ class DnsSource(PollingSource):
         return DnsAnswer(tuple(records[:MAX_RECORDS]), ttl)
 
     def _addresses(self, name: str, port: int, weight: int, priority: int) -> DnsAnswer:
-        records: list[Record] = []
-        ttls: list[float] = []
-        for rdtype in self.families:
-            answer = self._query(name, rdtype)
-            if answer is None:
-                continue
-            ttls.append(float(answer.rrset.ttl))
-            for rr in answer.rrset:
-                address = str(ipaddress.ip_address(rr.address))
-                records.append(Record(address, port, weight, priority))
+        try:
+            found = self.resolver.resolve(name)
+        except ResolutionError as exc:
+            if self.resolver.cached(name) is None:
+                return DnsAnswer((), NO_ANSWER_TTL)  # NXDOMAIN or no address: no peers
+            raise DiscoveryError(str(exc)) from None
+        entry = self.resolver.cached(name)
+        ttl = entry.expires - entry.fetched if entry is not None else NO_ANSWER_TTL
+        records = [Record(str(ipaddress.ip_address(a)), port, weight, priority) for a in found]
         records.sort(key=lambda r: (ipaddress.ip_address(r.address).version, r.address))
-        return DnsAnswer(tuple(records[:MAX_RECORDS]), min(ttls) if ttls else 10.0)
+        return DnsAnswer(tuple(records[:MAX_RECORDS]), ttl)
 
-    def _query(self, name: str, rdtype: str) -> Any:
+    def _query_srv(self, name: str) -> Any:
         import dns.exception
 
-        resolver = self._dns.resolver
+        assert self._srv_client is not None
         try:
-            answer = self._resolver.resolve(name, rdtype, raise_on_no_answer=False, search=False)
-        except resolver.NXDOMAIN:
+            answer = self._srv_client.resolve(name, "SRV", raise_on_no_answer=False, search=False)
+        except self._dns.resolver.NXDOMAIN:
             return None
         except (dns.exception.DNSException, OSError) as exc:
-            servers = ", ".join(f"{h}:{p}" for h, p in self.nameservers)
+            servers = ", ".join(f"{h}:{p}" for h, p in self.resolver.core.nameservers)
             raise DiscoveryError(
-                f"cannot resolve {name!r} ({rdtype}) at {servers}: {exc or type(exc).__name__}"
+                f"cannot resolve {name!r} (SRV) at {servers}: {exc or type(exc).__name__}"
             ) from None
         return answer if answer.rrset else None
 
@@ -211,7 +223,7 @@ class DnsSource(PollingSource):
             delay = max(self.timeout, 1.0)
         else:
             self._publish(self.view_of(answer))
-            delay = (self.valid if self.valid is not None else answer.ttl) + 1.0
+            delay = answer.ttl + 1.0
         self.next_check = self._clock() + delay
         return delay
 
