@@ -390,3 +390,34 @@ def test_cancelled_tasks_in_process_give_every_peer_back(world: World) -> None:
     for name in ("lc", "rr", "uri"):
         assert [p.conns for p in config.upstreams[name].peers] == [0, 0, 0]
         assert [p.fails for p in config.upstreams[name].peers] == [0, 0, 0]
+
+
+def test_shared_sessions_are_optional(world: World) -> None:
+    """With a session store the backends get the client's session id; a forged one is
+    dropped. Without one (the default) nothing about sessions is sent or set."""
+    from examples.proxy.app import make_app
+    from lbkit.nginx import load_config
+    from lbkit.sessions import AsyncMemoryStore
+
+    async def main() -> None:
+        store = AsyncMemoryStore()
+        app = make_app(load_config(world.conf), sessions=store)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        # https: the middleware's cookie is Secure by default
+        async with httpx.AsyncClient(transport=transport, base_url="https://fo.test") as c:
+            forged = {"X-Session-Id": "forged"}
+            first = await c.get("/s", headers=forged)
+            assert first.json()["session"] is None  # a new session has no id yet
+            assert "session" in first.cookies
+            second = await c.get("/s", headers=forged)
+            sid = second.json()["session"]
+            assert sid not in (None, "forged")
+            assert first.cookies["session"].startswith(sid)
+        plain = make_app(load_config(world.conf))
+        transport = httpx.ASGITransport(app=plain, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://fo.test") as c:
+            response = await c.get("/s", headers={"X-Session-Id": "mine"})
+            assert response.json()["session"] == "mine"  # no sessions: passed as any header
+            assert "set-cookie" not in response.headers
+
+    asyncio.run(main())

@@ -227,3 +227,17 @@ def test_small_bodies_replay_large_ones_stream_once() -> None:
             await gone.prefetch()
 
     asyncio.run(main())
+
+
+def test_the_shipped_config_loads() -> None:
+    config = load_config(Path(__file__).resolve().parents[2] / "examples/proxy/nginx.conf")
+    assert config.warnings == []
+    assert config.router is not None
+    table = proxy_settings(config)
+    locations = {loc.name: loc for loc in config.router.servers[0].locations.all}  # type: ignore[union-attr]
+    root = table.lookup(0, locations["/"])
+    assert root.next_upstream == NEXT
+    assert root.connect_timeout == 2.0
+    assert root.set_headers == (("X-Forwarded-For", "$proxy_add_x_forwarded_for"),)
+    match = config.router.match("wordpress_container001_01.test.org")
+    assert match.target == "http://host_01"
