@@ -64,6 +64,10 @@ class Route:
     address: str | None = None
     state: str = "pending"
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
+    #: The evaluated hash key of ``upstream`` (None: the method takes none).
+    key: str | None = None
+    #: The variables the target and key were rendered with (``$host``, captures, ...).
+    variables: dict[str, str] = attrs.field(factory=dict, repr=False)
 
     @property
     def resolve_name(self) -> str | None:
@@ -152,8 +156,14 @@ class Request:
         return cls(host, path, query, listen, client_addr, target, variables)
 
 
-def plan_route(router: Router, request: Request) -> Route:
+def plan_route(router: Router, request: Request, *, pick: bool = True) -> Route:
     """Every decision for one request that needs no I/O (see the module docstring).
+
+    With ``pick=False`` a target naming an upstream is not given a peer: ``route.upstream``
+    and ``route.key`` are set and the caller takes peers itself, e.g. with
+    ``route.upstream.attempts_async(key=route.key, ...)`` to retry as
+    ``proxy_next_upstream`` does (``route.host`` stays None; ``route.done()`` reports
+    nothing to the upstream).
 
     Raises :class:`~lbkit.InvalidHostError` (nginx: 400), :class:`~lbkit.RegexLimitError`,
     :class:`~lbkit.NoLiveUpstreams` (502) or :class:`~lbkit.RequestError`.
@@ -194,12 +204,15 @@ def plan_route(router: Router, request: Request) -> Route:
     scheme, hostport, _ = _split_target(target)
     raw_uri = variables["request_uri"]
     uri = rewrite_uri(location, target, path, raw_uri, query) if location is not None else raw_uri
-    route = Route(match, location, None, None, target, scheme, uri)
+    route = Route(match, location, None, None, target, scheme, uri, variables=variables)
     upstream = router.upstreams.get(hostport)
     if upstream is not None:
         key_template = getattr(upstream.method, "key", None)
         key = expand(key_template, variables, strict=False) if key_template else None
         route.upstream = upstream
+        route.key = key
+        if not pick:
+            return route
         route.peer = upstream.pick(key=key, client_addr=client_addr)
         hostport = route.peer.name
     route.host, route.port = _host_port(hostport, _DEFAULT_PORTS.get(scheme, 80))
