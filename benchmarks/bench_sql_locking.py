@@ -61,34 +61,47 @@ def _worker(backend: str, target: str, index: int, jobs: Any, results: Any) -> N
             store = stores[threads] = _store(backend, target, threads)
             store.get("warm-up")
         latencies: list[list[float]] = [[] for _ in range(threads)]
-        errors = [0]
-
-        def write(t: int, latencies: list[list[float]] = latencies, store: Any = store) -> None:
-            key = "hot" if mode == "same" else f"own-{run_id}-{index}-{t}"
-            mine = latencies[t]
-            while time.time() < start_at:
-                time.sleep(0.001)
-            stop = start_at + seconds
-            while True:
-                began = time.perf_counter()
-                if time.time() >= stop:
-                    break
-                try:
-                    store.set(key, VALUE, ttl=1800)
-                except Exception:
-                    errors[0] += 1
-                    continue
-                mine.append(time.perf_counter() - began)
-
-        pool = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+        errors = [0] * threads
+        keys = ["hot" if mode == "same" else f"own-{run_id}-{index}-{t}" for t in range(threads)]
+        pool = [
+            threading.Thread(
+                target=_write,
+                args=(store, keys[t], start_at, start_at + seconds, latencies[t], errors, t),
+            )
+            for t in range(threads)
+        ]
         for th in pool:
             th.start()
         for th in pool:
             th.join()
         retries = getattr(store, "deadlock_retries", 0)
-        results.put(([x for lat in latencies for x in lat], errors[0], retries))
+        results.put(([x for lat in latencies for x in lat], sum(errors), retries))
     for store in stores.values():
         store.close()
+
+
+def _write(
+    store: Any,
+    key: str,
+    start_at: float,
+    stop: float,
+    latencies: list[float],
+    errors: list[int],
+    slot: int,
+) -> None:
+    """One writer: saves ``key`` from ``start_at`` until ``stop`` (wall clock)."""
+    while time.time() < start_at:
+        time.sleep(0.001)
+    while True:
+        began = time.perf_counter()
+        if time.time() >= stop:
+            break
+        try:
+            store.set(key, VALUE, ttl=1800)
+        except Exception:
+            errors[slot] += 1
+            continue
+        latencies.append(time.perf_counter() - began)
 
 
 class Probe:
@@ -152,9 +165,7 @@ class Probe:
                 time.sleep(0.005)
 
 
-def run_backend(
-    backend: str, target: str, url: str | None, seconds: float
-) -> list[dict[str, Any]]:
+def run_backend(backend: str, target: str, url: str | None, seconds: float) -> list[dict[str, Any]]:
     ctx = multiprocessing.get_context("spawn")
     procs_n = 4
     jobs = [ctx.Queue() for _ in range(procs_n)]
@@ -250,9 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     wanted = args.only or ["postgresql", "mariadb", "sqlite", "redis"]
 
-    from lbkit import sessions
     from tests.conformance.sql_servers import mariadb_server, postgres_server
     from tests.conformance.stores import redis_server
+
+    from lbkit import sessions
 
     print(f"{seconds:g} s per cell; 1 KiB values; writers over up to 4 processes")
     print(HEADER)

@@ -208,7 +208,7 @@ def mariadb_server(*, durable: bool = False, max_connections: int = 120) -> SqlS
     data = workdir / "data"
     subprocess.run(
         [install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", "--user=root" if os.geteuid() == 0 else f"--user={os.getlogin()}"],
+         "--skip-test-db", f"--user={pwd.getpwuid(os.geteuid()).pw_name}"],
         check=True, cwd=workdir, capture_output=True,
     )  # fmt: skip
     port = free_port()

@@ -433,7 +433,9 @@ def test_kill_9_mid_load_loses_no_acknowledged_write(
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    started = time.monotonic()
+    while len(acked) < 50 and time.monotonic() - started < 20:
+        time.sleep(0.05)
     before = len(acked)
     server.kill()
     time.sleep(1.0)  # writers fail while it is down

@@ -154,7 +154,11 @@ class _Statements:
         version = new_version(ABSENT if if_version is None else if_version)
         row = {"id": key, "value": data, "version": version, "expires": expires}
         if if_version is None:
-            yield self._upsert(row)
+            # a session is created once and saved many times: UPDATE first (on a hot row
+            # MariaDB runs it twice as fast as an upsert), the upsert only for a new key
+            out = yield sa.update(t).where(t.c.id == key).values(row)
+            if out.rowcount != 1:
+                yield self._upsert(row)
         elif if_version == ABSENT:
             # an expired row counts as absent: clear it, then a plain INSERT that fails if
             # another writer holds the key (each its own statement: no gap-lock deadlock)
@@ -518,7 +522,8 @@ class SqlStore(_Shell):
                             try:
                                 result = conn.execute(statement)
                             except sa.exc.IntegrityError:
-                                statement = plan.throw(_Duplicate(repeat.now))
+                                duplicate, repeat.now = _Duplicate(repeat.now), False
+                                statement = plan.throw(duplicate)
                                 continue
                             rows = result.fetchall() if result.returns_rows else []
                             outcome = _Outcome(
@@ -687,7 +692,8 @@ class AsyncSqlStore(_Shell):
                             try:
                                 result = await conn.execute(statement)
                             except sa.exc.IntegrityError:
-                                statement = plan.throw(_Duplicate(repeat.now))
+                                duplicate, repeat.now = _Duplicate(repeat.now), False
+                                statement = plan.throw(duplicate)
                                 continue
                             rows = result.fetchall() if result.returns_rows else []
                             outcome = _Outcome(
