@@ -263,6 +263,15 @@ def test_unreachable_database_is_store_unavailable_within_timeout(scheme: str) -
     store.close()
 
 
+def test_bad_configuration_is_refused_before_connecting() -> None:
+    with pytest.raises(lbkit.ConfigError, match="AsyncSqliteStore"):
+        sessions.AsyncSqlStore("sqlite:///x.db")
+    with pytest.raises(lbkit.ConfigError, match="invalid timeout"):
+        sessions.SqlStore("postgresql://u@127.0.0.1:1/db", timeout=0)
+    with pytest.raises(lbkit.ConfigError, match="invalid pool_size"):
+        sessions.SqlStore("mysql://u@127.0.0.1:1/db", pool_size=0)
+
+
 # --- asyncio --------------------------------------------------------------------------------
 
 
