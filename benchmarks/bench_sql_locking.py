@@ -261,10 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (0.5 if args.quick else 2.0)
     wanted = args.only or ["postgresql", "mariadb", "sqlite", "redis"]
 
+    from lbkit import sessions
     from tests.conformance.sql_servers import mariadb_server, postgres_server
     from tests.conformance.stores import redis_server
-
-    from lbkit import sessions
 
     print(f"{seconds:g} s per cell; 1 KiB values; writers over up to 4 processes")
     print(HEADER)
