@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import socket
@@ -268,11 +269,8 @@ def _connect_args(url: sa.URL, timeout: float) -> dict[str, Any]:
         args: dict[str, Any] = {"connect_timeout": seconds}
         if url.get_driver_name() == "pymysql":
             args |= {"read_timeout": timeout, "write_timeout": timeout}
-        # MariaDB: a statement and a row-lock wait each end within the timeout
-        args["init_command"] = (
-            f"SET SESSION innodb_lock_wait_timeout = {seconds}, "
-            f"SESSION max_statement_time = {timeout:.3f}"
-        )
+        # a row-lock wait ends within the timeout (whole seconds, MySQL and MariaDB alike)
+        args["init_command"] = f"SET SESSION innodb_lock_wait_timeout = {math.ceil(timeout)}"
         return args
     if url.get_backend_name() == "sqlite":
         return {"timeout": timeout, "check_same_thread": False}
@@ -317,8 +315,9 @@ class _Repeat:
 class _Watchdog:
     """Ends a sync call that outlives its deadline by shutting down its socket.
 
-    psycopg's synchronous connection has no read timeout: against a hung server (stopped,
-    partitioned) a statement would wait forever. Each call arms the watchdog with its
+    psycopg's synchronous connection has no read timeout (against a hung server, stopped or
+    partitioned, a statement would wait forever) and PyMySQL's bounds each read, not the
+    call. Each call arms the watchdog with its
     connection's socket and deadline and disarms it when done; one thread per store sleeps
     until the earliest deadline and shuts down (never closes) the sockets that are late,
     so the blocked call fails at once as a broken connection.
@@ -370,6 +369,15 @@ class _Watchdog:
                 )
                 wait = self._sleeping_until - now
                 self._wake.wait(None if wait == float("inf") else wait)
+
+
+def _socket_of(connection: Any) -> int | None:
+    """The socket of a psycopg (``fileno()``) or PyMySQL (``_sock``) connection, if any."""
+    fileno = getattr(connection, "fileno", None)
+    if fileno is None:
+        sock = getattr(connection, "_sock", None)
+        fileno = getattr(sock, "fileno", None)
+    return None if fileno is None else int(fileno())
 
 
 def _shut_down(fd: int) -> None:
@@ -548,11 +556,11 @@ class SqlStore(_Shell):
 
     @contextlib.contextmanager
     def _guard(self, conn: sa.Connection, deadline: float) -> Iterator[None]:
-        fileno = getattr(conn.connection.dbapi_connection, "fileno", None)
-        if fileno is None:  # PyMySQL has read/write timeouts, SQLite no socket
+        fd = _socket_of(conn.connection.dbapi_connection)
+        if fd is None:  # SQLite: no socket
             yield
             return
-        token = self._watchdog.arm(fileno(), deadline)
+        token = self._watchdog.arm(fd, deadline)
         try:
             yield
         finally:
