@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,6 +79,89 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str]
             )
         else:  # pragma: no cover
             raise ValueError(backend)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+class OverAsync:
+    """Runs an async store's coroutines on a private event loop thread, so the sync
+    conformance tests (and their 16 threads) exercise the async store itself."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def build() -> Any:
+            return factory()
+
+        self.store = asyncio.run_coroutine_threadsafe(build(), self.loop).result(30)
+        self.capabilities = self.store.capabilities
+        self.max_value = self.store.max_value
+
+    def _run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        coro = getattr(self.store, name)(*args, **kwargs)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def get(self, key: str) -> Any:
+        return self._run("get", key)
+
+    def get_versioned(self, key: str) -> Any:
+        return self._run("get_versioned", key)
+
+    def set(self, key: str, value: Any, ttl: Any = None, **kwargs: Any) -> Any:
+        return self._run("set", key, value, ttl, **kwargs)
+
+    def delete(self, key: str) -> Any:
+        return self._run("delete", key)
+
+    def touch(self, key: str, ttl: Any) -> Any:
+        return self._run("touch", key, ttl)
+
+    def close(self) -> None:
+        try:
+            self._run("close")
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture
+def make_async_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], OverAsync]]:
+    """Build a fresh async store of a backend, driven through :class:`OverAsync`."""
+    made: list[OverAsync] = []
+
+    def make(backend: str) -> OverAsync:
+        prefix = f"t{uuid.uuid4().hex[:8]}-"
+        if backend == "memory":
+            factory: Callable[[], Any] = sessions.AsyncMemoryStore
+        elif backend == "files":
+            factory = lambda: sessions.AsyncFileStore(tmp_path / "afiles")  # noqa: E731
+        elif backend == "sqlite":
+            factory = lambda: sessions.AsyncSqliteStore(tmp_path / "as.db")  # noqa: E731
+        elif backend == "sharedance":
+            port = request.getfixturevalue("sharedance_proc").port
+            factory = lambda: sessions.AsyncSharedanceStore("127.0.0.1", port, timeout=5.0)  # noqa: E731
+        elif backend == "redis":
+            url = f"redis://127.0.0.1:{request.getfixturevalue('redis_proc').port}/0"
+            factory = lambda: sessions.AsyncRedisStore(url, prefix=prefix)  # noqa: E731
+        elif backend == "memcached":
+            port = request.getfixturevalue("memcached_proc").port
+            factory = lambda: sessions.AsyncMemcachedStore("127.0.0.1", port, prefix=prefix)  # noqa: E731
+        elif backend == "sharded":
+            factory = lambda: sessions.AsyncShardedStore(  # noqa: E731
+                [sessions.AsyncFileStore(tmp_path / f"ashard{i}") for i in range(3)], replicas=2
+            )
+        else:  # pragma: no cover
+            raise ValueError(backend)
+        store = OverAsync(factory)
         made.append(store)
         return store
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,14 +17,62 @@ from .conftest import BACKENDS
 VERSIONED = [b for b in BACKENDS if b != "sharedance"]
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, make_store: Callable[[str], Any]) -> Any:
-    return make_store(request.param)
+MODES = ["sync", "async"]
 
 
-@pytest.fixture(params=VERSIONED)
-def vstore(request: pytest.FixtureRequest, make_store: Callable[[str], Any]) -> Any:
-    return make_store(request.param)
+def _build(request: pytest.FixtureRequest, backend: str, mode: str) -> Any:
+    return request.getfixturevalue("make_store" if mode == "sync" else "make_async_store")(backend)
+
+
+@pytest.fixture(params=[(b, m) for b in BACKENDS for m in MODES], ids="-".join)
+def store(request: pytest.FixtureRequest) -> Any:
+    return _build(request, *request.param)
+
+
+@pytest.fixture(params=[(b, m) for b in VERSIONED for m in MODES], ids="-".join)
+def vstore(request: pytest.FixtureRequest) -> Any:
+    return _build(request, *request.param)
+
+
+def test_sixteen_threads_share_one_store(store: Any) -> None:
+    """Every store (sync, or async driven from many threads) is safe to share."""
+    versioned = "versions" in store.capabilities
+    errors: list[BaseException] = []
+    rounds = 15
+    start = threading.Barrier(16)
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            for r in range(rounds):
+                own = f"thread-{i}"
+                value = f"{i}-{r}".encode() * (1 + r)
+                store.set(own, value)
+                assert store.get(own) == value
+                if versioned:
+                    while True:
+                        found = store.get_versioned("counter")
+                        count, version = (
+                            (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
+                        )
+                        try:
+                            store.set("counter", str(count + 1).encode(), if_version=version)
+                            break
+                        except lbkit.SessionConflict:
+                            continue
+            assert store.delete(f"thread-{i}") is True
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    if versioned:
+        assert store.get("counter") == str(16 * rounds).encode()
+    assert all(store.get(f"thread-{i}") is None for i in range(16))
 
 
 def test_roundtrip_overwrite_delete(store: Any) -> None:

@@ -10,7 +10,10 @@ from typing import Any
 
 from lbkit.errors import (
     InvalidKeyError,
+    InvalidStoreArgument,
     SessionConflict,
+    SessionDataError,
+    SessionInterrupted,
     StoreError,
     StoreUnavailable,
     UnsupportedOperation,
@@ -50,6 +53,7 @@ __all__ = [
     "CookieSigner",
     "FileStore",
     "InvalidKeyError",
+    "InvalidStoreArgument",
     "JSONSerializer",
     "MemcachedStore",
     "MemoryStore",
@@ -59,6 +63,8 @@ __all__ = [
     "Serializer",
     "Session",
     "SessionConflict",
+    "SessionDataError",
+    "SessionInterrupted",
     "SessionManager",
     "SessionStore",
     "ShardedStore",

@@ -20,16 +20,16 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from lbkit.errors import ConfigError, SessionConflict, StoreUnavailable
+from lbkit.errors import ConfigError, StoreUnavailable
 from lbkit.sessions._atomic_file import TEMP_PREFIX, write_file
 from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
+    check_expected,
+    check_set,
     check_ttl,
-    check_value,
-    check_version,
     new_version,
     validate_key,
 )
@@ -146,17 +146,11 @@ class FileStore:
         if_version: Version | None = None,
     ) -> Version:
         """Write ``value`` atomically (versioned when ``if_version`` is given)."""
-        validate_key(key)
-        data = check_value(value, self.max_value)
-        ttl = check_ttl(ttl)
-        check_version(if_version)
+        data, ttl = check_set(key, value, ttl, if_version, self.max_value)
         with self._locked(key):
             current = self._read(key)
             have = ABSENT if current is None else current[1]
-            if if_version is not None and have != if_version:
-                raise SessionConflict(
-                    f"session {key!r} changed: version {have}, expected {if_version}"
-                )
+            check_expected(key, have, if_version)
             version = new_version(have)
             expires = 0.0 if ttl is None else self._clock() + ttl
             self._write(key, data, version, expires)

@@ -42,16 +42,26 @@ Step = Call | Pause
 Flow = Generator[Step, Any, T]
 
 
+class _Finished(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _advance(flow: Flow[Any], outcome: Any, failure: BaseException | None) -> Step:
+    """The flow's next step after handing it an outcome or a failure; ``_Finished`` at end."""
+    try:
+        return flow.send(outcome) if failure is None else flow.throw(failure)
+    except StopIteration as stop:
+        raise _Finished(stop.value) from None
+
+
 def run(flow: Flow[T]) -> T:
     """Drive ``flow`` with blocking calls; returns its result."""
     outcome: Any = None
     failure: BaseException | None = None
     try:
         while True:
-            try:
-                step = flow.send(outcome) if failure is None else flow.throw(failure)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            step = _advance(flow, outcome, failure)
             outcome = failure = None
             try:
                 if isinstance(step, Pause):
@@ -60,6 +70,8 @@ def run(flow: Flow[T]) -> T:
                     outcome = getattr(step.target, step.method)(*step.args, **step.kwargs)
             except Exception as exc:  # handed to the flow, which decides
                 failure = exc
+    except _Finished as end:
+        return end.value  # type: ignore[no-any-return]
     finally:
         flow.close()
 
@@ -70,10 +82,7 @@ async def arun(flow: Flow[T]) -> T:
     failure: BaseException | None = None
     try:
         while True:
-            try:
-                step = flow.send(outcome) if failure is None else flow.throw(failure)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            step = _advance(flow, outcome, failure)
             outcome = failure = None
             try:
                 if isinstance(step, Pause):
@@ -82,5 +91,7 @@ async def arun(flow: Flow[T]) -> T:
                     outcome = await getattr(step.target, step.method)(*step.args, **step.kwargs)
             except Exception as exc:  # handed to the flow, which decides
                 failure = exc
+    except _Finished as end:
+        return end.value  # type: ignore[no-any-return]
     finally:
-        flow.close()  # cancellation: the flow's finally blocks run
+        flow.close()  # on cancellation too: the flow's finally blocks run

@@ -8,15 +8,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from lbkit.errors import ConfigError, SessionConflict
+from lbkit.errors import ConfigError
 from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
+    check_expected,
+    check_set,
     check_ttl,
-    check_value,
-    check_version,
     validate_key,
 )
 
@@ -82,18 +82,11 @@ class MemoryStore:
         if_version: Version | None = None,
     ) -> Version:
         """Store ``value`` (versioned when ``if_version`` is given)."""
-        validate_key(key)
-        data = check_value(value, self.max_value)
-        ttl = check_ttl(ttl)
-        check_version(if_version)
+        data, ttl = check_set(key, value, ttl, if_version, self.max_value)
         with self._lock:
             if if_version is not None:
                 current = self._live(key)
-                have = ABSENT if current is None else current[1]
-                if have != if_version:
-                    raise SessionConflict(
-                        f"session {key!r} changed: version {have}, expected {if_version}"
-                    )
+                check_expected(key, ABSENT if current is None else current[1], if_version)
             version = next(self._versions)
             expires = None if ttl is None else self._clock() + ttl
             self._data[key] = (data, version, expires)

@@ -9,15 +9,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from lbkit.errors import SessionConflict, StoreUnavailable
+from lbkit.errors import StoreUnavailable
 from lbkit.sessions._threaded import ThreadedAsyncStore
 from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
+    check_expected,
+    check_set,
     check_ttl,
-    check_value,
-    check_version,
     new_version,
     validate_key,
 )
@@ -124,18 +124,12 @@ class SqliteStore:
         if_version: Version | None = None,
     ) -> Version:
         """Store ``value`` in one transaction (versioned when ``if_version`` is given)."""
-        validate_key(key)
-        data = check_value(value, self.max_value)
-        ttl = check_ttl(ttl)
-        check_version(if_version)
+        data, ttl = check_set(key, value, ttl, if_version, self.max_value)
         expires = None if ttl is None else self._clock() + ttl
         with self._tx() as db:
             row = self._row(db, key)
             have = ABSENT if row is None else row[1]
-            if if_version is not None and have != if_version:
-                raise SessionConflict(
-                    f"session {key!r} changed: version {have}, expected {if_version}"
-                )
+            check_expected(key, have, if_version)
             version = new_version(have)
             db.execute(
                 "INSERT INTO lbkit_sessions (key, value, version, expires) VALUES (?, ?, ?, ?) "

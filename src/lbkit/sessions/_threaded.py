@@ -23,6 +23,11 @@ class ThreadedAsyncStore(Generic[S]):
         self.sync = store
         self.capabilities = store.capabilities
 
+    @property
+    def max_value(self) -> int:
+        """The wrapped store's largest value."""
+        return int(getattr(self.sync, "max_value"))  # noqa: B009
+
     async def get(self, key: str) -> bytes | None:
         """See :meth:`lbkit.sessions.SessionStore.get`."""
         return await asyncio.to_thread(self.sync.get, key)

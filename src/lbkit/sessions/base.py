@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from lbkit.errors import (
     InvalidKeyError,
     InvalidStoreArgument,
+    SessionConflict,
     UnsupportedOperation,
     ValueTooLarge,
 )
@@ -29,6 +30,8 @@ __all__ = [
     "AsyncSessionStore",
     "SessionStore",
     "Version",
+    "check_expected",
+    "check_set",
     "check_ttl",
     "check_value",
     "check_version",
@@ -99,6 +102,24 @@ def check_version(version: Version | None) -> Version | None:
             "returned by the store (an int in 1..2**64-1)"
         )
     return version
+
+
+def check_set(
+    key: str, value: bytes, ttl: float | None, if_version: Version | None, limit: int
+) -> tuple[bytes, float | None]:
+    """Every check of a ``set`` call, before any I/O: the value as bytes and the ttl."""
+    validate_key(key)
+    data = check_value(value, limit)
+    seconds = check_ttl(ttl)
+    check_version(if_version)
+    return data, seconds
+
+
+def check_expected(key: str, have: Version, if_version: Version | None) -> None:
+    """The compare of a versioned write: :class:`~lbkit.SessionConflict` unless the key's
+    current version ``have`` (:data:`ABSENT` if missing) is ``if_version`` (None: any)."""
+    if if_version is not None and have != if_version:
+        raise SessionConflict(f"session {key!r} changed: version {have}, expected {if_version}")
 
 
 def new_version(previous: Version) -> Version:

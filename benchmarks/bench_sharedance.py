@@ -1,0 +1,181 @@
+"""lbkit's sharedance server against the original C daemon, at 1, 8 and 50 clients.
+
+Setup builds the original daemon from its source (a git checkout given by
+``--sharedance-src`` or ``$SHAREDANCE_SRC``) in a temporary directory with its own
+autotools build (needs autoconf, automake, make, gcc and libevent-dev); nothing of it is
+kept. Both servers get a fresh directory on the same filesystem. Load comes from client
+processes, each running asyncio connections that alternate a store (``S``) and a fetch
+(``F``) of their own key, one connection per request as the PHP client does. Runs are
+interleaved (lbkit, C, lbkit, C...) and the medians compared.
+
+Note: the C daemon neither fsyncs nor checks its writes before answering ``OK``; lbkit's
+server fsyncs every store before ``OK`` (batched: a group commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lbkit.sharedance.protocol import encode_fetch, encode_store
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def build_original(source: Path, into: Path) -> Path:
+    """Build sharedanced from a git checkout ``source`` inside ``into``; its path."""
+    for tool in ("autoreconf", "make", "gcc"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: apt-get install -y autoconf automake make gcc")
+    tree = into / "sharedance"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", f"--git-dir={source}", "archive", "HEAD"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "x", "-C", str(tree)], input=archive, check=True)
+    for step in (["autoreconf", "-fi"], ["./configure"], ["make", "-j2"]):
+        done = subprocess.run(step, cwd=tree, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(step)} failed (libevent-dev installed?):\n{done.stderr}")
+    return tree / "src" / "sharedanced"
+
+
+@contextlib.contextmanager
+def serve(args: list[str], port: int) -> Iterator[None]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(port, proc)
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+async def _one(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        writer.write_eof()
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+def _client_process(port: int, conns: int, seconds: float, worker: int, out: Any) -> None:
+    async def loop(c: int, until: float) -> int:
+        key = f"bench-{worker}-{c}".encode()
+        value = os.urandom(512)
+        done = 0
+        while time.monotonic() < until:
+            if await _one(port, encode_store(key, value)) != b"OK\n":
+                raise SystemExit("store not acknowledged")
+            if await _one(port, encode_fetch(key)) != value:
+                raise SystemExit("fetch returned something else")
+            done += 2
+        return done
+
+    async def main() -> int:
+        until = time.monotonic() + seconds
+        return sum(await asyncio.gather(*(loop(c, until) for c in range(conns))))
+
+    out.put(asyncio.run(main()))
+
+
+def measure(port: int, clients: int, seconds: float) -> float:
+    """Requests per second with ``clients`` concurrent connections."""
+    procs = min(clients, 4)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    workers = [
+        ctx.Process(target=_client_process, args=(port, n, seconds, i, queue))
+        for i, n in enumerate(per)
+    ]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    total = sum(queue.get(timeout=seconds + 60) for _ in workers)
+    for w in workers:
+        w.join()
+    return total / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sharedance-src", default=os.environ.get("SHAREDANCE_SRC"))
+    p.add_argument("--clients", default="1,8,50")
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    if not args.sharedance_src:
+        raise SystemExit(
+            "give the original sharedance's git directory: --sharedance-src DIR (or SHAREDANCE_SRC)"
+        )
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        daemon = build_original(Path(args.sharedance_src), root)
+        ports = {"lbkit": _free_port(), "c": _free_port()}
+        (root / "lbkit-data").mkdir()
+        (root / "c-data").mkdir()
+        lbkit_args = [
+            sys.executable, "-m", "lbkit.sharedance", "--port", str(ports["lbkit"]),
+            "--directory", str(root / "lbkit-data"),
+        ]  # fmt: skip
+        c_args = [
+            str(daemon), "--ip=127.0.0.1", f"--port={ports['c']}",
+            f"--directory={root / 'c-data'}",
+        ]  # fmt: skip
+        with serve(lbkit_args, ports["lbkit"]), serve(c_args, ports["c"]):
+            print(f"{'clients':>7} {'lbkit req/s':>12} {'C req/s':>10} {'lbkit/C':>8}")
+            for clients in (int(c) for c in args.clients.split(",")):
+                runs: dict[str, list[float]] = {"lbkit": [], "c": []}
+                for _ in range(args.repeats):
+                    for name in ("lbkit", "c"):
+                        runs[name].append(measure(ports[name], clients, args.seconds))
+                lb, c = statistics.median(runs["lbkit"]), statistics.median(runs["c"])
+                results[str(clients)] = {"lbkit": lb, "c": c, "ratio": lb / c}
+                print(f"{clients:>7} {lb:>12.0f} {c:>10.0f} {lb / c:>8.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
