@@ -90,7 +90,7 @@ class LeastTime(_LatencyBalancer[N]):
     ) -> None:
         if mode not in ("header", "last_byte"):
             raise ConfigError(f"invalid least_time mode {mode!r}: expected header or last_byte")
-        if not decay > 0:
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay > 0:
             raise ConfigError(f"invalid decay {decay!r}: expected seconds > 0")
         kind = PeakEwma if peak else Ewma
         super().__init__(nodes, weights, lambda: kind(decay), clock)
