@@ -166,3 +166,25 @@ def test_slow_start_ramps_a_recovered_peer() -> None:
     assert 95 <= late["a:1"] <= 105  # full weight again
     assert a.weight == 10
     assert a.ramp_start is None
+
+
+def test_schedule_shared_by_eight_threads_loses_no_pick() -> None:
+    import threading
+    from collections import Counter
+
+    schedule = lbkit.SmoothSchedule(["a", "b", "c"], [1, 2, 3])
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def work() -> None:
+        local = Counter(schedule.next() for _ in range(3000))
+        local.update(schedule.take(600))
+        with lock:
+            counts.update(local)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == {"a": 4800, "b": 9600, "c": 14400}

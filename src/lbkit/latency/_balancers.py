@@ -25,7 +25,11 @@ N = TypeVar("N", bound=Hashable)
 
 
 class _LatencyBalancer(Generic[N]):
-    """Nodes, their weights, requests in flight and one tracker each, behind one lock."""
+    """Nodes, their weights, requests in flight and one tracker each, behind one lock.
+
+    Thread safety: ``pick()`` and ``done()`` take the lock, so any number of threads may
+    share one balancer.
+    """
 
     def __init__(
         self,
