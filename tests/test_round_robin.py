@@ -169,22 +169,16 @@ def test_slow_start_ramps_a_recovered_peer() -> None:
 
 
 def test_schedule_shared_by_eight_threads_loses_no_pick() -> None:
-    import threading
     from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
 
     schedule = lbkit.SmoothSchedule(["a", "b", "c"], [1, 2, 3])
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
 
-    def work() -> None:
+    def work(_: int) -> Counter[str]:
         local = Counter(schedule.next() for _ in range(3000))
         local.update(schedule.take(600))
-        with lock:
-            counts.update(local)
+        return local
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(8) as pool:
+        counts = sum(pool.map(work, range(8)), Counter())
     assert counts == {"a": 4800, "b": 9600, "c": 14400}
