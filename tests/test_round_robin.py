@@ -166,3 +166,19 @@ def test_slow_start_ramps_a_recovered_peer() -> None:
     assert 95 <= late["a:1"] <= 105  # full weight again
     assert a.weight == 10
     assert a.ramp_start is None
+
+
+def test_schedule_shared_by_eight_threads_loses_no_pick() -> None:
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    schedule = lbkit.SmoothSchedule(["a", "b", "c"], [1, 2, 3])
+
+    def work(_: int) -> Counter[str]:
+        local = Counter(schedule.next() for _ in range(3000))
+        local.update(schedule.take(600))
+        return local
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = sum(pool.map(work, range(8)), Counter())
+    assert counts == {"a": 4800, "b": 9600, "c": 14400}

@@ -6,6 +6,8 @@ import threading
 from collections import Counter, deque
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lbkit
 from lbkit.nginx import parse_upstream, render_upstream
@@ -202,3 +204,31 @@ def test_errors_stay_in_the_hierarchy() -> None:
     assert not peer.reported
     up.done(peer, elapsed=0.5)
     assert all(p.conns == 0 for p in up.peers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    args=st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.integers(-(2**70), 2**70),
+            st.booleans(),
+            st.none(),
+            st.floats(allow_nan=True),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    method=st.sampled_from([None, lbkit.Hash("$k", True), lbkit.IpHash(), "rr", 3]),
+)
+def test_fuzzed_python_construction_raises_only_config_error(
+    args: list[object], method: object
+) -> None:
+    try:
+        params = dict(zip(("weight", "max_fails"), args[1:3], strict=False))
+        server = lbkit.Server(args[0], **params)  # type: ignore[arg-type]
+        up = lbkit.Upstream([server], method)  # type: ignore[arg-type]
+    except lbkit.ConfigError:
+        return
+    peer = up.pick(key="k", client_addr="192.0.2.1")
+    up.done(peer)

@@ -10,6 +10,7 @@ pick by indexing it, instead of nginx's O(n) scan per pick. It gives exactly the
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
@@ -65,9 +66,12 @@ class SmoothSchedule(Generic[N]):
 
     For large groups with static weights and no failures (e.g. to plan or simulate traffic);
     use :class:`~lbkit.Upstream` when passive health, ``down`` or ``max_conns`` matter.
+
+    Thread safety: threads may share one schedule; each ``next()`` is one step of a C-level
+    ``itertools.cycle`` (atomic under the GIL), so no pick is lost or repeated out of turn.
     """
 
-    __slots__ = ("_cycle", "_nodes", "_pos")
+    __slots__ = ("_cycle", "_it", "_nodes")
 
     def __init__(self, nodes: Iterable[N], weights: Sequence[int] | None = None) -> None:
         self._nodes = list(nodes)
@@ -77,19 +81,15 @@ class SmoothSchedule(Generic[N]):
         if len(w) != len(self._nodes):
             raise ConfigError(f"{len(w)} weights for {len(self._nodes)} nodes")
         self._cycle = [self._nodes[i] for i in smooth_wrr_cycle(w)]
-        self._pos = 0
+        self._it = itertools.cycle(self._cycle)
 
     def next(self) -> N:
         """The next node in nginx's order."""
-        node = self._cycle[self._pos]
-        self._pos += 1
-        if self._pos == len(self._cycle):
-            self._pos = 0
-        return node
+        return next(self._it)
 
     def take(self, count: int) -> list[N]:
         """The next ``count`` nodes."""
-        return [self.next() for _ in range(count)]
+        return list(itertools.islice(self._it, count))
 
     @property
     def period(self) -> int:

@@ -25,7 +25,11 @@ N = TypeVar("N", bound=Hashable)
 
 
 class _LatencyBalancer(Generic[N]):
-    """Nodes, their weights, requests in flight and one tracker each, behind one lock."""
+    """Nodes, their weights, requests in flight and one tracker each, behind one lock.
+
+    Thread safety: ``pick()`` and ``done()`` take the lock, so any number of threads may
+    share one balancer.
+    """
 
     def __init__(
         self,
@@ -90,7 +94,7 @@ class LeastTime(_LatencyBalancer[N]):
     ) -> None:
         if mode not in ("header", "last_byte"):
             raise ConfigError(f"invalid least_time mode {mode!r}: expected header or last_byte")
-        if not decay > 0:
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay > 0:
             raise ConfigError(f"invalid decay {decay!r}: expected seconds > 0")
         kind = PeakEwma if peak else Ewma
         super().__init__(nodes, weights, lambda: kind(decay), clock)

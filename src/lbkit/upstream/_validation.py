@@ -35,6 +35,10 @@ def check_servers(servers: Sequence[object], method: Method, name: str) -> None:
     """
     if not isinstance(name, str):
         raise ConfigError(f"upstream name must be str, not {type(name).__name__}")
+    if not callable(getattr(method, "bind", None)) or getattr(method, "kind", None) is None:
+        raise ConfigError(
+            f"invalid method {method!r}: expected a balancing method such as lbkit.RoundRobin()"
+        )
     if not servers:
         raise ConfigError(f'no servers in upstream "{name}": give at least one server')
     if len(servers) > MAX_SERVERS:
