@@ -287,3 +287,14 @@ server { listen 8080; server_name a.test; }
     for t in threads:
         t.join()
     assert results == [expected] * 16
+
+
+def test_non_ascii_names_are_the_bytes_nginx_reads() -> None:
+    router = parse_servers('server {} server { server_name café.test "~^((?:é)+)\\.x$"; }')
+    assert router.match(b"caf\xc3\xa9.test").index == 1  # the UTF-8 bytes a client sends
+    assert router.match(b"\xc3\xa9\xc3\xa9.x").captures == ("\xc3\xa9\xc3\xa9",)
+    # as in nginx, "é+" repeats the last byte of é only
+    assert (
+        parse_servers('server {} server { server_name "~^é+$"; }').match(b"\xc3\xa9\xa9").index == 1
+    )
+    assert router.match(b"caf\xe9.test").index == 0  # a latin-1 byte is another name
