@@ -298,3 +298,17 @@ def test_non_ascii_names_are_the_bytes_nginx_reads() -> None:
         parse_servers('server {} server { server_name "~^é+$"; }').match(b"\xc3\xa9\xa9").index == 1
     )
     assert router.match(b"caf\xe9.test").index == 0  # a latin-1 byte is another name
+
+
+def test_ipv6_listen_sockets() -> None:
+    router = parse_servers(
+        """
+server { listen [::]:80; server_name a.test; }
+server { listen [::1]:80; server_name b.test; }
+server { listen 80; server_name c.test; }
+"""
+    )
+    assert router.sockets == ["[::]:80", "[::1]:80", "0.0.0.0:80"]
+    assert router.match("b.test", listen=("::1", 80)).index == 1
+    assert router.match("b.test", listen="[2001:db8::5]:80").index == 0  # the v6 wildcard
+    assert router.match("a.test", listen="192.0.2.1:80").index == 2  # the v4 wildcard
