@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.errors import RequestError
 from lbkit.nginx import parse_servers
-from lbkit.routing import MAX_HOST_LENGTH, ServerNames, expand, normalize_host, translate_pcre
+from lbkit.routing import (
+    MAX_HOST_LENGTH,
+    Request,
+    ServerNames,
+    expand,
+    normalize_host,
+    plan_route,
+    translate_pcre,
+)
 
 
 @given(st.binary(max_size=300))
@@ -312,3 +320,31 @@ server { listen 80; server_name c.test; }
     assert router.match("b.test", listen=("::1", 80)).index == 1
     assert router.match("b.test", listen="[2001:db8::5]:80").index == 0  # the v6 wildcard
     assert router.match("a.test", listen="192.0.2.1:80").index == 2  # the v4 wildcard
+
+
+def test_routes_from_16_threads_leave_no_connection_counted() -> None:
+    router = parse_servers(
+        """
+upstream u { least_conn; server 10.0.0.1:80; server 10.0.0.2:80 weight=2; }
+server { server_name a.test; location / { proxy_pass http://u; } }
+"""
+    )
+    upstream = router.upstreams["u"]
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(200):
+                route = plan_route(router, Request("a.test", f"/{n}/{i}"))
+                assert route.address in ("10.0.0.1", "10.0.0.2")
+                route.done()
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.conns for p in upstream.peers] == [0, 0]
