@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.errors import RequestError
 from lbkit.nginx import parse_servers
-from lbkit.routing import MAX_HOST_LENGTH, ServerNames, expand, normalize_host, translate_pcre
+from lbkit.routing import (
+    MAX_HOST_LENGTH,
+    Request,
+    ServerNames,
+    expand,
+    normalize_host,
+    plan_route,
+    translate_pcre,
+)
 
 
 @given(st.binary(max_size=300))
@@ -287,3 +295,56 @@ server { listen 8080; server_name a.test; }
     for t in threads:
         t.join()
     assert results == [expected] * 16
+
+
+def test_non_ascii_names_are_the_bytes_nginx_reads() -> None:
+    router = parse_servers('server {} server { server_name café.test "~^((?:é)+)\\.x$"; }')
+    assert router.match(b"caf\xc3\xa9.test").index == 1  # the UTF-8 bytes a client sends
+    assert router.match(b"\xc3\xa9\xc3\xa9.x").captures == ("\xc3\xa9\xc3\xa9",)
+    # as in nginx, "é+" repeats the last byte of é only
+    assert (
+        parse_servers('server {} server { server_name "~^é+$"; }').match(b"\xc3\xa9\xa9").index == 1
+    )
+    assert router.match(b"caf\xe9.test").index == 0  # a latin-1 byte is another name
+
+
+def test_ipv6_listen_sockets() -> None:
+    router = parse_servers(
+        """
+server { listen [::]:80; server_name a.test; }
+server { listen [::1]:80; server_name b.test; }
+server { listen 80; server_name c.test; }
+"""
+    )
+    assert router.sockets == ["[::]:80", "[::1]:80", "0.0.0.0:80"]
+    assert router.match("b.test", listen=("::1", 80)).index == 1
+    assert router.match("b.test", listen="[2001:db8::5]:80").index == 0  # the v6 wildcard
+    assert router.match("a.test", listen="192.0.2.1:80").index == 2  # the v4 wildcard
+
+
+def test_routes_from_16_threads_leave_no_connection_counted() -> None:
+    router = parse_servers(
+        """
+upstream u { least_conn; server 10.0.0.1:80; server 10.0.0.2:80 weight=2; }
+server { server_name a.test; location / { proxy_pass http://u; } }
+"""
+    )
+    upstream = router.upstreams["u"]
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(200):
+                route = plan_route(router, Request("a.test", f"/{n}/{i}"))
+                assert route.address in ("10.0.0.1", "10.0.0.2")
+                route.done()
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.conns for p in upstream.peers] == [0, 0]

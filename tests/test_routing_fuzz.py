@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.errors import RequestError
 from lbkit.nginx import parse_directives, parse_servers, tokenize
-from lbkit.routing import normalize_host, normalize_uri
+from lbkit.routing import Request, normalize_host, normalize_uri, plan_route
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -170,3 +170,34 @@ def test_normalize_uri_raises_only_request_errors(target: str) -> None:
 )
 def test_normalize_uri_as_nginx(target: str, expected: tuple[str, str]) -> None:
     assert normalize_uri(target) == expected
+
+
+_PLANNED = parse_servers(
+    r"""
+upstream u { hash $request_uri consistent; server 10.0.0.1:80; server 10.0.0.2:80; }
+server {
+    listen 80 default_server;
+    server_name ~^(?<t>[a-z]+)\.t$;
+    location / { proxy_pass http://u; }
+    location /p/ { proxy_pass http://10.0.0.3:8080/q/; }
+    location ~* \.(png|€)$ { return 404; }
+    location ~ ^/(?<n>\d+)/ { proxy_pass http://$n.svc.priv:81; }
+    location = /x { return 200 "$t"; }
+}
+"""
+)
+
+
+@FUZZ
+@given(
+    st.one_of(st.none(), st.text(max_size=20), st.binary(max_size=20)),
+    st.text(max_size=30).map(lambda s: "/" + s),
+)
+def test_plan_route_raises_only_lbkit_errors(host: str | bytes | None, target: str) -> None:
+    try:
+        route = plan_route(_PLANNED, Request.from_target(host, target))
+    except lbkit.LbkitError:
+        return
+    if route.peer is not None:
+        route.done()
+    assert route.status is not None or route.target is not None

@@ -52,6 +52,8 @@ NAMES = [
     r"~^(?:(a)|(b))\.y$",
     "$hostname",
     "a/b.x",  # nginx warns: suspicious symbols
+    "café.x",  # UTF-8 in the file: nginx compares its bytes
+    '"~^((?:é)+)\\.(x)$"',
 ]
 
 HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
@@ -60,6 +62,7 @@ HOST_LABELS = ["a", "b", "x", "y", "ab", "p5", "zzz", "A", "q1"]
 def _hosts(rng: random.Random) -> list[bytes]:
     out: set[bytes] = {b"", b"x", b"a.x", b"A.X.", b"zzz", b"q.p5", b"a.b", b"a.b7", b"a1.x"}
     out.add(socket.gethostname().encode())  # $hostname
+    out.update({"café.x".encode(), "CAFÉ.x".encode(), "éé.x".encode(), b"caf\xe9.x"})
     for _ in range(90):
         labels = [rng.choice(HOST_LABELS) for _ in range(rng.randrange(1, 4))]
         host = ".".join(labels)

@@ -25,15 +25,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 import lbkit
-from lbkit.middleware import ASGIRoutingMiddleware, WSGIRoutingMiddleware
 from lbkit.nginx import load_config
 from lbkit.nginx.config import NginxConfig
 from lbkit.routing import (
+    ASGIRoutingMiddleware,
     AsyncResolver,
     Request,
     Resolver,
     ResolverPool,
     Route,
+    WSGIRoutingMiddleware,
     route_request,
 )
 

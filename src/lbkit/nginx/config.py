@@ -118,7 +118,7 @@ class _Loader:
         if depth > MAX_INCLUDE_DEPTH:
             raise ConfigError(f"includes nested more than {MAX_INCLUDE_DEPTH} deep at {path}")
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            text = path.read_bytes().decode("latin-1")  # bytes, as nginx reads them
         except OSError as exc:
             raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
         self.total += len(text)

@@ -15,7 +15,13 @@ from lbkit.routing._names import ServerNames
 from lbkit.routing._router import Router, ServerBlock
 from lbkit.upstream import Upstream
 
-__all__ = ["SERVER_DIRECTIVES", "method_warnings", "parse_servers", "server_from_directive"]
+__all__ = [
+    "SERVER_DIRECTIVES",
+    "as_config_bytes",
+    "method_warnings",
+    "parse_servers",
+    "server_from_directive",
+]
 
 #: Server-level directives that routing uses.
 SERVER_DIRECTIVES = ("listen", "server_name", "location", "return", "resolver", "resolver_timeout")
@@ -142,6 +148,23 @@ def server_from_directive(
     )
 
 
+def as_config_bytes(text: str) -> str:
+    """The text as nginx sees its file: bytes, one character each (UTF-8 then latin-1).
+
+    nginx compares server names and regexes with the Host's bytes, and lbkit keeps a Host's
+    bytes as latin-1 characters: a name written ``café`` (a UTF-8 file) must become the
+    four bytes nginx reads, ``caf\xc3\xa9``, to match the same Hosts.
+    """
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            "configuration text has a lone surrogate: it is not bytes a file could hold"
+        ) from None
+
+
 def parse_servers(
     text: str,
     *,
@@ -161,7 +184,7 @@ def parse_servers(
     """
     if not isinstance(text, str):
         raise ConfigError(f"parse_servers takes str, not {type(text).__name__}")
-    directives = parse_directives(text)
+    directives = parse_directives(as_config_bytes(text))
     if len(directives) == 1 and directives[0].name == "http" and directives[0].block is not None:
         directives = directives[0].block
     servers: list[ServerBlock] = []

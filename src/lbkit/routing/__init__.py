@@ -3,6 +3,7 @@
 from lbkit.routing._host import MAX_HEADER_LINE, MAX_HOST_LENGTH, normalize_host
 from lbkit.routing._listen import Listen
 from lbkit.routing._locations import Location, LocationMatch, Locations, rewrite_uri
+from lbkit.routing._middleware import ASGIRoutingMiddleware, WSGIRoutingMiddleware
 from lbkit.routing._names import NameMatch, ServerNames
 from lbkit.routing._regex import compile_server_regex, translate_pcre
 from lbkit.routing._registry import HostsFileSource, RouteRegistry, parse_hosts
@@ -22,6 +23,7 @@ from lbkit.routing._uri import escape_uri, normalize_uri
 __all__ = [
     "MAX_HEADER_LINE",
     "MAX_HOST_LENGTH",
+    "ASGIRoutingMiddleware",
     "AsyncResolver",
     "CachedAnswer",
     "HostsFileSource",
@@ -39,6 +41,7 @@ __all__ = [
     "Router",
     "ServerBlock",
     "ServerNames",
+    "WSGIRoutingMiddleware",
     "aroute_request",
     "compile_server_regex",
     "escape_uri",

@@ -10,7 +10,7 @@ that round-trips to the same bytes.
 
 from __future__ import annotations
 
-__all__ = ["MAX_HEADER_LINE", "MAX_HOST_LENGTH", "normalize_host"]
+__all__ = ["MAX_HEADER_LINE", "MAX_HOST_LENGTH", "ascii_lower", "normalize_host"]
 
 from lbkit.errors import InvalidHostError
 
@@ -79,6 +79,14 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
     if host_len <= 0:
         raise InvalidHostError(f"invalid host {_show(data)}: empty host name")
     return data[:host_len].translate(_UPPER).decode("latin-1")
+
+
+_UPPER_TEXT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """Lowercase ASCII letters only, as nginx's ``ngx_strlow`` (``Ã`` stays ``Ã``)."""
+    return text.translate(_UPPER_TEXT)
 
 
 def _show(data: bytes) -> str:

@@ -21,6 +21,7 @@ from typing import Generic, Literal, TypeVar
 import attrs
 
 from lbkit.errors import ConfigError
+from lbkit.routing._host import ascii_lower
 from lbkit.routing._regex import ServerRegex, compile_server_regex
 
 __all__ = ["NameKind", "NameMatch", "ServerNames"]
@@ -98,7 +99,7 @@ class ServerNames(Generic[T]):
             _check_name(name)
         except ConfigError as exc:
             raise ConfigError(str(exc), line=line) from None
-        key = name.lower()
+        key = ascii_lower(name)
         if key.startswith("."):
             core = key[1:]
             if core in self._claimed:  # checked before the wildcard: the whole name goes

@@ -185,7 +185,10 @@ class ServerRegex:
         return groups, {k: ("" if v is None else v) for k, v in m.groupdict().items()}
 
     def _pcre2_search(self, host: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
-        subject = host.encode("latin-1")
+        try:
+            subject = host.encode("latin-1")  # hosts and nginx-decoded URIs: one char a byte
+        except UnicodeEncodeError:
+            subject = host.encode("utf-8", "surrogateescape")  # text: the bytes a client sends
         try:
             if self._miss is not None and self._miss(subject):
                 return None  # the common case, without building a Match object

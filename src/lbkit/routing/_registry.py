@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lbkit.errors import ConfigError
-from lbkit.routing._host import normalize_host
+from lbkit.routing._host import ascii_lower, normalize_host
 from lbkit.routing._names import ServerNames
 
 __all__ = ["HostsFileSource", "RouteRegistry", "parse_hosts"]
@@ -28,7 +28,7 @@ def _clean(name: str) -> str:
     if _is_wildcard(name):
         core = name.strip("*.")
         normalize_host(core)  # validates the rest of the name
-        return name.lower()
+        return ascii_lower(name)
     return normalize_host(name)
 
 

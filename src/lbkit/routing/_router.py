@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import attrs
 
 from lbkit.errors import ConfigError, RequestError
-from lbkit.routing._host import MAX_HEADER_LINE, normalize_host
+from lbkit.routing._host import MAX_HEADER_LINE, ascii_lower, normalize_host
 from lbkit.routing._listen import WILDCARDS, Listen, show, socket_key
 from lbkit.routing._names import NameMatch, ServerNames
 from lbkit.routing._template import expand
@@ -48,8 +48,8 @@ class ServerBlock:
             return ""
         first = self.names[0]
         if first.startswith("."):
-            return first[1:].lower()
-        return first if first.startswith("~") else first.lower()
+            return ascii_lower(first[1:])
+        return first if first.startswith("~") else ascii_lower(first)
 
 
 @attrs.frozen(slots=True)

@@ -29,8 +29,8 @@ from lbkit.errors import (
     RequestError,
     ResolutionError,
 )
-from lbkit.nginx.variables import ClientRequest, RequestVariables
-from lbkit.routing import Request, Route, Router, aroute_request, route_request
+from lbkit.routing._route import Request, Route, aroute_request, route_request
+from lbkit.routing._router import Router
 
 __all__ = ["ASGIRoutingMiddleware", "WSGIRoutingMiddleware", "status_for"]
 
@@ -57,8 +57,11 @@ def status_for(error: LbkitError) -> int:
     return 500
 
 
-def _variables(target: str, headers: list[tuple[str, str]], client: str | None) -> RequestVariables:
+def _variables(target: str, headers: list[tuple[str, str]], client: str | None) -> Any:
     """The request's own nginx variables ($http_, $cookie_, $arg_...)."""
+    # imported here: lbkit.nginx imports lbkit.routing when it loads
+    from lbkit.nginx.variables import ClientRequest, RequestVariables
+
     request = ClientRequest(uri=target, client=client or "127.0.0.1", headers=tuple(headers))
     return RequestVariables(request)
 
