@@ -119,3 +119,57 @@ def test_flask_permanent_sessions_and_secret_rotation(
         assert client.get(f"{c.url}/").json()["user"] == "bob"
         stale = httpx.get(f"{c.url}/", cookies={"lbkit_session": signed_old})
         assert stale.json()["user"] is None
+
+
+KEYS_APP = """
+import os
+
+from flask import Flask, session
+
+from lbkit.integrations.flask import SessionInterface
+from lbkit.sessions import RedisStore
+
+app = Flask(__name__)
+app.session_interface = SessionInterface(RedisStore(os.environ["REDIS_URL"]))
+
+
+@app.post("/set/<key>")
+def set_key(key):
+    session[key] = True
+    return "ok"
+
+
+@app.get("/")
+def show():
+    return sorted(session)
+"""
+
+
+def test_sixteen_clients_on_two_servers_change_one_session(
+    tmp_path: Path, start_apps: Any, redis_url: str
+) -> None:
+    """Concurrent requests changing different keys of one session, spread over two gunicorn
+    processes: every change is kept (compare-and-set, re-read, merge)."""
+    import threading
+
+    (tmp_path / "keys_app.py").write_text(KEYS_APP)
+    servers = start_apps(gunicorn("keys_app:app"), {"REDIS_URL": redis_url})
+    first = httpx.post(f"{servers[0].url}/set/start", timeout=10)
+    cookie = first.cookies["lbkit_session"]
+    failures: list[str] = []
+
+    def worker(i: int) -> None:
+        for round_ in range(5):
+            url = servers[(i + round_) % 2].url
+            got = httpx.post(f"{url}/set/k{i}-{round_}", cookies={"lbkit_session": cookie})
+            if got.status_code != 200:
+                failures.append(got.text)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    keys = httpx.get(f"{servers[1].url}/", cookies={"lbkit_session": cookie}).json()
+    assert set(keys) == {"start", *(f"k{i}-{r}" for i in range(16) for r in range(5))}

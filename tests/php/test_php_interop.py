@@ -284,3 +284,49 @@ def test_locking_store_from_sixteen_threads(backend: str, request: pytest.Fixtur
     assert store.get(sid) == b"160"
     assert store.locks.get(sid + store.lock_suffix) is None  # every lock released
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_async_locking_store_with_php(backend: str, request: pytest.FixtureRequest) -> None:
+    """The asyncio twin: PHP waits for its lock; a versioned write waits for PHP's, then
+    loses to PHP's change and releases the lock."""
+    import asyncio
+
+    from lbkit.sessions import AsyncPhpLockingStore
+
+    sync_store, port = make_store(backend, request)
+    sync_store.close()
+    php = PhpApp(backend, port, "php")
+    sid = php.run("new", changes={"user": "alice"})["id"]
+    store = (
+        AsyncPhpLockingStore.redis(f"redis://127.0.0.1:{port}/0")
+        if backend == "redis"
+        else AsyncPhpLockingStore.memcached("127.0.0.1", port)
+    )
+
+    async def main() -> None:
+        async with store.lock(sid):
+            began = time.time()
+            waiting = php.start(sid, {"php": "waited"}, hold_ms=0)
+            await asyncio.sleep(0.8)
+            assert waiting.poll() is None  # PHP blocks in session_start()
+        out, err = await asyncio.to_thread(waiting.communicate, timeout=30)
+        assert waiting.returncode == 0, err
+        assert json.loads(out)["started"] - began > 0.7
+
+        _, version = await store.get_versioned(sid)
+        slow = php.start(sid, {"php": "slow"}, hold_ms=1500)
+        await asyncio.sleep(0.5)
+        began = time.time()
+        with pytest.raises(lbkit.SessionConflict):  # waited for PHP, then saw its change
+            await store.set(sid, PhpSerializer("php").dumps({"x": 1}), if_version=version)
+        assert time.time() - began > 0.5
+        await asyncio.to_thread(slow.communicate, timeout=30)
+        assert await store.locks.get(sid + store.lock_suffix) is None  # released on error
+        assert PhpSerializer("php").loads(await store.get(sid)) == {
+            "user": "alice",
+            "php": "slow",
+        }
+        await store.close()
+
+    asyncio.run(main())

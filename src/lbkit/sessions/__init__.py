@@ -23,7 +23,7 @@ from lbkit.sessions._files import AsyncFileStore, FileStore
 from lbkit.sessions._manager import AsyncSessionManager, SessionManager
 from lbkit.sessions._memory import AsyncMemoryStore, MemoryStore
 from lbkit.sessions._php import PhpSerializer
-from lbkit.sessions._php_locks import PhpLockingStore
+from lbkit.sessions._php_locks import AsyncPhpLockingStore, PhpLockingStore
 from lbkit.sessions._session import (
     CookieConfig,
     CookieSigner,
@@ -42,6 +42,7 @@ __all__ = [
     "AsyncFileStore",
     "AsyncMemcachedStore",
     "AsyncMemoryStore",
+    "AsyncPhpLockingStore",
     "AsyncRedisStore",
     "AsyncSessionManager",
     "AsyncSessionStore",

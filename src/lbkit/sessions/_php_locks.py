@@ -14,62 +14,136 @@ The locks are the ones PHP's extensions use:
 
 A lock is an "add if absent" with an expiry (``lock_ttl``), as PHP's; the release deletes it
 only if it still holds this writer's token (a lock that expired and was taken by PHP stays).
+The waiting, taking and releasing are written once, as flows (:class:`_LockRules`), driven
+by :class:`PhpLockingStore` with blocking calls and by :class:`AsyncPhpLockingStore` with
+``await``. A write cancelled while holding the lock leaves it to expire after ``lock_ttl``.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from lbkit.errors import ConfigError, SessionConflict, SessionLocked
-from lbkit.sessions.base import ABSENT, SessionStore, Version
+from lbkit.sessions._flow import Call, Flow, Pause, arun, run
+from lbkit.sessions.base import ABSENT, AsyncSessionStore, SessionStore, Version
 
-__all__ = ["PhpLockingStore"]
+__all__ = ["AsyncPhpLockingStore", "PhpLockingStore"]
 
 
-class PhpLockingStore:
+class _LockRules:
+    """Waiting for, taking and releasing PHP's lock of a session, as flows over ``locks``."""
+
+    def __init__(
+        self, locks: Any, lock_suffix: str, wait: float, lock_ttl: float, poll: float
+    ) -> None:
+        for name, value in (("wait", wait), ("lock_ttl", lock_ttl), ("poll", poll)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"invalid {name}={value!r}: expected seconds > 0")
+        self.locks = locks
+        self.lock_suffix = lock_suffix
+        self.wait = wait
+        self.lock_ttl = lock_ttl
+        self.poll = poll
+
+    def acquire(self, key: str) -> Flow[bytes]:
+        """Take the lock of session ``key`` (waiting up to ``wait``); returns its token."""
+        lock_key = key + self.lock_suffix
+        token = secrets.token_hex(16).encode()
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                yield Call(
+                    self.locks, "set", (lock_key, token, self.lock_ttl), {"if_version": ABSENT}
+                )
+                return token
+            except SessionConflict:
+                if time.monotonic() >= deadline:
+                    raise SessionLocked(
+                        f"session {key!r} stayed locked (lock key {lock_key!r}) for more than "
+                        f"{self.wait} s"
+                    ) from None
+            yield Pause(self.poll)
+
+    def release(self, key: str, token: bytes) -> Flow[None]:
+        """Drop the lock if it still holds ``token``."""
+        lock_key = key + self.lock_suffix
+        found = yield Call(self.locks, "get_versioned", (lock_key,))
+        if found is not None and secrets.compare_digest(found[0], token):
+            yield Call(self.locks, "delete", (lock_key,))
+
+    def locked(self, store: Any, method: str, key: str, *args: Any, **kwargs: Any) -> Flow[Any]:
+        """``store.method(key, ...)`` under the lock of ``key``."""
+        token = yield from self.acquire(key)
+        try:
+            result = yield Call(store, method, (key, *args), kwargs)
+        except GeneratorExit:
+            raise  # cancelled: no more calls; the lock expires after lock_ttl
+        except BaseException:
+            yield from self.release(key, token)
+            raise
+        yield from self.release(key, token)
+        return result
+
+
+class _PhpLocking:
+    """The constructor and PHP layouts both locking stores share."""
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        locks: Any = None,
+        lock_suffix: str = "_LOCK",
+        wait: float = 10.0,
+        lock_ttl: float = 30.0,
+        poll: float = 0.01,
+    ) -> None:
+        self.store = store
+        self.locks = locks if locks is not None else store
+        self.lock_suffix = lock_suffix
+        self.capabilities = store.capabilities
+        self._rules = _LockRules(self.locks, lock_suffix, wait, lock_ttl, poll)
+
+    @classmethod
+    def _layout(cls, backend: str, where: tuple[Any, ...], prefix: str, options: Any) -> Any:
+        from lbkit import sessions
+
+        twin = "Async" if issubclass(cls, AsyncPhpLockingStore) else ""
+        if backend == "redis":
+            redis_store = getattr(sessions, f"{twin}RedisStore")
+            return cls(redis_store(*where, prefix=prefix, layout="string"), **options)
+        memcached_store = getattr(sessions, f"{twin}MemcachedStore")
+        return cls(
+            memcached_store(*where, prefix=prefix),
+            locks=memcached_store(*where, prefix=prefix + "lock."),
+            lock_suffix="",
+            **options,
+        )
+
+
+class PhpLockingStore(_PhpLocking):
     """A store whose writes take and honour PHP's session lock.
 
     ``locks`` holds the lock keys (``store`` itself by default): the lock of session ``id``
     is ``locks``' key ``id + lock_suffix``. ``wait`` bounds how long a write waits for PHP
     (then :class:`~lbkit.errors.SessionLocked`); ``lock_ttl`` is how long a lock Python took
     lives if Python dies holding it. Use :meth:`redis` and :meth:`memcached` for PHP's
-    own layouts.
+    own layouts. Thread-safe when its stores are.
     """
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        locks: SessionStore | None = None,
-        lock_suffix: str = "_LOCK",
-        wait: float = 10.0,
-        lock_ttl: float = 30.0,
-        poll: float = 0.01,
-    ) -> None:
-        if not wait > 0 or not lock_ttl > 0 or not poll > 0:
-            raise ConfigError(
-                f"wait, lock_ttl and poll must be seconds > 0, got {wait}, {lock_ttl}, {poll}"
-            )
-        self.store = store
-        self.locks = locks if locks is not None else store
-        self.lock_suffix = lock_suffix
-        self.wait = wait
-        self.lock_ttl = lock_ttl
-        self.poll = poll
-        self.capabilities = store.capabilities
+    store: SessionStore
 
     @classmethod
     def redis(
         cls, url: str, *, prefix: str = "PHPREDIS_SESSION:", **options: Any
     ) -> PhpLockingStore:
         """Sessions as php-redis keeps them (plain strings at ``prefix + id``), its locks on."""
-        from lbkit.sessions._redis import RedisStore
-
-        return cls(RedisStore(url, prefix=prefix, layout="string"), **options)
+        result: PhpLockingStore = cls._layout("redis", (url,), prefix, options)
+        return result
 
     @classmethod
     def memcached(
@@ -77,38 +151,17 @@ class PhpLockingStore:
         **options: Any,
     ) -> PhpLockingStore:  # fmt: skip
         """Sessions as php-memcached keeps them (``prefix + id``), its locks on."""
-        from lbkit.sessions._memcached import MemcachedStore
-
-        return cls(
-            MemcachedStore(host, port, prefix=prefix),
-            locks=MemcachedStore(host, port, prefix=prefix + "lock."),
-            lock_suffix="",
-            **options,
-        )
+        result: PhpLockingStore = cls._layout("memcached", (host, port), prefix, options)
+        return result
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold PHP's lock of session ``key`` (waiting up to ``wait`` seconds for it)."""
-        lock_key = key + self.lock_suffix
-        token = secrets.token_hex(16).encode()
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                self.locks.set(lock_key, token, self.lock_ttl, if_version=ABSENT)
-                break
-            except SessionConflict:
-                if time.monotonic() >= deadline:
-                    raise SessionLocked(
-                        f"session {key!r} stayed locked (lock key {lock_key!r}) for more than "
-                        f"{self.wait} s"
-                    ) from None
-                time.sleep(self.poll)
+        token = run(self._rules.acquire(key))
         try:
             yield
         finally:
-            found = self.locks.get_versioned(lock_key)
-            if found is not None and secrets.compare_digest(found[0], token):
-                self.locks.delete(lock_key)
+            run(self._rules.release(key, token))
 
     def get(self, key: str) -> bytes | None:
         """The value of ``key`` (does not wait for the lock)."""
@@ -127,13 +180,14 @@ class PhpLockingStore:
         if_version: Version | None = None,
     ) -> Version | None:
         """Write under PHP's lock."""
-        with self.lock(key):
-            return self.store.set(key, value, ttl, if_version=if_version)
+        version: Version | None = run(
+            self._rules.locked(self.store, "set", key, value, ttl, if_version=if_version)
+        )
+        return version
 
     def delete(self, key: str) -> bool:
         """Delete under PHP's lock."""
-        with self.lock(key):
-            return self.store.delete(key)
+        return bool(run(self._rules.locked(self.store, "delete", key)))
 
     def touch(self, key: str, ttl: float) -> bool:
         """Extend the TTL (no lock: PHP's write keeps its own TTL)."""
@@ -144,3 +198,71 @@ class PhpLockingStore:
         self.store.close()
         if self.locks is not self.store:
             self.locks.close()
+
+
+class AsyncPhpLockingStore(_PhpLocking):
+    """The asyncio twin of :class:`PhpLockingStore` (over asyncio stores)."""
+
+    store: AsyncSessionStore
+
+    @classmethod
+    def redis(
+        cls, url: str, *, prefix: str = "PHPREDIS_SESSION:", **options: Any
+    ) -> AsyncPhpLockingStore:
+        """See :meth:`PhpLockingStore.redis`."""
+        result: AsyncPhpLockingStore = cls._layout("redis", (url,), prefix, options)
+        return result
+
+    @classmethod
+    def memcached(
+        cls, host: str = "127.0.0.1", port: int = 11211, *, prefix: str = "memc.sess.key.",
+        **options: Any,
+    ) -> AsyncPhpLockingStore:  # fmt: skip
+        """See :meth:`PhpLockingStore.memcached`."""
+        result: AsyncPhpLockingStore = cls._layout("memcached", (host, port), prefix, options)
+        return result
+
+    @asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """See :meth:`PhpLockingStore.lock`."""
+        token = await arun(self._rules.acquire(key))
+        try:
+            yield
+        finally:
+            await arun(self._rules.release(key, token))
+
+    async def get(self, key: str) -> bytes | None:
+        """See :meth:`PhpLockingStore.get`."""
+        return await self.store.get(key)
+
+    async def get_versioned(self, key: str) -> tuple[bytes, Version] | None:
+        """See :meth:`PhpLockingStore.get_versioned`."""
+        return await self.store.get_versioned(key)
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        *,
+        if_version: Version | None = None,
+    ) -> Version | None:
+        """See :meth:`PhpLockingStore.set`."""
+        version: Version | None = await arun(
+            self._rules.locked(self.store, "set", key, value, ttl, if_version=if_version)
+        )
+        return version
+
+    async def delete(self, key: str) -> bool:
+        """See :meth:`PhpLockingStore.delete`."""
+        return bool(await arun(self._rules.locked(self.store, "delete", key)))
+
+    async def touch(self, key: str, ttl: float) -> bool:
+        """See :meth:`PhpLockingStore.touch`."""
+        return await self.store.touch(key, ttl)
+
+    async def close(self) -> None:
+        """Close the store and the lock store."""
+        await self.store.close()
+        if self.locks is not self.store:
+            await self.locks.close()
