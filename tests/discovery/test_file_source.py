@@ -75,3 +75,34 @@ def test_parse_lines_never_raises_anything_but_config_error(text: str) -> None:
         return
     assert all(k and not any(c.isspace() for c in k) for k in view)
     assert len(server_lines(view)) == len(view)
+
+
+def test_polls_from_16_threads_hand_on_whole_views_in_order(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "servers"
+    replace(path, "10.0.0.0:80\n")
+    sink = RecordingSink()
+    src = FileSource(path, [sink])
+    stop = threading.Event()
+
+    def poller() -> None:
+        while not stop.is_set():
+            src.poll()
+
+    threads = [threading.Thread(target=poller) for _ in range(15)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 40):  # the 16th thread writes: each file holds i and i + 1000
+            replace(path, f"10.0.0.{i}:80\n10.0.{i // 10}.{i}:81 weight={i}\n")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    src.poll()
+    assert sink.views[-1] == {"10.0.0.39:80": "", "10.0.3.39:81": "weight=39"}
+    for view in sink.views[1:]:  # never half a file
+        assert len(view) == 2
+    firsts = [int(next(iter(v)).split(".")[3].split(":")[0]) for v in sink.views]
+    assert firsts == sorted(firsts)  # handed on in order, never an older file after a newer

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lbkit.discovery import ResolvingUpstream
 from lbkit.discovery.resolve import split_host_port
@@ -78,3 +81,21 @@ def test_split_host_port() -> None:
     assert split_host_port("[fd00::1]") == ("fd00::1", None)
     with pytest.raises(ConfigError):
         split_host_port("a.example:99999")
+
+
+@given(st.lists(st.text(max_size=40), max_size=4))
+def test_any_server_lines_raise_only_config_error(lines: list[str]) -> None:
+    with contextlib.suppress(ConfigError):
+        ResolvingUpstream(UpdateRecorder(), lines, resolver=_RESOLVER)
+
+
+@given(st.text(max_size=60))
+def test_split_host_port_raises_only_config_error(text: str) -> None:
+    try:
+        _host, port = split_host_port(text)
+    except ConfigError:
+        return
+    assert port is None or 1 <= port <= 65535
+
+
+_RESOLVER = Resolver(["127.0.0.1:53"])

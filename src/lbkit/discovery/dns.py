@@ -214,7 +214,7 @@ class DnsSource(PollingSource):
             view[r.endpoint] = " ".join(w for w in words if w)
         return view
 
-    def poll(self) -> float:
+    def _poll(self) -> float:
         """Resolve, publish a changed view, return seconds until the next lookup."""
         try:
             answer = self.lookup()

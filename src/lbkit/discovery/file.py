@@ -63,7 +63,7 @@ class FileSource(PollingSource):
         self.interval = float(interval)
         self._seen: tuple[int, int, int] | None = None
 
-    def poll(self) -> float:
+    def _poll(self) -> float:
         """Re-read the file if it changed and publish a changed view."""
         try:
             st = self.path.stat()

@@ -80,7 +80,11 @@ class Source:
 
 
 class PollingSource(Source):
-    """A source read again and again by a daemon thread: ``poll()`` returns the next delay."""
+    """A source read again and again by a daemon thread: ``poll()`` returns the next delay.
+
+    Polls are serialized (read and publish under one lock), so a slow read can never
+    publish an older view after a newer one.
+    """
 
     _thread_name = "lbkit-discovery"
 
@@ -88,9 +92,14 @@ class PollingSource(Source):
         super().__init__(sinks, on_error)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._poll_lock = threading.Lock()
 
     def poll(self) -> float:
         """Read once, publish a change, return seconds until the next read."""
+        with self._poll_lock:
+            return self._poll()
+
+    def _poll(self) -> float:
         raise NotImplementedError
 
     def start(self) -> None:

@@ -71,6 +71,7 @@ class ZooKeeperSource(Source):
         self.max_children = max_children
         self._owns_client = client is None
         self.client = client or self._kazoo.client.KazooClient(hosts=hosts, timeout=timeout)
+        self._refresh_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -134,8 +135,13 @@ class ZooKeeperSource(Source):
     def refresh(self) -> bool:
         """Read the children and their data now (setting watches); True if the view changed.
 
-        Raises DiscoveryError when ZooKeeper cannot answer; the last view stays.
+        Raises DiscoveryError when ZooKeeper cannot answer; the last view stays. Reads are
+        serialized, so an older read never publishes after a newer one.
         """
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         errors = self._kazoo.exceptions
         try:
             try:
