@@ -176,21 +176,32 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _watched(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request; once its body is read, a client disconnect cancels it."""
+        """Run the request; a client disconnect after its body was read and before the
+        response was sent cancels it (which gives its peer back)."""
         body_read = asyncio.Event()
-        handler = asyncio.ensure_future(self._handle(scope, receive, send, body_read))
+        finished = asyncio.Event()
+
+        async def send_tracked(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                finished.set()  # from here on a disconnect is the normal end, not an abort
+            await send(message)
+
+        handler = asyncio.ensure_future(self._handle(scope, receive, send_tracked, body_read))
 
         async def watch() -> None:
             await body_read.wait()
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    handler.cancel()
+                    if not finished.is_set():
+                        handler.cancel()
                     return
 
         watcher = asyncio.ensure_future(watch())
         try:
             await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done() and finished.is_set():
+                await asyncio.wait({handler})  # the response is out: let it report
         finally:
             watcher.cancel()
             if not handler.done():
@@ -400,7 +411,15 @@ class ProxyApp:
                             self.stats[f"next_{response.status_code}"] += 1
                             continue
                         body_read.set()
-                        await self._relay(response, send)
+                        try:
+                            await self._relay(response, send)
+                        except httpx.HTTPError:
+                            # nginx frees the peer as a success when the body breaks off
+                            # (ngx_http_upstream_finalize_request); the client's
+                            # connection is closed to show the response is cut short
+                            upstream.done(peer, elapsed=time.monotonic() - started)
+                            self.stats["upstream_broke_body"] += 1
+                            raise
                     finally:
                         await response.aclose()
                     upstream.done(peer, elapsed=time.monotonic() - started)

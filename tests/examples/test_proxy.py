@@ -169,6 +169,9 @@ def test_round_robin_weights_are_exact(world: World) -> None:
     text = f"upstream rr {{ server {b1} weight=3; server {b2} weight=2; server {b3}; }}"
     assert got == _expected(world, text, 24)
     assert Counter(got) == {"b1": 12, "b2": 8, "b3": 4}
+    # every one reported done (not just given back) once its response was sent
+    peers = world.status()["upstreams"]["rr"]
+    assert [p["requests"] for p in peers] == [12, 8, 4]
 
 
 def test_hash_by_request_uri_is_stable(world: World) -> None:
@@ -421,3 +424,50 @@ def test_shared_sessions_are_optional(world: World) -> None:
             assert "set-cookie" not in response.headers
 
     asyncio.run(main())
+
+
+def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -> None:
+    """``proxy_pass http://$host:PORT`` with ``resolver``: the name goes to a real dnsmasq
+    (hosts file and a wildcard record); a name it does not know is nginx's 502."""
+    from examples.proxy.app import ProxyApp
+    from lbkit.nginx import load_config
+    from tests.conformance.servers import Dnsmasq, free_port
+
+    (tmp_path / "hosts").write_text("127.0.0.1 one.svc.test.priv\n")
+    dns = Dnsmasq(tmp_path, free_port(), ["/wild.test.priv/127.0.0.1"], ttl=5)
+    port = world.ports["b3"]
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"""
+        events {{ }}
+        http {{
+            resolver 127.0.0.1:{dns.port} valid=5s ipv6=off;
+            server {{
+                listen 80;
+                server_name *.svc.test.priv *.wild.test.priv;
+                location / {{ proxy_pass http://$host:{port}; }}
+            }}
+        }}
+        """
+    )
+    app = ProxyApp(load_config(conf))
+
+    async def main() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        out = []
+        async with httpx.AsyncClient(transport=transport) as c:
+            for host in ("one.svc.test.priv", "x.wild.test.priv", "gone.svc.test.priv"):
+                r = await c.get("http://proxy/p", headers={"Host": host})
+                out.append((r.status_code, r.json()["host"] if r.status_code == 200 else ""))
+        await app.aclose()
+        return out
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        dns.stop()
+    assert got == [
+        (200, f"one.svc.test.priv:{port}"),  # Host: $proxy_host, with its port
+        (200, f"x.wild.test.priv:{port}"),
+        (502, ""),
+    ]
