@@ -57,6 +57,13 @@ http {{
     }}
     server {{ listen 80; server_name lc.test; location / {{ proxy_pass http://lc; }} }}
     server {{ listen 80; server_name nf.test; location / {{ proxy_pass http://nf; }} }}
+    server {{
+        listen 80;
+        server_name to.test;
+        proxy_read_timeout 1s;
+        proxy_next_upstream_tries 2;
+        location / {{ proxy_pass http://nf; }}
+    }}
     server {{ listen 80; server_name uri.test; location / {{ proxy_pass http://uri; }} }}
     server {{
         listen 80;
@@ -471,3 +478,26 @@ def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -
         (200, f"x.wild.test.priv:{port}"),
         (502, ""),
     ]
+
+
+def test_timeouts_retry_up_to_the_tries_limit_then_504(world: World) -> None:
+    before = sum(p["fails"] for p in world.status()["upstreams"]["nf"])
+    started = time.monotonic()
+    response = world.get("to.test", "/slow")
+    took = time.monotonic() - started
+    assert response.status_code == 504  # the last try timed out: nginx's 504
+    assert 2.0 <= took < 6.0  # two tries of proxy_read_timeout 1s, not three
+    assert sum(p["fails"] for p in world.status()["upstreams"]["nf"]) == before + 2
+    _wait(lambda: all(v == 0 for v in world.conns().values()))
+
+
+def test_a_body_cut_short_closes_the_client_and_counts_as_nginx(world: World) -> None:
+    peers = {p["name"]: p for p in world.status()["upstreams"]["nf"]}
+    with pytest.raises(httpx.HTTPError):  # the client sees the response cut short
+        world.get("nf.test", "/break")
+    after = {p["name"]: p for p in world.status()["upstreams"]["nf"]}
+    assert sum(p["requests"] for p in after.values()) == 1 + sum(
+        p["requests"] for p in peers.values()
+    )  # reported done: nginx frees the peer as a success
+    assert [p["fails"] for p in after.values()] == [p["fails"] for p in peers.values()]
+    _wait(lambda: all(v == 0 for v in world.conns().values()))
