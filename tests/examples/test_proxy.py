@@ -42,6 +42,8 @@ http {{
     upstream rr {{ server {b1} weight=3; server {b2} weight=2; server {b3}; }}
     upstream lc {{ least_conn; server {b1}; server {b2}; server {b3}; }}
     upstream uri {{ hash $request_uri; server {b1}; server {b2}; server {b3}; }}
+    upstream ip {{ ip_hash; server {b1}; server {b2}; server {b3}; }}
+    upstream ra {{ hash $remote_addr; server {b1}; server {b2}; server {b3}; }}
     upstream fo {{
         server {b1} max_fails=1 fail_timeout=30s;
         server {b2} max_fails=1 fail_timeout=30s;
@@ -65,6 +67,8 @@ http {{
         location / {{ proxy_pass http://nf; }}
     }}
     server {{ listen 80; server_name uri.test; location / {{ proxy_pass http://uri; }} }}
+    server {{ listen 80; server_name ip.test; location / {{ proxy_pass http://ip; }} }}
+    server {{ listen 80; server_name ra.test; location / {{ proxy_pass http://ra; }} }}
     server {{
         listen 80;
         server_name fo.test;
@@ -191,6 +195,32 @@ def test_hash_by_request_uri_is_stable(world: World) -> None:
     assert len(set(first.values())) == 3
     for uri in uris:
         assert [first[uri]] == _expected(world, text, 1, key=uri)
+
+
+def _from(world: World, source: str, host: str) -> str:
+    """The backend a request from the client address ``source`` reaches."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        url = f"http://127.0.0.1:{world.proxy_port}/who"
+        return client.get(url, headers={"Host": host}).headers["x-backend"]
+
+
+def test_client_address_methods(world: World) -> None:
+    sources = [f"127.0.{i}.{j}" for i in (0, 1, 2) for j in (2, 3)]
+    b1, b2, b3 = (world.peer(n) for n in NAMES)
+    servers = f"server {b1}; server {b2}; server {b3};"
+    ip = {s: _from(world, s, "ip.test") for s in sources}
+    ra = {s: _from(world, s, "ra.test") for s in sources}
+    for source in sources:
+        assert [ip[source]] == _expected(
+            world, f"upstream ip {{ ip_hash; {servers} }}", 1, client_addr=source
+        )
+        assert [ra[source]] == _expected(
+            world, f"upstream ra {{ hash $remote_addr; {servers} }}", 1, key=source
+        )
+    # ip_hash hashes an IPv4 client's first three octets: 127.0.0.2 and .3 share a peer
+    assert all(ip[f"127.0.{i}.2"] == ip[f"127.0.{i}.3"] for i in (0, 1, 2))
+    assert {s: _from(world, s, "ip.test") for s in sources} == ip  # stable
 
 
 def _held(world: World, host: str, n: int) -> list[threading.Thread]:
@@ -343,7 +373,17 @@ def test_failover_when_a_backend_is_killed(world: World) -> None:
 
 def test_admin_endpoint_is_json(world: World) -> None:
     status = world.status()
-    assert set(status["upstreams"]) == {"rr", "lc", "uri", "fo", "nf", "host_01", "host_02"}
+    assert set(status["upstreams"]) == {
+        "rr",
+        "lc",
+        "uri",
+        "ip",
+        "ra",
+        "fo",
+        "nf",
+        "host_01",
+        "host_02",
+    }
     assert json.dumps(status)
 
 
