@@ -44,6 +44,7 @@ http {{
     upstream uri {{ hash $request_uri; server {b1}; server {b2}; server {b3}; }}
     upstream ip {{ ip_hash; server {b1}; server {b2}; server {b3}; }}
     upstream ra {{ hash $remote_addr; server {b1}; server {b2}; server {b3}; }}
+    upstream ck {{ hash $cookie_sid consistent; server {b1}; server {b2}; server {b3}; }}
     upstream fo {{
         server {b1} max_fails=1 fail_timeout=30s;
         server {b2} max_fails=1 fail_timeout=30s;
@@ -69,6 +70,7 @@ http {{
     server {{ listen 80; server_name uri.test; location / {{ proxy_pass http://uri; }} }}
     server {{ listen 80; server_name ip.test; location / {{ proxy_pass http://ip; }} }}
     server {{ listen 80; server_name ra.test; location / {{ proxy_pass http://ra; }} }}
+    server {{ listen 80; server_name ck.test; location / {{ proxy_pass http://ck; }} }}
     server {{
         listen 80;
         server_name fo.test;
@@ -223,6 +225,17 @@ def test_client_address_methods(world: World) -> None:
     assert {s: _from(world, s, "ip.test") for s in sources} == ip  # stable
 
 
+def test_hash_by_cookie(world: World) -> None:
+    b1, b2, b3 = (world.peer(n) for n in NAMES)
+    text = f"upstream ck {{ hash $cookie_sid consistent; server {b1}; server {b2}; server {b3}; }}"
+    got = {}
+    for i in range(20):
+        cookie = f"theme=dark; sid=user{i}"
+        got[i] = world.get("ck.test", f"/p{i % 3}", headers={"Cookie": cookie})
+        assert [got[i].headers["x-backend"]] == _expected(world, text, 1, key=f"user{i}")
+    assert len({r.headers["x-backend"] for r in got.values()}) == 3
+
+
 def _held(world: World, host: str, n: int) -> list[threading.Thread]:
     threads = [
         threading.Thread(target=world.get, args=(host, "/hold"), daemon=True) for _ in range(n)
@@ -373,17 +386,10 @@ def test_failover_when_a_backend_is_killed(world: World) -> None:
 
 def test_admin_endpoint_is_json(world: World) -> None:
     status = world.status()
-    assert set(status["upstreams"]) == {
-        "rr",
-        "lc",
-        "uri",
-        "ip",
-        "ra",
-        "fo",
-        "nf",
-        "host_01",
-        "host_02",
-    }
+    names = {"rr", "lc", "uri", "ip", "ra", "ck", "fo", "nf", "host_01", "host_02"}
+    assert set(status["upstreams"]) == names
+    peer = status["upstreams"]["rr"][0]
+    assert set(peer) == {"name", "conns", "fails", "requests", "failed", "down"}
     assert json.dumps(status)
 
 
