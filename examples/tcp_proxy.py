@@ -71,6 +71,10 @@ class TCPProxy:
             await self._proxy(client_addr, reader, writer)
         except NoLiveUpstreams:
             pass  # nginx closes the client connection: no peer could take it
+        except asyncio.CancelledError:
+            # The server is closing (the peer was given back on the way out). This task
+            # is the top of the connection: asyncio's start_server logs a cancelled one.
+            pass
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -45,6 +46,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Characters of a decoded path that need no %-escape (when the server gives no raw path).
+_PATH_SAFE = "/!$&'()*+,;=:@~-._"
 _REASONS = {400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}  # fmt: skip
 
@@ -176,21 +179,32 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _watched(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request; once its body is read, a client disconnect cancels it."""
+        """Run the request; a client disconnect after its body was read and before the
+        response was sent cancels it (which gives its peer back)."""
         body_read = asyncio.Event()
-        handler = asyncio.ensure_future(self._handle(scope, receive, send, body_read))
+        finished = asyncio.Event()
+
+        async def send_tracked(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                finished.set()  # from here on a disconnect is the normal end, not an abort
+            await send(message)
+
+        handler = asyncio.ensure_future(self._handle(scope, receive, send_tracked, body_read))
 
         async def watch() -> None:
             await body_read.wait()
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    handler.cancel()
+                    if not finished.is_set():
+                        handler.cancel()
                     return
 
         watcher = asyncio.ensure_future(watch())
         try:
             await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done() and finished.is_set():
+                await asyncio.wait({handler})  # the response is out: let it report
         finally:
             watcher.cancel()
             if not handler.done():
@@ -225,26 +239,22 @@ class ProxyApp:
         host = next((v for k, v in headers if k.lower() == b"host"), None)
         client = scope.get("client")
         client_addr = client[0] if client else "127.0.0.1"
-        path = scope.get("path", "/")
-        query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        raw = scope.get("raw_path") or path.encode()
-        request_uri = bytes(raw).decode("latin-1") + (f"?{query}" if query else "")
+        raw = scope.get("raw_path") or quote(scope.get("path", "/"), safe=_PATH_SAFE).encode()
+        query = bytes(scope.get("query_string", b""))
+        target = (bytes(raw) + (b"?" + query if query else b"")).decode("latin-1")
         try:
-            route = plan_route(
-                self.router,
-                Request(host, path, query, listen=self.listen, client_addr=client_addr),
-                pick=False,
+            own = self._own_variables(scope, headers, target, client_addr)
+            request = Request.from_target(
+                host, target, listen=self.listen, client_addr=client_addr, variables=own
             )
+            route = plan_route(self.router, request, pick=False)
         except LbkitError as exc:
             raise _Answer(status_for(exc)) from None
         if route.status is not None:
             raise _Answer(route.status)
         assert route.target is not None
         settings = self.settings.lookup(route.match.server.index, route.location)
-        try:
-            variables = self._variables(scope, headers, route, client_addr, request_uri)
-        except LbkitError:
-            raise _Answer(400) from None
+        variables = self._variables(scope, own, route, client_addr)
         drop = [self.session_header.lower()] if self.session_header else []
         upstream_headers = request_headers(
             headers,
@@ -279,39 +289,34 @@ class ProxyApp:
         await self._balanced(route, route.upstream, settings, method, upstream_headers, body,
                              body_read, send, client_addr)  # fmt: skip
 
-    def _variables(
-        self,
-        scope: Scope,
-        headers: list[tuple[bytes, bytes]],
-        route: Route,
-        client_addr: str,
-        request_uri: str,
-    ) -> collections.ChainMap[str, str]:
-        assert route.target is not None
-        text_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+    def _own_variables(
+        self, scope: Scope, headers: list[tuple[bytes, bytes]], target: str, client_addr: str
+    ) -> RequestVariables:
+        """The request's own nginx variables (``$http_``, ``$cookie_``, ``$arg_``...)."""
         request = ClientRequest(
-            host=None,
-            uri=request_uri,
+            uri=target,
             client=client_addr,
             method=scope.get("method", "GET"),
-            headers=text_headers,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
         )
         server = scope.get("server")
-        variables = RequestVariables(
-            request,
-            host=route.match.host,
-            server_name=route.match.server.server_name,
-            port=server[1] if server else None,
-        )
+        return RequestVariables(request, port=server[1] if server else None)
+
+    def _variables(
+        self, scope: Scope, own: RequestVariables, route: Route, client_addr: str
+    ) -> collections.ChainMap[str, str]:
+        """Everything a ``proxy_set_header`` value may use: the proxy's own variables,
+        then the route's (``$host``, captures...), which fall back to the request's."""
+        assert route.target is not None
         host, port = proxy_host(route.target)
-        forwarded = request.header_lines("x-forwarded-for")
+        forwarded = own.request.header_lines("x-forwarded-for")
         extra = {
             "proxy_host": host,
             "proxy_port": port,
             "proxy_add_x_forwarded_for": proxy_add_x_forwarded_for(forwarded, client_addr),
             "scheme": scope.get("scheme", "http"),
         }
-        return collections.ChainMap(extra, route.variables, variables)  # type: ignore[arg-type]
+        return collections.ChainMap(extra, route.variables)
 
     async def _resolve(self, route: Route) -> None:
         name = route.resolve_name
@@ -400,7 +405,15 @@ class ProxyApp:
                             self.stats[f"next_{response.status_code}"] += 1
                             continue
                         body_read.set()
-                        await self._relay(response, send)
+                        try:
+                            await self._relay(response, send)
+                        except httpx.HTTPError:
+                            # nginx frees the peer as a success when the body breaks off
+                            # (ngx_http_upstream_finalize_request); the client's
+                            # connection is closed to show the response is cut short
+                            upstream.done(peer, elapsed=time.monotonic() - started)
+                            self.stats["upstream_broke_body"] += 1
+                            raise
                     finally:
                         await response.aclose()
                     upstream.done(peer, elapsed=time.monotonic() - started)

@@ -2,9 +2,9 @@
 
 ``python -m tests.examples.backend NAME PORT``. Every response has ``X-Backend: NAME`` and
 echoes the Host and X-Forwarded-For it got. Paths: ``/hold`` waits until ``/release``;
-``/slow`` sleeps 30 s; ``/status/NNN`` answers NNN; ``/fail/NAME`` answers 503 on backend
-NAME only; ``/bytes/N`` streams N bytes; ``POST /count`` reads the body as it comes and
-answers its length and sha256.
+``/slow`` sleeps 30 s; ``/break`` drops the connection mid-body; ``/status/NNN`` answers
+NNN; ``/fail/NAME`` answers 503 on backend NAME only; ``/bytes/N`` streams N bytes;
+``POST /count`` reads the body as it comes and answers its length and sha256.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             left -= len(part)
             await send({"type": "http.response.body", "body": part, "more_body": left > 0})
         return
+    elif path == "/break":  # promises 1 MiB, sends 64 KiB, then drops the connection
+        promise = [(b"x-backend", NAME.encode()), (b"content-length", b"1048576")]
+        await send({"type": "http.response.start", "status": 200, "headers": promise})
+        await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        raise RuntimeError("backend gave up mid-body")
     elif path == "/hold":
         await released.wait()
     elif path == "/release":

@@ -42,6 +42,9 @@ http {{
     upstream rr {{ server {b1} weight=3; server {b2} weight=2; server {b3}; }}
     upstream lc {{ least_conn; server {b1}; server {b2}; server {b3}; }}
     upstream uri {{ hash $request_uri; server {b1}; server {b2}; server {b3}; }}
+    upstream ip {{ ip_hash; server {b1}; server {b2}; server {b3}; }}
+    upstream ra {{ hash $remote_addr; server {b1}; server {b2}; server {b3}; }}
+    upstream ck {{ hash $cookie_sid consistent; server {b1}; server {b2}; server {b3}; }}
     upstream fo {{
         server {b1} max_fails=1 fail_timeout=30s;
         server {b2} max_fails=1 fail_timeout=30s;
@@ -57,7 +60,17 @@ http {{
     }}
     server {{ listen 80; server_name lc.test; location / {{ proxy_pass http://lc; }} }}
     server {{ listen 80; server_name nf.test; location / {{ proxy_pass http://nf; }} }}
+    server {{
+        listen 80;
+        server_name to.test;
+        proxy_read_timeout 1s;
+        proxy_next_upstream_tries 2;
+        location / {{ proxy_pass http://nf; }}
+    }}
     server {{ listen 80; server_name uri.test; location / {{ proxy_pass http://uri; }} }}
+    server {{ listen 80; server_name ip.test; location / {{ proxy_pass http://ip; }} }}
+    server {{ listen 80; server_name ra.test; location / {{ proxy_pass http://ra; }} }}
+    server {{ listen 80; server_name ck.test; location / {{ proxy_pass http://ck; }} }}
     server {{
         listen 80;
         server_name fo.test;
@@ -169,6 +182,9 @@ def test_round_robin_weights_are_exact(world: World) -> None:
     text = f"upstream rr {{ server {b1} weight=3; server {b2} weight=2; server {b3}; }}"
     assert got == _expected(world, text, 24)
     assert Counter(got) == {"b1": 12, "b2": 8, "b3": 4}
+    # every one reported done (not just given back) once its response was sent
+    # (the proxy reports just after the last byte went out: wait for it)
+    _wait(lambda: [p["requests"] for p in world.status()["upstreams"]["rr"]] == [12, 8, 4])
 
 
 def test_hash_by_request_uri_is_stable(world: World) -> None:
@@ -181,6 +197,43 @@ def test_hash_by_request_uri_is_stable(world: World) -> None:
     assert len(set(first.values())) == 3
     for uri in uris:
         assert [first[uri]] == _expected(world, text, 1, key=uri)
+
+
+def _from(world: World, source: str, host: str) -> str:
+    """The backend a request from the client address ``source`` reaches."""
+    transport = httpx.HTTPTransport(local_address=source)
+    with httpx.Client(transport=transport, timeout=30) as client:
+        url = f"http://127.0.0.1:{world.proxy_port}/who"
+        return client.get(url, headers={"Host": host}).headers["x-backend"]
+
+
+def test_client_address_methods(world: World) -> None:
+    sources = [f"127.0.{i}.{j}" for i in (0, 1, 2) for j in (2, 3)]
+    b1, b2, b3 = (world.peer(n) for n in NAMES)
+    servers = f"server {b1}; server {b2}; server {b3};"
+    ip = {s: _from(world, s, "ip.test") for s in sources}
+    ra = {s: _from(world, s, "ra.test") for s in sources}
+    for source in sources:
+        assert [ip[source]] == _expected(
+            world, f"upstream ip {{ ip_hash; {servers} }}", 1, client_addr=source
+        )
+        assert [ra[source]] == _expected(
+            world, f"upstream ra {{ hash $remote_addr; {servers} }}", 1, key=source
+        )
+    # ip_hash hashes an IPv4 client's first three octets: 127.0.0.2 and .3 share a peer
+    assert all(ip[f"127.0.{i}.2"] == ip[f"127.0.{i}.3"] for i in (0, 1, 2))
+    assert {s: _from(world, s, "ip.test") for s in sources} == ip  # stable
+
+
+def test_hash_by_cookie(world: World) -> None:
+    b1, b2, b3 = (world.peer(n) for n in NAMES)
+    text = f"upstream ck {{ hash $cookie_sid consistent; server {b1}; server {b2}; server {b3}; }}"
+    got = {}
+    for i in range(20):
+        cookie = f"theme=dark; sid=user{i}"
+        got[i] = world.get("ck.test", f"/p{i % 3}", headers={"Cookie": cookie})
+        assert [got[i].headers["x-backend"]] == _expected(world, text, 1, key=f"user{i}")
+    assert len({r.headers["x-backend"] for r in got.values()}) == 3
 
 
 def _held(world: World, host: str, n: int) -> list[threading.Thread]:
@@ -325,7 +378,7 @@ def test_failover_when_a_backend_is_killed(world: World) -> None:
         assert peers["b2"]["failed"] is True
         assert not peers["b1"]["failed"]
         assert not peers["b3"]["failed"]
-        assert all(p["conns"] == 0 for p in peers.values())
+        _wait(lambda: all(v == 0 for v in world.conns().values()))
     finally:
         with contextlib.suppress(Exception):
             world.start_backend("b2")
@@ -333,7 +386,10 @@ def test_failover_when_a_backend_is_killed(world: World) -> None:
 
 def test_admin_endpoint_is_json(world: World) -> None:
     status = world.status()
-    assert set(status["upstreams"]) == {"rr", "lc", "uri", "fo", "nf", "host_01", "host_02"}
+    names = {"rr", "lc", "uri", "ip", "ra", "ck", "fo", "nf", "host_01", "host_02"}
+    assert set(status["upstreams"]) == names
+    peer = status["upstreams"]["rr"][0]
+    assert set(peer) == {"name", "conns", "fails", "requests", "failed", "down"}
     assert json.dumps(status)
 
 
@@ -421,3 +477,73 @@ def test_shared_sessions_are_optional(world: World) -> None:
             assert "set-cookie" not in response.headers
 
     asyncio.run(main())
+
+
+def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -> None:
+    """``proxy_pass http://$host:PORT`` with ``resolver``: the name goes to a real dnsmasq
+    (hosts file and a wildcard record); a name it does not know is nginx's 502."""
+    from examples.proxy.app import ProxyApp
+    from lbkit.nginx import load_config
+    from tests.conformance.servers import Dnsmasq, free_port
+
+    (tmp_path / "hosts").write_text("127.0.0.1 one.svc.test.priv\n")
+    dns = Dnsmasq(tmp_path, free_port(), ["/wild.test.priv/127.0.0.1"], ttl=5)
+    port = world.ports["b3"]
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"""
+        events {{ }}
+        http {{
+            resolver 127.0.0.1:{dns.port} valid=5s ipv6=off;
+            server {{
+                listen 80;
+                server_name *.svc.test.priv *.wild.test.priv;
+                location / {{ proxy_pass http://$host:{port}; }}
+            }}
+        }}
+        """
+    )
+    app = ProxyApp(load_config(conf))
+
+    async def main() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        out = []
+        async with httpx.AsyncClient(transport=transport) as c:
+            for host in ("one.svc.test.priv", "x.wild.test.priv", "gone.svc.test.priv"):
+                r = await c.get("http://proxy/p", headers={"Host": host})
+                out.append((r.status_code, r.json()["host"] if r.status_code == 200 else ""))
+        await app.aclose()
+        return out
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        dns.stop()
+    assert got == [
+        (200, f"one.svc.test.priv:{port}"),  # Host: $proxy_host, with its port
+        (200, f"x.wild.test.priv:{port}"),
+        (502, ""),
+    ]
+
+
+def test_timeouts_retry_up_to_the_tries_limit_then_504(world: World) -> None:
+    before = sum(p["fails"] for p in world.status()["upstreams"]["nf"])
+    started = time.monotonic()
+    response = world.get("to.test", "/slow")
+    took = time.monotonic() - started
+    assert response.status_code == 504  # the last try timed out: nginx's 504
+    assert 2.0 <= took < 6.0  # two tries of proxy_read_timeout 1s, not three
+    assert sum(p["fails"] for p in world.status()["upstreams"]["nf"]) == before + 2
+    _wait(lambda: all(v == 0 for v in world.conns().values()))
+
+
+def test_a_body_cut_short_closes_the_client_and_counts_as_nginx(world: World) -> None:
+    peers = {p["name"]: p for p in world.status()["upstreams"]["nf"]}
+    with pytest.raises(httpx.HTTPError):  # the client sees the response cut short
+        world.get("nf.test", "/break")
+    total = sum(p["requests"] for p in peers.values())
+    # reported done: nginx frees the peer as a success
+    _wait(lambda: sum(p["requests"] for p in world.status()["upstreams"]["nf"]) == total + 1)
+    after = {p["name"]: p for p in world.status()["upstreams"]["nf"]}
+    assert [p["fails"] for p in after.values()] == [p["fails"] for p in peers.values()]
+    _wait(lambda: all(v == 0 for v in world.conns().values()))

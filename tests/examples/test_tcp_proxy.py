@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,7 +140,13 @@ def test_clients_keep_their_backend_and_fail_over(
                 assert after[source] == owner[source]
         dead = upstream.peer_state(f"127.0.0.1:{port}")
         assert dead.fails == 1  # max_fails=1: one failure, then skipped for fail_timeout
+        # the client may see EOF just before the proxy reports its peer done
+        deadline = time.monotonic() + 10
+        while any(p.conns for p in upstream.peers) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert all(p.conns == 0 for p in upstream.peers)
+        # 3 rounds of clients and the big payload, plus the one refused attempt on t2
+        assert sum(p.requests for p in upstream.peers) == 3 * len(sources) + 1 + 1
     finally:
         running.stop()
 
