@@ -32,10 +32,9 @@ from examples.proxy.settings import ProxySettings, SettingsTable, proxy_settings
 from lbkit import NoLiveUpstreams, Upstream
 from lbkit.errors import LbkitError
 from lbkit.middleware import ASGISessionMiddleware
-from lbkit.middleware.routing import status_for
 from lbkit.nginx.config import NginxConfig
 from lbkit.nginx.variables import ClientRequest, RequestVariables
-from lbkit.routing import AsyncResolver, Request, ResolverPool, Route, plan_route
+from lbkit.routing import AsyncResolver, Request, ResolverPool, Route, plan_route, status_for
 from lbkit.sessions.base import AsyncSessionStore
 
 __all__ = ["ProxyApp", "make_app"]

@@ -3,7 +3,7 @@
 from lbkit.routing._host import MAX_HEADER_LINE, MAX_HOST_LENGTH, normalize_host
 from lbkit.routing._listen import Listen
 from lbkit.routing._locations import Location, LocationMatch, Locations, rewrite_uri
-from lbkit.routing._middleware import ASGIRoutingMiddleware, WSGIRoutingMiddleware
+from lbkit.routing._middleware import ASGIRoutingMiddleware, WSGIRoutingMiddleware, status_for
 from lbkit.routing._names import NameMatch, ServerNames
 from lbkit.routing._regex import compile_server_regex, translate_pcre
 from lbkit.routing._registry import HostsFileSource, RouteRegistry, parse_hosts
@@ -52,6 +52,7 @@ __all__ = [
     "plan_route",
     "rewrite_uri",
     "route_request",
+    "status_for",
     "translate_pcre",
     "validate_name",
 ]
