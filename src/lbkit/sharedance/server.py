@@ -7,9 +7,10 @@ served; a request larger than ``max_read_size`` or malformed is dropped without 
 
 Unlike the original it answers ``OK`` to a store only once the file is fsynced and renamed
 (stores arriving together share one flush: a group commit), bounds each request by one
-deadline (``timeout`` for the whole request, however slowly it trickles in), serves at most
-``max_connections`` clients at once (others are closed at once, before the process nears
-its open-file limit) and holds at most ``max_read_size`` bytes per connection. It does not
+deadline (``timeout`` for the whole request, however slowly it trickles in), accepts at most
+``max_connections`` clients at once (others wait in the listen backlog, so the process
+never runs out of file descriptors) and holds at most ``max_read_size`` bytes per
+connection. It does not
 chroot: bind it to a private address.
 """
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import resource
+import socket
 import time
 from pathlib import Path
 
@@ -132,8 +135,9 @@ class SharedanceServer:
         self.backlog = backlog
         self.max_batch = max_batch
         self.active = 0
-        self.refused = 0
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._clients: set[asyncio.Task[None]] = set()
         self._cleaner: asyncio.Task[None] | None = None
         self._commits: _GroupCommit | None = None
 
@@ -177,13 +181,34 @@ class SharedanceServer:
             return self._fetch(request.key)
         return self._delete(request.key)
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= self.max_connections:
-            self.refused += 1
-            writer.transport.abort()
-            return
+    async def _accept_forever(self) -> None:
+        # Accept only while a slot is free: clients beyond the limit wait in the kernel's
+        # backlog instead of costing a file descriptor each (asyncio's own accept loop
+        # takes up to `backlog` connections at once and logs every EMFILE).
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.max_connections)
+        while True:
+            await slots.acquire()
+            try:
+                conn, _addr = await loop.sock_accept(self._listener)
+            except OSError as exc:
+                slots.release()
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    await asyncio.sleep(0.05)  # out of descriptors: let connections finish
+                    continue
+                if self._listener.fileno() < 0:
+                    return
+                continue
+            task = asyncio.create_task(self._client(conn, slots))
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
+
+    async def _client(self, conn: socket.socket, slots: asyncio.Semaphore) -> None:
         self.active += 1
+        writer: asyncio.StreamWriter | None = None
         try:
+            reader, writer = await asyncio.open_connection(sock=conn)
             # one deadline for the whole request, however slowly its bytes trickle in
             request = await asyncio.wait_for(self._read_request(reader), self.timeout)
             if request is None:
@@ -196,9 +221,13 @@ class SharedanceServer:
             return
         finally:
             self.active -= 1
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            slots.release()
+            if writer is None:
+                conn.close()
+            else:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
 
     def cleanup(self) -> int:
         """Remove entries (and stray temporary files) older than ``expiration``; how many."""
@@ -222,27 +251,30 @@ class SharedanceServer:
         """Start listening (returns once the socket is bound)."""
         self._commits = _GroupCommit(self.directory, self.max_batch)
         self._commits.start()
-        self._server = await asyncio.start_server(
-            self._client, self.ip, self.port, backlog=self.backlog
-        )
-        sock = self._server.sockets[0]
-        self.port = int(sock.getsockname()[1])
+        self._listener = socket.create_server((self.ip, self.port), backlog=self.backlog)
+        self._listener.setblocking(False)
+        self.port = int(self._listener.getsockname()[1])
+        self._acceptor = asyncio.create_task(self._accept_forever())
         self._cleaner = asyncio.create_task(self._clean_forever())
 
     async def serve_forever(self) -> None:
         """Start and serve until cancelled."""
-        if self._server is None:
+        if self._acceptor is None:
             await self.start()
-        assert self._server is not None
-        async with self._server:
-            await self._server.serve_forever()
+        assert self._acceptor is not None
+        try:
+            await self._acceptor
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
-        """Stop listening, cleaning and committing."""
-        if self._cleaner is not None:
-            self._cleaner.cancel()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        """Stop listening, serving, cleaning and committing."""
+        for task in (self._acceptor, self._cleaner, *self._clients):
+            if task is not None:
+                task.cancel()
+        if self._clients:
+            await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
         if self._commits is not None:
             await self._commits.stop()
