@@ -40,8 +40,11 @@ import lbkit
 #: Name of the reference row; ratios are relative to it.
 FLOOR = "floor: random.choice(list)"
 
-#: Upstream sizes measured.
-PEER_COUNTS: tuple[int, ...] = (3, 10, 100)
+#: The peer row: lbkit's precomputed nginx order alone, what a pick at least costs.
+SCHEDULE = "peer: SmoothSchedule.next()"
+
+#: Upstream sizes measured (round robin and least_conn must stay flat from 10 to 1,000).
+PEER_COUNTS: tuple[int, ...] = (3, 10, 100, 1000)
 
 #: What each method's ``pick()`` is given: nothing, ``key=`` or ``client_addr=``.
 NO_ARG, KEY, ADDR = "none", "key", "client_addr"
@@ -111,6 +114,17 @@ def floor_loop(names: list[str], inputs: list[str]) -> Callable[[], None]:
     return run
 
 
+def schedule_loop(servers: list[lbkit.Server], inputs: list[str]) -> Callable[[], None]:
+    """The peer: the same loop shape doing only ``SmoothSchedule.next()`` (no health)."""
+    step = lbkit.SmoothSchedule([s.address for s in servers], [s.weight for s in servers]).next
+
+    def run() -> None:
+        for _ in inputs:
+            step()
+
+    return run
+
+
 def pick_loop(
     up: lbkit.Upstream, arg: str, keys: list[str], addrs: list[str]
 ) -> Callable[[], None]:
@@ -145,6 +159,7 @@ def build_cases(n: int, peer_counts: Sequence[int], methods: Sequence[str]) -> l
         servers = make_servers(peers)
         names = [s.address for s in servers]
         cases.append(Case(FLOOR, peers, n, floor_loop(names, keys)))
+        cases.append(Case(SCHEDULE, peers, n, schedule_loop(servers, keys)))
         for label in methods:
             make, arg = METHODS[label]
             up = lbkit.Upstream(servers, make())
@@ -195,7 +210,7 @@ def floors(cases: list[Case]) -> dict[int, float]:
 
 def _table_order(case: Case) -> tuple[int, int]:
     """Floor first, then the methods in :data:`METHODS` order, each by number of peers."""
-    return ([FLOOR, *METHODS].index(case.method), case.peers)
+    return ([FLOOR, SCHEDULE, *METHODS].index(case.method), case.peers)
 
 
 def format_table(cases: list[Case]) -> str:
@@ -226,7 +241,7 @@ def format_comparison(cases: list[Case], path: Path) -> str:
     lines = [f"(earlier run: {env.get('date', '?')}, python {env.get('python', '?')})", header]
     for case in sorted(cases, key=_table_order):
         before = old.get((case.method, case.peers))
-        if case.method == FLOOR or before is None:
+        if case.method in (FLOOR, SCHEDULE) or before is None:
             continue
         ratio = case.median / floor_by_peers[case.peers]
         change = ratio / before["ratio_to_floor"] - 1

@@ -8,6 +8,9 @@ peer is considered it recovers by one.
 
 from __future__ import annotations
 
+import heapq
+import math
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import attrs
@@ -61,16 +64,142 @@ def get_round_robin_peer(request: RequestState, now: int) -> PeerState | None:
             return None
 
 
-@attrs.frozen(slots=True)
+#: Largest total weight for which the fast path precomputes nginx's order.
+MAX_FAST_PERIOD = 100_000
+
+
+def smooth_wrr_from(weights: Sequence[int], start: Sequence[int]) -> list[int]:
+    """Indexes of nginx's next ``sum(weights)`` smooth-WRR picks from current weights
+    ``start``, every peer available and at full effective weight.
+
+    Before pick ``t`` peer ``i`` holds ``start[i] + (t + 1) * w_i - W * c_i`` (``c_i``: its
+    earlier picks); the largest wins, the lowest index on ties. Within a weight class the
+    leader is the smallest ``(W * c_i - start[i], i)``: one heap per class.
+    """
+    total = sum(weights)
+    classes: dict[int, list[tuple[int, int]]] = {}
+    for i, w in enumerate(weights):
+        classes.setdefault(w, []).append((-start[i], i))
+    for heap in classes.values():
+        heapq.heapify(heap)
+    items = list(classes.items())
+    order: list[int] = []
+    for t in range(1, total + 1):
+        best_value = best_index = -1
+        best_heap: list[tuple[int, int]] = []
+        for w, heap in items:
+            key, index = heap[0]
+            value = t * w - key
+            if best_index < 0 or value > best_value or (value == best_value and index < best_index):
+                best_value, best_index, best_heap = value, index, heap
+        key, index = best_heap[0]
+        heapq.heapreplace(best_heap, (key + total, index))
+        order.append(index)
+    return order
+
+
 class _RoundRobinPicker:
-    """Runtime side of :class:`RoundRobin`."""
+    """Runtime side of :class:`RoundRobin`: nginx's scan, with an O(1) fast path.
+
+    While every peer of the primary group is available with no time limit (not down, not
+    failed, not full), at full effective weight and not ramping up, nginx's choices from
+    the current weights are fixed: they are precomputed (:func:`smooth_wrr_from`) and a
+    fresh request takes the next one. The peers' ``current_weight`` then lags; :meth:`sync`
+    writes it back (the upstream calls it before anything else reads or changes a peer)
+    and returns to the scan, which tries the fast path again every ``len(peers)`` picks.
+    """
+
+    __slots__ = ("_base", "_countdown", "_fast", "_group", "_order", "_pos", "_weights")
+
+    def __init__(self, primary: PeerGroup) -> None:
+        self._group = primary
+        self._fast = False
+        self._order: list[int] = []
+        self._base: list[int] = []
+        self._weights: list[int] = []
+        self._pos = 0
+        self._countdown = 0
+        self._try_fast()
 
     def begin(self, request: RequestState) -> None:
         """Nothing to prepare for round robin."""
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """Next peer in smooth weighted round-robin order."""
-        return get_round_robin_peer(request, now)
+        if self._fast:
+            if request.tried == 0 and request.group is self._group:
+                pos = self._pos
+                order = self._order
+                peer = self._group.peers[order[pos]]
+                pos += 1
+                if pos == len(order):
+                    self._next_period()
+                else:
+                    self._pos = pos
+                take_peer(request, peer, now)
+                if peer.blocked_until != -math.inf:
+                    self.sync()
+                return peer
+            self.sync()
+        chosen = get_round_robin_peer(request, now)
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._try_fast()
+        return chosen
+
+    def _next_period(self) -> None:
+        """Start the next precomputed period from the weights the last one ended at."""
+        end = self._current_weights(len(self._order))
+        if end != self._base:
+            self._base = end
+            self._order = smooth_wrr_from(self._weights, end)
+        self._pos = 0
+
+    def _current_weights(self, pos: int) -> list[int]:
+        """The current weights after ``pos`` picks of the precomputed order."""
+        total = len(self._order)
+        picks = [0] * len(self._weights)
+        for index in self._order[:pos]:
+            picks[index] += 1
+        return [
+            b + pos * w - total * c
+            for b, w, c in zip(self._base, self._weights, picks, strict=True)
+        ]
+
+    def _try_fast(self) -> None:
+        """Switch to the fast path when every peer is intact (see the class docstring)."""
+        group = self._group
+        peers = group.peers
+        self._countdown = len(peers)
+        if group.single or group.total_weight > MAX_FAST_PERIOD:
+            return
+        for p in peers:
+            if (
+                p.blocked_until != -math.inf
+                or p.effective_weight != p.weight
+                or p.ramp_start is not None
+            ):
+                return
+        weights = [p.weight for p in peers]
+        base = [p.current_weight for p in peers]
+        if weights != self._weights or base != self._base:
+            self._weights = weights
+            self._base = base
+            self._order = smooth_wrr_from(weights, base)
+        self._pos = 0
+        self._fast = True
+
+    def sync(self) -> None:
+        """Write the lagging current weights back and return to nginx's scan."""
+        if not self._fast:
+            return
+        self._fast = False
+        weights = self._current_weights(self._pos)
+        for p, cw in zip(self._group.peers, weights, strict=True):
+            p.current_weight = cw
+        if self._pos:
+            self._base = []  # the order no longer starts from the peers' weights
+        self._pos = 0
 
 
 @attrs.frozen(slots=True)
@@ -83,5 +212,5 @@ class RoundRobin:
     needs_client_addr = False
 
     def bind(self, primary: PeerGroup) -> _RoundRobinPicker:
-        """Round robin needs no precomputed structure."""
-        return _RoundRobinPicker()
+        """A picker with nginx's scan and its precomputed fast path."""
+        return _RoundRobinPicker(primary)

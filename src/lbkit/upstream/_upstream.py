@@ -29,7 +29,7 @@ class _Membership:
     """One published membership: servers, groups, the method's picker, names. Replaced
     whole by :meth:`Upstream.update`, never changed in place (peer states are shared)."""
 
-    __slots__ = ("by_name", "generation", "picker", "primary", "servers", "tries")
+    __slots__ = ("by_name", "generation", "picker", "primary", "servers", "sync", "tries")
 
     def __init__(
         self, servers: tuple[Server, ...], primary: PeerGroup, picker: Picker, generation: int
@@ -37,11 +37,18 @@ class _Membership:
         self.servers = servers
         self.primary = primary
         self.picker = picker
+        #: Brings every peer's state up to date (a picker with a fast path may let some
+        #: fields lag); called before anything but a pick reads or changes a peer.
+        self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
         self.generation = generation
         backup = primary.backup
         peers = primary.peers + (backup.peers if backup else [])
         self.by_name = {state.name: state for state in peers}
         self.tries = primary.tries + (backup.tries if backup else 0)
+
+
+def _nothing() -> None:
+    """The ``sync`` of a picker that keeps every peer up to date."""
 
 
 def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGroup:
@@ -124,11 +131,16 @@ class Upstream:
     @property
     def peers(self) -> tuple[PeerState, ...]:
         """Runtime state of every peer, primaries first, then backups (config order)."""
-        return tuple(self._members.by_name.values())
+        with self._lock:
+            members = self._members
+            members.sync()
+            return tuple(members.by_name.values())
 
     def peer_state(self, name: str) -> PeerState:
         """Runtime state of the peer whose address is ``name`` (UnknownPeerError if none)."""
-        members = self._members
+        with self._lock:
+            members = self._members
+            members.sync()
         state = members.by_name.get(name)
         if state is not None:
             return state
@@ -160,6 +172,7 @@ class Upstream:
         check_servers(new, self.method, self.name)
         with self._lock:
             old = self._members
+            old.sync()
             primary = _groups(new, dict(old.by_name))
             members = _Membership(new, primary, self.method.bind(primary), old.generation + 1)
             self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
@@ -248,6 +261,7 @@ class Upstream:
                 self._follow(request, members)
             now = self._now()
             if self._ramping:
+                members.sync()
                 self._apply_slow_start(now)
             state = members.picker.get(request, now)
         if state is None:
@@ -293,6 +307,8 @@ class Upstream:
             peer.reported = True
             peer.failed = bool(failed)
             peer.retry = bool(retry) and not peer.failed
+            if peer.failed:
+                self._members.sync()
             release_peer(peer.request, state, peer.failed, self._now())
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
