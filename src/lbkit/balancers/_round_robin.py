@@ -111,6 +111,9 @@ class _RoundRobinPicker:
 
     __slots__ = ("_base", "_countdown", "_fast", "_group", "_order", "_pos", "_weights")
 
+    #: :meth:`begin` does nothing: the upstream may skip it.
+    begins = False
+
     def __init__(self, primary: PeerGroup) -> None:
         self._group = primary
         self._fast = False
@@ -136,8 +139,13 @@ class _RoundRobinPicker:
                     self._next_period()
                 else:
                     self._pos = pos
-                take_peer(request, peer, now)
-                if peer.blocked_until != -math.inf:
+                # take_peer() for a peer known available: only max_conns can stop it.
+                peer.conns += 1
+                if now - peer.checked > peer.fail_timeout:
+                    peer.checked = now
+                request.tried = 1 << peer.index
+                if peer.max_conns and peer.conns >= peer.max_conns:
+                    peer.refresh()
                     self.sync()
                 return peer
             self.sync()

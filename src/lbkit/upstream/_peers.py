@@ -276,7 +276,9 @@ def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int)
     peer.conns -= 1
     if request.tries_left:
         request.tries_left -= 1
-    peer.refresh()
+    if failed or peer.blocked_until != -math.inf:
+        # An available peer stays available when a connection ends without a failure.
+        peer.refresh()
 
 
 @attrs.define(slots=True, eq=False)

@@ -29,7 +29,16 @@ class _Membership:
     """One published membership: servers, groups, the method's picker, names. Replaced
     whole by :meth:`Upstream.update`, never changed in place (peer states are shared)."""
 
-    __slots__ = ("by_name", "generation", "picker", "primary", "servers", "sync", "tries")
+    __slots__ = (
+        "begins",
+        "by_name",
+        "generation",
+        "picker",
+        "primary",
+        "servers",
+        "sync",
+        "tries",
+    )
 
     def __init__(
         self, servers: tuple[Server, ...], primary: PeerGroup, picker: Picker, generation: int
@@ -40,6 +49,8 @@ class _Membership:
         #: Brings every peer's state up to date (a picker with a fast path may let some
         #: fields lag); called before anything but a pick reads or changes a peer.
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
+        #: Whether the picker's ``begin`` does anything (a picker may say it does not).
+        self.begins: bool = getattr(picker, "begins", True)
         self.generation = generation
         backup = primary.backup
         peers = primary.peers + (backup.peers if backup else [])
@@ -120,6 +131,8 @@ class Upstream:
         primary = _groups(server_tuple, {})
         self._members = _Membership(server_tuple, primary, method.bind(primary), 0)
         self._ramping: list[PeerState] = []
+        # pick() with no key and no address builds its request inline (the hot path).
+        self._plain = not (method.needs_key or method.needs_client_addr)
 
     # -- introspection -------------------------------------------------------------
 
@@ -256,14 +269,18 @@ class Upstream:
 
     def _get(self, request: RequestState) -> Peer:
         with self._lock:
-            members = self._members
-            if request.generation != members.generation:
-                self._follow(request, members)
-            now = self._now()
-            if self._ramping:
-                members.sync()
-                self._apply_slow_start(now)
-            state = members.picker.get(request, now)
+            return self._get_locked(request)
+
+    def _get_locked(self, request: RequestState) -> Peer:
+        """:meth:`_get` with the lock held."""
+        members = self._members
+        if request.generation != members.generation:
+            self._follow(request, members)
+        now = int(self._clock())
+        if self._ramping:
+            members.sync()
+            self._apply_slow_start(now)
+        state = members.picker.get(request, now)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
         return Peer(state, request, self)
@@ -276,6 +293,20 @@ class Upstream:
         :class:`~lbkit.NoLiveUpstreams` when nginx would answer 502, and
         :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
         """
+        if key is None and client_addr is None and self._plain:
+            members = self._members
+            request = RequestState(
+                members.primary, members.tries, 0, b"", b"", 0, 0, 0, members.generation
+            )
+            if members.begins:
+                members.picker.begin(request)
+            with self._lock:
+                if members is not self._members or self._ramping:
+                    return self._get_locked(request)
+                state = members.picker.get(request, int(self._clock()))
+            if state is None:
+                raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
+            return Peer(state, request, self)
         return self._get(self._new_request(key, client_addr))
 
     def done(
@@ -309,7 +340,9 @@ class Upstream:
             peer.retry = bool(retry) and not peer.failed
             if peer.failed:
                 self._members.sync()
-            release_peer(peer.request, state, peer.failed, self._now())
+            # The clock matters only to a failure or to the end of a fail_timeout probe.
+            now = self._now() if peer.failed or state.accessed < state.checked else 0
+            release_peer(peer.request, state, peer.failed, now)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
             state.requests += 1
