@@ -8,6 +8,7 @@ every peer field after every step.
 
 from __future__ import annotations
 
+import threading
 from typing import ClassVar, Literal
 
 import attrs
@@ -188,3 +189,29 @@ def test_fast_path_follows_a_failure_as_the_scan_does() -> None:
     names = [[up.pick().name for _ in range(12)] for up in (fast, ref)]
     assert names[0] == names[1]
     assert _fields(fast) == _fields(ref)
+
+
+def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
+    """Picks from 16 threads at once: every peer gets exactly its weight's share of each
+    period (round robin ignores conns without max_conns), no connection stays counted, and
+    the current weights written back are those of the scan after as many picks."""
+    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(48)]
+    up = lbkit.Upstream(servers)
+    period = sum(s.weight for s in servers)
+    rounds = 4 * period // 16  # 96 * 4 picks: four whole periods
+
+    def work() -> None:
+        for _ in range(rounds):
+            up.done(up.pick())
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.requests for p in up.peers] == [4 * s.weight for s in servers]
+    assert all(p.conns == 0 for p in up.peers)
+    ref = lbkit.Upstream(servers, ScanRoundRobin())  # type: ignore[arg-type]
+    for _ in range(16 * rounds):
+        ref.done(ref.pick())
+    assert _fields(up) == _fields(ref)

@@ -8,13 +8,12 @@ peer is considered it recovers by one.
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import attrs
 
+from lbkit.balancers._schedule import smooth_wrr_from
 from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer, take_single_peer
 
 __all__ = ["RoundRobin", "get_round_robin_peer", "switch_to_backup"]
@@ -66,36 +65,6 @@ def get_round_robin_peer(request: RequestState, now: int) -> PeerState | None:
 
 #: Largest total weight for which the fast path precomputes nginx's order.
 MAX_FAST_PERIOD = 100_000
-
-
-def smooth_wrr_from(weights: Sequence[int], start: Sequence[int]) -> list[int]:
-    """Indexes of nginx's next ``sum(weights)`` smooth-WRR picks from current weights
-    ``start``, every peer available and at full effective weight.
-
-    Before pick ``t`` peer ``i`` holds ``start[i] + (t + 1) * w_i - W * c_i`` (``c_i``: its
-    earlier picks); the largest wins, the lowest index on ties. Within a weight class the
-    leader is the smallest ``(W * c_i - start[i], i)``: one heap per class.
-    """
-    total = sum(weights)
-    classes: dict[int, list[tuple[int, int]]] = {}
-    for i, w in enumerate(weights):
-        classes.setdefault(w, []).append((-start[i], i))
-    for heap in classes.values():
-        heapq.heapify(heap)
-    items = list(classes.items())
-    order: list[int] = []
-    for t in range(1, total + 1):
-        best_value = best_index = -1
-        best_heap: list[tuple[int, int]] = []
-        for w, heap in items:
-            key, index = heap[0]
-            value = t * w - key
-            if best_index < 0 or value > best_value or (value == best_value and index < best_index):
-                best_value, best_index, best_heap = value, index, heap
-        key, index = best_heap[0]
-        heapq.heapreplace(best_heap, (key + total, index))
-        order.append(index)
-    return order
 
 
 class _RoundRobinPicker:

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from lbkit.errors import ConfigError
 
-__all__ = ["SmoothSchedule", "smooth_wrr_cycle"]
+__all__ = ["SmoothSchedule", "smooth_wrr_cycle", "smooth_wrr_from"]
 
 N = TypeVar("N", bound=Hashable)
 
@@ -40,25 +40,37 @@ def smooth_wrr_cycle(weights: Sequence[int]) -> list[int]:
         return []
     if total > MAX_PERIOD:
         raise ConfigError(f"total weight {total} exceeds {MAX_PERIOD}: schedule too long")
+    return smooth_wrr_from(weights, [0] * len(weights))
+
+
+def smooth_wrr_from(weights: Sequence[int], start: Sequence[int]) -> list[int]:
+    """Indexes of nginx's next ``sum(weights)`` smooth-WRR picks from current weights
+    ``start``, every peer available and at full effective weight.
+
+    Before pick ``t`` peer ``i`` holds ``start[i] + (t + 1) * w_i - W * c_i`` (``c_i``: its
+    earlier picks); the largest wins, the lowest index on ties. Within a weight class the
+    leader is the smallest ``(W * c_i - start[i], i)``: one heap per class.
+    """
+    total = sum(weights)
     classes: dict[int, list[tuple[int, int]]] = {}
     for i, w in enumerate(weights):
-        classes.setdefault(w, []).append((0, i))
+        classes.setdefault(w, []).append((-start[i], i))
     for heap in classes.values():
         heapq.heapify(heap)
-    cycle: list[int] = []
     items = list(classes.items())
-    for t in range(total):
+    order: list[int] = []
+    for t in range(1, total + 1):
         best_value = best_index = -1
         best_heap: list[tuple[int, int]] = []
         for w, heap in items:
-            count, index = heap[0]
-            value = (t + 1) * w - total * count
+            key, index = heap[0]
+            value = t * w - key
             if best_index < 0 or value > best_value or (value == best_value and index < best_index):
                 best_value, best_index, best_heap = value, index, heap
-        count, index = heapq.heappop(best_heap)
-        heapq.heappush(best_heap, (count + 1, index))
-        cycle.append(index)
-    return cycle
+        key, index = best_heap[0]
+        heapq.heapreplace(best_heap, (key + total, index))
+        order.append(index)
+    return order
 
 
 class SmoothSchedule(Generic[N]):
