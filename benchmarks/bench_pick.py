@@ -216,13 +216,19 @@ def _table_order(case: Case) -> tuple[int, int]:
 def format_table(cases: list[Case]) -> str:
     floor_by_peers = floors(cases)
     width = max(len(c.method) for c in cases)
-    header = f"{'method':<{width}} {'peers':>5} {'median ns':>10} {'min ns':>10} {'x floor':>8}"
+    at_ten = {c.method: c.median for c in cases if c.peers == 10}
+    header = (
+        f"{'method':<{width}} {'peers':>5} {'median ns':>10} {'min ns':>10} {'x floor':>8}"
+        f" {'x 10 peers':>10}"
+    )
     lines = [header, "-" * len(header)]
     for case in sorted(cases, key=_table_order):
         ratio = case.median / floor_by_peers[case.peers]
+        # How the cost grows with the upstream: the goal is flat (at most 1.5x at 1,000).
+        growth = f"{case.median / at_ten[case.method]:>10.2f}" if case.method in at_ten else ""
         lines.append(
             f"{case.method:<{width}} {case.peers:>5} {case.median:>10,.0f} {case.minimum:>10,.0f}"
-            f" {ratio:>8.1f}"
+            f" {ratio:>8.1f} {growth}".rstrip()
         )
     return "\n".join(lines)
 
