@@ -41,9 +41,8 @@ from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
+    check_set,
     check_ttl,
-    check_value,
-    check_version,
     new_version,
     validate_key,
 )
@@ -146,10 +145,7 @@ class _Statements:
         return None if not out.rows else (bytes(out.rows[0][0]), int(out.rows[0][1]))
 
     def write(self, key: str, value: bytes, ttl: float | None, if_version: Version | None) -> _Plan:
-        validate_key(key)
-        data = check_value(value, self.max_value)
-        ttl = check_ttl(ttl)
-        if_version = check_version(if_version)
+        data, ttl = check_set(key, value, ttl, if_version, self.max_value)
         t = self.table
         now = self.clock()
         expires = None if ttl is None else now + ttl
