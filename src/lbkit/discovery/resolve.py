@@ -10,7 +10,6 @@ servers and every name's current peers, atomically.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from lbkit.discovery.dns import DnsSource
@@ -18,6 +17,7 @@ from lbkit.discovery.sinks import Updatable, UpstreamSink
 from lbkit.discovery.source import ErrorHandler
 from lbkit.errors import ConfigError
 from lbkit.routing import Resolver
+from lbkit.routing._resolution import is_address
 
 __all__ = ["ResolvingUpstream", "split_host_port"]
 
@@ -38,14 +38,6 @@ def split_host_port(address: str) -> tuple[str, int | None]:
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ConfigError(f"invalid port in {address!r}: expected 1..65535")
     return host, int(port_text)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class ResolvingUpstream:
@@ -79,7 +71,7 @@ class ResolvingUpstream:
                 fixed.append(line)
                 continue
             host, port = split_host_port(address)
-            if _is_address(host):
+            if is_address(host):
                 if service is not None:
                     raise ConfigError(f'service upstream "{address}" requires domain name')
                 fixed.append(" ".join(p for p in [address, *params] if p != "resolve"))

@@ -8,6 +8,7 @@ asyncio :class:`~lbkit.routing.AsyncResolver`; they only send the queries it ask
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 from collections import OrderedDict
@@ -18,9 +19,18 @@ import attrs
 
 from lbkit.errors import ConfigError, ResolutionError
 
-__all__ = ["CachedAnswer", "ResolutionCore", "ResolverSettings", "validate_name"]
+__all__ = ["CachedAnswer", "ResolutionCore", "ResolverSettings", "is_address", "validate_name"]
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)\Z")
+
+
+def is_address(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address, not a name (so nothing to resolve)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_name(name: str) -> str:

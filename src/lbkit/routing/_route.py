@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ipaddress
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ import attrs
 
 from lbkit.errors import RequestError, UsageError
 from lbkit.routing._locations import Location, rewrite_uri
+from lbkit.routing._resolution import is_address
 from lbkit.routing._router import RouteMatch, Router
 from lbkit.routing._template import expand
 from lbkit.routing._uri import normalize_uri
@@ -113,14 +113,6 @@ def _host_port(hostport: str, default: int) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise RequestError(f"invalid port in proxy_pass target {hostport!r}")
     return host, int(port)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @attrs.frozen(slots=True)
@@ -216,7 +208,7 @@ def plan_route(router: Router, request: Request, *, pick: bool = True) -> Route:
         route.peer = upstream.pick(key=key, client_addr=client_addr)
         hostport = route.peer.name
     route.host, route.port = _host_port(hostport, _DEFAULT_PORTS.get(scheme, 80))
-    if _is_ip(route.host):
+    if is_address(route.host):
         route.address = route.host
     return route
 
