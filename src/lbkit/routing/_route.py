@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import attrs
 
 from lbkit.errors import RequestError, UsageError
+from lbkit.routing._address import is_address, port_number, split_host_port
 from lbkit.routing._locations import Location, rewrite_uri
-from lbkit.routing._resolution import is_address
 from lbkit.routing._router import RouteMatch, Router
 from lbkit.routing._template import expand
 from lbkit.routing._uri import normalize_uri
@@ -101,18 +101,13 @@ def _split_target(target: str) -> tuple[str, str, str]:
 
 
 def _host_port(hostport: str, default: int) -> tuple[str, int]:
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif hostport.count(":") == 1:
-        host, port = hostport.split(":")
-    else:
-        host, port = hostport, ""
+    host, port = split_host_port(hostport)
     if not port:
         return host, default
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    number = port_number(port)
+    if number is None:
         raise RequestError(f"invalid port in proxy_pass target {hostport!r}")
-    return host, int(port)
+    return host, number
 
 
 @attrs.frozen(slots=True)
