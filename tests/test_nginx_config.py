@@ -213,3 +213,16 @@ def test_render_upstream_round_trips_every_method() -> None:
         up = parse_upstream(text)
         again = parse_upstream(render_upstream(up))
         assert (again.method, again.servers, again.zone) == (up.method, up.servers, up.zone)
+
+
+def test_an_escaped_newline_still_counts_as_a_line_in_quoted_and_bare_words() -> None:
+    tokens = tokenize('a "x\\\ny" b\\\nc d;\ne;')
+    assert [(t.text, t.line, t.column) for t in tokens] == [
+        ("a", 1, 1),
+        ("x\\\ny", 1, 3),
+        ("b\\\nc", 2, 4),
+        ("d", 3, 3),
+        (";", 3, 4),
+        ("e", 4, 1),
+        (";", 4, 2),
+    ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -374,3 +376,22 @@ def test_ring_size_is_bounded() -> None:
         lbkit.Ketama(["a"], [2**63])
     with pytest.raises(lbkit.ConfigError, match="table_size"):
         lbkit.Maglev(["a"], table_size=2**61 - 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "where"),
+    [
+        (lbkit.Ketama, "on the ring"),
+        (lbkit.Maglev, "in the table"),
+        (lbkit.Rendezvous, "present"),
+        (lbkit.JumpHash, "present"),
+    ],
+)
+def test_membership_errors_say_which_node_and_which_are_known(make: Any, where: str) -> None:
+    structure = make([f"n{i}" for i in range(12)])
+    with pytest.raises(lbkit.ConfigError, match=f"^node 'n3' is already {where}$"):
+        structure.add("n3")
+    known = ", ".join(repr(f"n{i}") for i in range(10))  # the first ten, not all twelve
+    with pytest.raises(lbkit.UnknownNodeError, match=re.escape(f"(nodes: {known})")):
+        structure.remove("zz")
+    assert structure.nodes == [f"n{i}" for i in range(12)]

@@ -201,3 +201,22 @@ def test_plan_route_raises_only_lbkit_errors(host: str | bytes | None, target: s
     if route.peer is not None:
         route.done()
     assert route.status is not None or route.target is not None
+
+
+_TARGETED = parse_servers(
+    r"server { server_name a.test; location ~ ^/(?<to>.*)$ { proxy_pass http://$to; } }"
+)
+
+
+@pytest.mark.parametrize("port", ["9" * 5000, "0" * 5000, "65536", "²", "٨٠"])
+def test_proxy_pass_ports_out_of_range_are_request_errors(port: str) -> None:
+    with pytest.raises(RequestError, match="invalid port in proxy_pass target"):
+        plan_route(_TARGETED, Request("a.test", f"/h:{port}"))
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"), [("80", 80), ("000080", 80), ("0" * 5000 + "81", 81)]
+)
+def test_proxy_pass_ports_may_have_leading_zeros(port: str, expected: int) -> None:
+    route = plan_route(_TARGETED, Request("a.test", f"/h:{port}"))
+    assert (route.host, route.port) == ("h", expected)

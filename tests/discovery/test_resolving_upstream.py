@@ -81,6 +81,9 @@ def test_split_host_port() -> None:
     assert split_host_port("[fd00::1]") == ("fd00::1", None)
     with pytest.raises(ConfigError):
         split_host_port("a.example:99999")
+    with pytest.raises(ConfigError, match=r"expected 1\.\.65535"):
+        split_host_port("a.example:" + "9" * 5000)  # not Python's int() digit limit
+    assert split_host_port("a.example:000080") == ("a.example", 80)
 
 
 @given(st.lists(st.text(max_size=40), max_size=4))

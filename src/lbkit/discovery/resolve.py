@@ -10,7 +10,6 @@ servers and every name's current peers, atomically.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from lbkit.discovery.dns import DnsSource
@@ -18,6 +17,8 @@ from lbkit.discovery.sinks import Updatable, UpstreamSink
 from lbkit.discovery.source import ErrorHandler
 from lbkit.errors import ConfigError
 from lbkit.routing import Resolver
+from lbkit.routing._address import is_address, port_number
+from lbkit.routing._address import split_host_port as address_parts
 
 __all__ = ["ResolvingUpstream", "split_host_port"]
 
@@ -25,27 +26,16 @@ __all__ = ["ResolvingUpstream", "split_host_port"]
 def split_host_port(address: str) -> tuple[str, int | None]:
     """``"name:8080"`` -> ``("name", 8080)``; ``"name"`` -> ``("name", None)``; IPv6 in []."""
     if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        rest = address.partition("]")[2]
         if rest and not rest.startswith(":"):
             raise ConfigError(f"invalid server address {address!r}")
-    elif address.count(":") == 1:
-        host, port_text = address.split(":")
-    else:
-        host, port_text = address, ""
+    host, port_text = address_parts(address)
     if not port_text:
         return host, None
-    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
+    port = port_number(port_text)
+    if port is None:
         raise ConfigError(f"invalid port in {address!r}: expected 1..65535")
-    return host, int(port_text)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return host, port
 
 
 class ResolvingUpstream:
@@ -79,7 +69,7 @@ class ResolvingUpstream:
                 fixed.append(line)
                 continue
             host, port = split_host_port(address)
-            if _is_address(host):
+            if is_address(host):
                 if service is not None:
                     raise ConfigError(f'service upstream "{address}" requires domain name')
                 fixed.append(" ".join(p for p in [address, *params] if p != "resolve"))

@@ -110,6 +110,12 @@ class _Scanner:
         self.line += 1
         self.line_start = pos + 1
 
+    def escaped(self, i: int) -> int:
+        """Past the backslash at ``i`` and the character it escapes (a newline counts)."""
+        if self.text[i + 1] == "\n":
+            self.newline(i + 1)
+        return i + 2
+
     def emit(self, text: str, kind: str, line: int, column: int) -> None:
         self.tokens.append(Token(text, line, kind, column))
         if kind == "word":
@@ -163,9 +169,7 @@ class _Scanner:
                 raise _fail(f"unexpected end of file, expecting {quote}", line, column, self.source)
             c = text[i]
             if c == "\\" and i + 1 < n:
-                if text[i + 1] == "\n":
-                    self.newline(i + 1)
-                i += 2
+                i = self.escaped(i)
                 continue
             if c == "\n":
                 self.newline(i)
@@ -191,9 +195,7 @@ class _Scanner:
                 continue
             variable = False
             if c == "\\" and i + 1 < n:
-                if text[i + 1] == "\n":
-                    self.newline(i + 1)
-                i += 2
+                i = self.escaped(i)
                 continue
             if c == "$":
                 variable = True

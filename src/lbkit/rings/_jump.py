@@ -6,8 +6,9 @@ import threading
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
-from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError
+from lbkit.errors import ConfigError, EmptyRingError
 from lbkit.hashing import mmh3_hash64
+from lbkit.rings._nodes import check_known_node, check_new_node
 
 __all__ = ["JumpHash", "jump_hash"]
 
@@ -68,16 +69,13 @@ class JumpHash(Generic[N]):
     def add(self, node: N) -> None:
         """Append a node (bucket ``len(nodes)``)."""
         with self._lock:
-            if node in self._nodes:
-                raise ConfigError(f"node {node!r} is already present")
+            check_new_node(self._nodes, node, "present")
             self._nodes = (*self._nodes, node)
 
     def remove(self, node: N) -> None:
         """Remove a node; only the last one can go without renumbering others."""
         with self._lock:
-            if node not in self._nodes:
-                known = ", ".join(map(repr, self._nodes[:10]))
-                raise UnknownNodeError(f"node {node!r} is not present (nodes: {known})")
+            check_known_node(self._nodes, node, "present")
             self._nodes = tuple(n for n in self._nodes if n != node)
 
     @property

@@ -23,11 +23,13 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from itertools import repeat
 from typing import Generic, Literal, TypeVar
 
-from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError
+from lbkit.errors import ConfigError, EmptyRingError
 from lbkit.hashing import crc32, crc32_key, md5_key, mmh3_32
 from lbkit.rings._nodes import (
     MAX_RING_POINTS,
+    check_known_node,
     check_max_points,
+    check_new_node,
     check_ring_size,
     check_weight,
     node_weights,
@@ -282,8 +284,7 @@ class Ketama(Generic[N]):
         """Put ``node`` on the ring; only keys that now fall on its points move to it."""
         with self._lock:
             old = self._ring
-            if node in old.weights:
-                raise ConfigError(f"node {node!r} is already on the ring")
+            check_new_node(old.weights, node, "on the ring")
             check_weight(node, weight)
             self._check_node(node)
             weights = {**old.weights, node: weight}
@@ -320,9 +321,7 @@ class Ketama(Generic[N]):
         """
         with self._lock:
             old = self._ring
-            if node not in old.weights:
-                known = ", ".join(map(repr, list(old.weights)[:10]))
-                raise UnknownNodeError(f"node {node!r} is not on the ring (nodes: {known})")
+            check_known_node(old.weights, node, "on the ring")
             equal_before = len(set(old.weights.values())) == 1
             weights = {n: w for n, w in old.weights.items() if n != node}
             seq = {n: s for n, s in old.seq.items() if n != node}

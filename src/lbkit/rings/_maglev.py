@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError
+from lbkit.errors import ConfigError, EmptyRingError
 from lbkit.hashing import mmh3_32
-from lbkit.rings._nodes import check_weight, node_weights
+from lbkit.rings._nodes import check_known_node, check_new_node, check_weight, node_weights
 
 __all__ = ["DEFAULT_TABLE_SIZE", "MAX_TABLE_SIZE", "Maglev", "is_prime"]
 
@@ -148,8 +148,7 @@ class Maglev(Generic[N]):
     def add(self, node: N, weight: int = 1) -> None:
         """Add ``node`` and rebuild the table."""
         with self._lock:
-            if node in self._weights:
-                raise ConfigError(f"node {node!r} is already in the table")
+            check_new_node(self._weights, node, "in the table")
             check_weight(node, weight)
             weights = {**self._weights, node: weight}
             self._publish(weights, self._build(weights))
@@ -157,9 +156,7 @@ class Maglev(Generic[N]):
     def remove(self, node: N) -> None:
         """Remove ``node`` and rebuild the table (UnknownNodeError if it is not there)."""
         with self._lock:
-            if node not in self._weights:
-                known = ", ".join(map(repr, list(self._weights)[:10]))
-                raise UnknownNodeError(f"node {node!r} is not in the table (nodes: {known})")
+            check_known_node(self._weights, node, "in the table")
             weights = {n: w for n, w in self._weights.items() if n != node}
             self._publish(weights, self._build(weights))
 

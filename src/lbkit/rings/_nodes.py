@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import TypeVar
 
-from lbkit.errors import ConfigError
+from lbkit.errors import ConfigError, UnknownNodeError
 
 __all__ = [
     "MAX_NODE_WEIGHT",
     "MAX_RING_POINTS",
+    "check_known_node",
+    "check_new_node",
     "check_ring_size",
     "check_weight",
     "node_weights",
@@ -38,6 +41,19 @@ def check_weight(node: object, weight: object) -> int:
             f"invalid weight {weight!r} for node {node!r}: expected an integer 1..{MAX_NODE_WEIGHT}"
         )
     return weight
+
+
+def check_new_node(nodes: Collection[object], node: object, where: str) -> None:
+    """Refuse to add ``node`` twice: a ConfigError saying it is already ``where``."""
+    if node in nodes:
+        raise ConfigError(f"node {node!r} is already {where}")
+
+
+def check_known_node(nodes: Collection[object], node: object, where: str) -> None:
+    """Refuse to remove an unknown ``node``: an UnknownNodeError naming up to 10 known ones."""
+    if node not in nodes:
+        known = ", ".join(map(repr, islice(nodes, 10)))
+        raise UnknownNodeError(f"node {node!r} is not {where} (nodes: {known})")
 
 
 def check_ring_size(points: int, max_points: int, what: str) -> None:

@@ -7,9 +7,9 @@ import threading
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from lbkit.errors import ConfigError, EmptyRingError, UnknownNodeError
+from lbkit.errors import EmptyRingError
 from lbkit.hashing import mmh3_32, mmh3_hash64
-from lbkit.rings._nodes import check_weight, node_weights
+from lbkit.rings._nodes import check_known_node, check_new_node, check_weight, node_weights
 
 __all__ = ["Rendezvous"]
 
@@ -70,8 +70,7 @@ class Rendezvous(Generic[N]):
     def add(self, node: N, weight: int = 1) -> None:
         """Add a node: only keys for which it scores highest move to it."""
         with self._lock:
-            if node in self._weights:
-                raise ConfigError(f"node {node!r} is already present")
+            check_new_node(self._weights, node, "present")
             check_weight(node, weight)
             weights = {**self._weights, node: weight}
             self._entries = _entries(weights)
@@ -80,9 +79,7 @@ class Rendezvous(Generic[N]):
     def remove(self, node: N) -> None:
         """Remove a node: only its keys move (UnknownNodeError if it is not there)."""
         with self._lock:
-            if node not in self._weights:
-                known = ", ".join(map(repr, list(self._weights)[:10]))
-                raise UnknownNodeError(f"node {node!r} is not present (nodes: {known})")
+            check_known_node(self._weights, node, "present")
             weights = {n: w for n, w in self._weights.items() if n != node}
             self._entries = _entries(weights)
             self._weights = weights

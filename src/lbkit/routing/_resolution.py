@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from lbkit.errors import ConfigError, ResolutionError
+from lbkit.routing._address import port_number, split_host_port
 
 __all__ = ["CachedAnswer", "ResolutionCore", "ResolverSettings", "validate_name"]
 
@@ -47,15 +48,11 @@ def parse_nameservers(nameservers: Sequence[str]) -> list[tuple[str, int]]:
     for item in nameservers:
         if not isinstance(item, str):
             raise ConfigError(f"invalid nameserver {item!r}: expected 'ADDRESS[:PORT]'")
-        host, port = item, "53"
-        if item.startswith("["):
-            host, _, rest = item[1:].partition("]")
-            port = rest[1:] if rest.startswith(":") else "53"
-        elif item.count(":") == 1:
-            host, port = item.split(":")
-        if not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        host, port = split_host_port(item)
+        number = 53 if port is None else port_number(port)
+        if number is None or (port is not None and len(port) > 5):
             raise ConfigError(f"invalid nameserver {item!r}: expected ADDRESS[:PORT]")
-        out.append((host, int(port)))
+        out.append((host, number))
     return out
 
 

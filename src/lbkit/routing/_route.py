@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ipaddress
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import attrs
 
 from lbkit.errors import RequestError, UsageError
+from lbkit.routing._address import is_address, port_number, split_host_port
 from lbkit.routing._locations import Location, rewrite_uri
 from lbkit.routing._router import RouteMatch, Router
 from lbkit.routing._template import expand
@@ -101,26 +101,13 @@ def _split_target(target: str) -> tuple[str, str, str]:
 
 
 def _host_port(hostport: str, default: int) -> tuple[str, int]:
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif hostport.count(":") == 1:
-        host, port = hostport.split(":")
-    else:
-        host, port = hostport, ""
+    host, port = split_host_port(hostport)
     if not port:
         return host, default
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    number = port_number(port)
+    if number is None:
         raise RequestError(f"invalid port in proxy_pass target {hostport!r}")
-    return host, int(port)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return host, number
 
 
 @attrs.frozen(slots=True)
@@ -216,7 +203,7 @@ def plan_route(router: Router, request: Request, *, pick: bool = True) -> Route:
         route.peer = upstream.pick(key=key, client_addr=client_addr)
         hostport = route.peer.name
     route.host, route.port = _host_port(hostport, _DEFAULT_PORTS.get(scheme, 80))
-    if _is_ip(route.host):
+    if is_address(route.host):
         route.address = route.host
     return route
 

@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from lbkit.errors import ConfigError, SessionConflict, SessionLocked
 from lbkit.sessions._flow import Call, Flow, Pause, arun, run
@@ -89,6 +89,10 @@ class _LockRules:
         return result
 
 
+#: The locking store a layout builds: the sync one, or its asyncio twin.
+_Twin = TypeVar("_Twin", bound="_PhpLocking")
+
+
 class _PhpLocking:
     """The constructor and PHP layouts both locking stores share."""
 
@@ -109,20 +113,34 @@ class _PhpLocking:
         self._rules = _LockRules(self.locks, lock_suffix, wait, lock_ttl, poll)
 
     @classmethod
-    def _layout(cls, backend: str, where: tuple[Any, ...], prefix: str, options: Any) -> Any:
-        from lbkit import sessions
+    def redis(
+        cls: type[_Twin], url: str, *, prefix: str = "PHPREDIS_SESSION:", **options: Any
+    ) -> _Twin:
+        """Sessions as php-redis keeps them (plain strings at ``prefix + id``), its locks on."""
+        redis_store = cls._backend("RedisStore")
+        return cls(redis_store(url, prefix=prefix, layout="string"), **options)
 
-        twin = "Async" if issubclass(cls, AsyncPhpLockingStore) else ""
-        if backend == "redis":
-            redis_store = getattr(sessions, f"{twin}RedisStore")
-            return cls(redis_store(*where, prefix=prefix, layout="string"), **options)
-        memcached_store = getattr(sessions, f"{twin}MemcachedStore")
+    @classmethod
+    def memcached(
+        cls: type[_Twin], host: str = "127.0.0.1", port: int = 11211, *,
+        prefix: str = "memc.sess.key.", **options: Any,
+    ) -> _Twin:  # fmt: skip
+        """Sessions as php-memcached keeps them (``prefix + id``), its locks on."""
+        memcached_store = cls._backend("MemcachedStore")
         return cls(
-            memcached_store(*where, prefix=prefix),
-            locks=memcached_store(*where, prefix=prefix + "lock."),
+            memcached_store(host, port, prefix=prefix),
+            locks=memcached_store(host, port, prefix=prefix + "lock."),
             lock_suffix="",
             **options,
         )
+
+    @classmethod
+    def _backend(cls, name: str) -> Any:
+        """The sessions store class ``name``, or its asyncio twin for the asyncio store."""
+        from lbkit import sessions
+
+        twin = "Async" if issubclass(cls, AsyncPhpLockingStore) else ""
+        return getattr(sessions, twin + name)
 
 
 class PhpLockingStore(_PhpLocking):
@@ -136,23 +154,6 @@ class PhpLockingStore(_PhpLocking):
     """
 
     store: SessionStore
-
-    @classmethod
-    def redis(
-        cls, url: str, *, prefix: str = "PHPREDIS_SESSION:", **options: Any
-    ) -> PhpLockingStore:
-        """Sessions as php-redis keeps them (plain strings at ``prefix + id``), its locks on."""
-        result: PhpLockingStore = cls._layout("redis", (url,), prefix, options)
-        return result
-
-    @classmethod
-    def memcached(
-        cls, host: str = "127.0.0.1", port: int = 11211, *, prefix: str = "memc.sess.key.",
-        **options: Any,
-    ) -> PhpLockingStore:  # fmt: skip
-        """Sessions as php-memcached keeps them (``prefix + id``), its locks on."""
-        result: PhpLockingStore = cls._layout("memcached", (host, port), prefix, options)
-        return result
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
@@ -204,23 +205,6 @@ class AsyncPhpLockingStore(_PhpLocking):
     """The asyncio twin of :class:`PhpLockingStore` (over asyncio stores)."""
 
     store: AsyncSessionStore
-
-    @classmethod
-    def redis(
-        cls, url: str, *, prefix: str = "PHPREDIS_SESSION:", **options: Any
-    ) -> AsyncPhpLockingStore:
-        """See :meth:`PhpLockingStore.redis`."""
-        result: AsyncPhpLockingStore = cls._layout("redis", (url,), prefix, options)
-        return result
-
-    @classmethod
-    def memcached(
-        cls, host: str = "127.0.0.1", port: int = 11211, *, prefix: str = "memc.sess.key.",
-        **options: Any,
-    ) -> AsyncPhpLockingStore:  # fmt: skip
-        """See :meth:`PhpLockingStore.memcached`."""
-        result: AsyncPhpLockingStore = cls._layout("memcached", (host, port), prefix, options)
-        return result
 
     @asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from types import TracebackType
 from typing import Any
 
 import attrs
@@ -40,9 +41,8 @@ from lbkit.sessions.base import (
     ABSENT,
     DEFAULT_MAX_VALUE,
     Version,
+    check_set,
     check_ttl,
-    check_value,
-    check_version,
     new_version,
     validate_key,
 )
@@ -145,10 +145,7 @@ class _Statements:
         return None if not out.rows else (bytes(out.rows[0][0]), int(out.rows[0][1]))
 
     def write(self, key: str, value: bytes, ttl: float | None, if_version: Version | None) -> _Plan:
-        validate_key(key)
-        data = check_value(value, self.max_value)
-        ttl = check_ttl(ttl)
-        if_version = check_version(if_version)
+        data, ttl = check_set(key, value, ttl, if_version, self.max_value)
         t = self.table
         now = self.clock()
         expires = None if ttl is None else now + ttl
@@ -462,6 +459,67 @@ class _Shell:
         raise exc
 
 
+class _Exchange:
+    """One run of a plan: feeds it what each statement returned, and maps how the run ended.
+
+    Both shells drive a plan the same way; only how they execute a statement differs. Used as
+    ``with``: the first statement is asked for on entry (the plan checks its arguments
+    before any I/O); on exit the plan's return value becomes :attr:`result`, a database error
+    becomes a store error (or :class:`_Retry` for a deadlock victim), and the plan is closed.
+    """
+
+    def __init__(self, shell: _Shell, plan: _Plan, deadline: float) -> None:
+        self.shell = shell
+        self.plan = plan
+        self.deadline = deadline
+        self.repeat = _Repeat(deadline)
+        self.statement: sa.Executable | None = None
+        self.result: Any = None
+
+    def __enter__(self) -> _Exchange:
+        try:
+            self.statement = next(self.plan)
+        except BaseException:
+            self.plan.close()
+            raise
+        return self
+
+    def answer(self, result: sa.CursorResult[Any]) -> None:
+        """Send the plan what its statement returned; it yields the next one or ends."""
+        rows = result.fetchall() if result.returns_rows else []
+        outcome = _Outcome(result.rowcount, [tuple(r) for r in rows], self.repeat.now)
+        self.repeat.now = False
+        self.statement = self.plan.send(outcome)
+
+    def duplicate(self) -> None:
+        """Tell the plan its INSERT hit an existing key; it yields the next statement."""
+        duplicate, self.repeat.now = _Duplicate(self.repeat.now), False
+        self.statement = self.plan.throw(duplicate)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            if isinstance(exc, StopIteration):
+                self.result = exc.value
+                return True
+            if isinstance(exc, sa.exc.SQLAlchemyError):
+                if time.monotonic() >= self.deadline:
+                    raise self.shell._late() from exc
+                self.shell._classify(exc, self.deadline)
+                raise _Retry from exc
+            if isinstance(exc, _Duplicate):
+                raise StoreError(
+                    f"SQL store {self.shell.address}: unexpected constraint error"
+                ) from exc
+            return False
+        finally:
+            self.plan.close()
+
+
 class SqlStore(_Shell):
     """Sessions in a SQL database shared by many web servers; safe to share across threads.
 
@@ -518,9 +576,7 @@ class SqlStore(_Shell):
                 continue
 
     def _drive(self, plan: _Plan, deadline: float) -> Any:
-        try:
-            statement = next(plan)  # validates the arguments, before any I/O
-            repeat = _Repeat(deadline)
+        with _Exchange(self, plan, deadline) as exchange:
             while True:
                 try:
                     with self.engine.connect() as conn, self._guard(conn, deadline):
@@ -528,31 +584,15 @@ class SqlStore(_Shell):
                             if time.monotonic() >= deadline:
                                 raise self._late()
                             try:
-                                result = conn.execute(statement)
+                                result = conn.execute(exchange.statement)
                             except sa.exc.IntegrityError:
-                                duplicate, repeat.now = _Duplicate(repeat.now), False
-                                statement = plan.throw(duplicate)
+                                exchange.duplicate()
                                 continue
-                            rows = result.fetchall() if result.returns_rows else []
-                            outcome = _Outcome(
-                                result.rowcount, [tuple(r) for r in rows], repeat.now
-                            )
-                            repeat.now = False
-                            statement = plan.send(outcome)
+                            exchange.answer(result)
                 except sa.exc.DBAPIError as exc:
-                    if not repeat.allowed(exc):
+                    if not exchange.repeat.allowed(exc):
                         raise
-        except StopIteration as done:
-            return done.value
-        except sa.exc.SQLAlchemyError as exc:
-            if time.monotonic() >= deadline:
-                raise self._late() from exc
-            self._classify(exc, deadline)
-            raise _Retry from exc
-        except _Duplicate as exc:
-            raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
-        finally:
-            plan.close()
+        return exchange.result
 
     @contextlib.contextmanager
     def _guard(self, conn: sa.Connection, deadline: float) -> Iterator[None]:
@@ -686,9 +726,7 @@ class AsyncSqlStore(_Shell):
                 continue
 
     async def _drive(self, plan: _Plan, deadline: float, sockets: list[int]) -> Any:
-        try:
-            statement = next(plan)  # validates the arguments, before any I/O
-            repeat = _Repeat(deadline)
+        with _Exchange(self, plan, deadline) as exchange:
             while True:
                 try:
                     async with self.engine.connect() as conn:
@@ -698,31 +736,15 @@ class AsyncSqlStore(_Shell):
                             sockets.append(fileno())
                         while True:
                             try:
-                                result = await conn.execute(statement)
+                                result = await conn.execute(exchange.statement)
                             except sa.exc.IntegrityError:
-                                duplicate, repeat.now = _Duplicate(repeat.now), False
-                                statement = plan.throw(duplicate)
+                                exchange.duplicate()
                                 continue
-                            rows = result.fetchall() if result.returns_rows else []
-                            outcome = _Outcome(
-                                result.rowcount, [tuple(r) for r in rows], repeat.now
-                            )
-                            repeat.now = False
-                            statement = plan.send(outcome)
+                            exchange.answer(result)
                 except sa.exc.DBAPIError as exc:
-                    if not repeat.allowed(exc):
+                    if not exchange.repeat.allowed(exc):
                         raise
-        except StopIteration as done:
-            return done.value
-        except sa.exc.SQLAlchemyError as exc:
-            if time.monotonic() >= deadline:
-                raise self._late() from exc
-            self._classify(exc, deadline)
-            raise _Retry from exc
-        except _Duplicate as exc:
-            raise StoreError(f"SQL store {self.address}: unexpected constraint error") from exc
-        finally:
-            plan.close()
+        return exchange.result
 
     async def get(self, key: str) -> bytes | None:
         """See :meth:`SqlStore.get`."""
