@@ -24,10 +24,10 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def docs_file(page: str, name: str) -> str:
-    """The ```python file=<name> block of a docs page, as written there."""
+    """The ```{.python file=<name>} block of a docs page, as written there."""
     text = (DOCS / page).read_text()
-    m = re.search(rf"```python file={re.escape(name)}\n(.*?)```", text, re.S)
-    assert m, f"docs/{page} has no ```python file={name} block"
+    m = re.search(rf"```\{{\.python file={re.escape(name)}\}}\n(.*?)```", text, re.S)
+    assert m, f"docs/{page} has no ```{{.python file={name}}} block"
     return m.group(1)
 
 
