@@ -202,9 +202,6 @@ class Upstream:
 
     # -- choosing and reporting ----------------------------------------------------
 
-    def _now(self) -> int:
-        return int(self._clock())
-
     def _new_request(
         self, key: str | bytes | None, client_addr: str | bytes | None
     ) -> RequestState:
@@ -335,14 +332,15 @@ class Upstream:
             if peer.owner is not self:
                 raise UsageError(f"{peer!r} does not belong to {self!r}")
             state = peer.state
+            failed = bool(failed)
             peer.reported = True
-            peer.failed = bool(failed)
-            peer.retry = bool(retry) and not peer.failed
-            if peer.failed:
+            peer.failed = failed
+            peer.retry = bool(retry) and not failed
+            if failed:
                 self._members.sync()
             # The clock matters only to a failure or to the end of a fail_timeout probe.
-            now = self._now() if peer.failed or state.accessed < state.checked else 0
-            release_peer(peer.request, state, peer.failed, now)
+            now = int(self._clock()) if failed or state.accessed < state.checked else 0
+            release_peer(peer.request, state, failed, now)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
             state.requests += 1
