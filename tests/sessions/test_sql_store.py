@@ -587,6 +587,38 @@ def test_a_repeated_write_is_confirmed_by_its_version_not_guessed() -> None:
     assert done.value.value == ours
 
 
+def _blind_insert(store: Any, key: str) -> Any:
+    """A plan that INSERTs without expecting the key to exist (no store plan does this)."""
+    row = {"id": key, "value": b"blind", "version": 1, "expires": None}
+    yield sa.insert(store.table).values(row)
+    return "inserted"
+
+
+@pytest.mark.parametrize("backend", [*DATABASES, "sqlite"])
+def test_an_unexpected_duplicate_key_is_a_store_error_in_both_shells(
+    backend: str, make_sql: Callable[..., Any], servers: dict[str, SqlServer]
+) -> None:
+    store = make_sql(backend)
+    key = _key()
+    assert store._run(lambda: _blind_insert(store, key)) == "inserted"  # a plan's result
+    with pytest.raises(lbkit.StoreError, match="unexpected constraint error"):
+        store._run(lambda: _blind_insert(store, key))
+    assert store.get(key) == b"blind"  # the refused write left the row as it was
+    if backend == "sqlite":
+        return  # no asyncio SQLite driver
+
+    async def main() -> None:
+        twin = sessions.AsyncSqlStore(servers[backend].url, timeout=5.0)
+        try:
+            with pytest.raises(lbkit.StoreError, match="unexpected constraint error"):
+                await twin._run(lambda: _blind_insert(twin, key))
+            assert await twin.get(key) == b"blind"
+        finally:
+            await twin.close()
+
+    asyncio.run(main())
+
+
 def _version_of(plan: Any) -> int:
     return int(plan.gi_frame.f_locals["version"])
 
