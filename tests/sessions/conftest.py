@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lbkit import sessions
+from tests.conformance.sql_servers import SqlServer, mariadb_server, postgres_server
 from tests.conformance.stores import (
     Process,
     RedisCluster,
@@ -20,7 +21,17 @@ from tests.conformance.stores import (
     sharedance_server,
 )
 
-BACKENDS = ["memory", "files", "sqlite", "sharedance", "redis", "memcached", "sharded"]
+BACKENDS = [
+    "memory",
+    "files",
+    "sqlite",
+    "sharedance",
+    "redis",
+    "memcached",
+    "sharded",
+    "postgresql",
+    "mariadb",
+]
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +62,32 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def postgresql_proc() -> Iterator[SqlServer]:
+    server = postgres_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_proc() -> Iterator[SqlServer]:
+    server = mariadb_server()
+    yield server
+    server.stop()
+
+
+def _sql_url(request: pytest.FixtureRequest, backend: str) -> tuple[str, str]:
+    """The URL of a SQL server (started on first use) and a fresh table created in it."""
+    url: str = request.getfixturevalue(f"{backend}_proc").url
+    table = f"t{uuid.uuid4().hex[:12]}"
+    store = sessions.SqlStore(url, table=table)
+    try:
+        store.create_table()
+    finally:
+        store.close()
+    return url, table
+
+
 @pytest.fixture
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Any]:
     """Build a fresh sync store of a backend (servers are started on first use)."""
@@ -77,6 +114,9 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str]
             store = sessions.ShardedStore(
                 [sessions.FileStore(tmp_path / f"shard{i}") for i in range(3)], replicas=2
             )
+        elif backend in ("postgresql", "mariadb"):
+            url, table = _sql_url(request, backend)
+            store = sessions.SqlStore(url, table=table)
         else:  # pragma: no cover
             raise ValueError(backend)
         made.append(store)
@@ -159,6 +199,9 @@ def make_async_store(
             factory = lambda: sessions.AsyncShardedStore(  # noqa: E731
                 [sessions.AsyncFileStore(tmp_path / f"ashard{i}") for i in range(3)], replicas=2
             )
+        elif backend in ("postgresql", "mariadb"):
+            url, table = _sql_url(request, backend)
+            factory = lambda: sessions.AsyncSqlStore(url, table=table)  # noqa: E731
         else:  # pragma: no cover
             raise ValueError(backend)
         store = OverAsync(factory)

@@ -143,7 +143,7 @@ def test_sharedance_says_what_it_cannot_do(make_store: Callable[[str], Any]) -> 
         store.set("k", b"")
 
 
-@pytest.mark.parametrize("backend", ["sharedance", "redis", "memcached"])
+@pytest.mark.parametrize("backend", ["sharedance", "redis", "memcached", "postgresql", "mariadb"])
 def test_unreachable_server_is_store_unavailable_within_timeout(backend: str) -> None:
     from tests.conformance.servers import free_port
 
@@ -152,6 +152,8 @@ def test_unreachable_server_is_store_unavailable_within_timeout(backend: str) ->
         "sharedance": lambda: sessions.SharedanceStore("127.0.0.1", port, timeout=1.0),
         "redis": lambda: sessions.RedisStore(f"redis://127.0.0.1:{port}/0", timeout=1.0),
         "memcached": lambda: sessions.MemcachedStore("127.0.0.1", port, timeout=1.0),
+        "postgresql": lambda: sessions.SqlStore(f"postgresql://u@127.0.0.1:{port}/db", timeout=1.0),
+        "mariadb": lambda: sessions.SqlStore(f"mysql://u@127.0.0.1:{port}/db", timeout=1.0),
     }[backend]()
     started = time.monotonic()
     with pytest.raises(lbkit.StoreUnavailable, match=str(port)) as info:
