@@ -537,6 +537,62 @@ def test_a_hung_database_ends_each_call_within_its_timeout(
         loop.close()
 
 
+@pytest.mark.parametrize("backend", DATABASES)
+def test_a_hung_database_bounds_the_whole_call_with_an_exhausted_pool(
+    backend: str, servers: dict[str, SqlServer]
+) -> None:
+    """Pool wait + connect + statements + the retry all fit in one ``timeout``.
+
+    pool_size=1 (and 1 overflow) against a SIGSTOPped server, 8 threads: calls hang on the
+    pooled connection's statement, on connecting the overflow one (libpq's connect timeout
+    alone is at least 2 s), or wait for the pool and then connect with what time is left.
+    """
+    server = servers[backend]
+    timeout = 1.0
+    store = sessions.SqlStore(server.url, timeout=timeout, pool_size=1)
+    key = _key()
+    store.set(key, b"before")  # one pooled connection
+    elapsed: list[float] = []
+    outcomes: list[BaseException | None] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        start.wait()
+        for r in range(2):
+            began = time.monotonic()
+            try:
+                if (i + r) % 2:
+                    store.set(key, b"lost?")
+                else:
+                    store.get(key)
+                outcome: BaseException | None = None
+            except BaseException as exc:  # recorded, checked below
+                outcome = exc
+            with lock:
+                elapsed.append(time.monotonic() - began)
+                outcomes.append(outcome)
+
+    server.pause()
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        server.resume()
+    try:
+        assert len(outcomes) == 16
+        assert all(isinstance(o, lbkit.StoreUnavailable) for o in outcomes), outcomes
+        assert max(elapsed) < timeout + 0.35, sorted(elapsed)
+        _wait_until_answering(server)
+        assert store.get(key) in (b"before", b"lost?")
+        assert store.engine.pool.checkedout() == 0
+    finally:
+        store.close()
+
+
 def _wait_until_answering(server: SqlServer) -> None:
     probe = sessions.SqlStore(server.url, timeout=1.0)
     deadline = time.monotonic() + 30

@@ -390,6 +390,68 @@ def _shut_down(fd: int) -> None:
         sock.close()
 
 
+class _DeadlineConnect:
+    """Bounds a sync connection attempt by the calling store call's remaining time.
+
+    Drivers bound connecting by their own whole-second timeouts (libpq: at least 2 s), and
+    a call may reach the pool with little of its time left. A store call records its
+    deadline here; the engine's ``do_connect`` hook then connects on a helper thread and
+    waits only the remaining time. A late attempt is abandoned: its thread ends within the
+    driver's connect timeout and closes the connection it may still get.
+    """
+
+    def __init__(self, late: Callable[[], Exception]) -> None:
+        self._late = late
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def until(self, deadline: float) -> Iterator[None]:
+        self._local.deadline = deadline
+        try:
+            yield
+        finally:
+            self._local.deadline = None
+
+    def __call__(
+        self, dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        deadline: float | None = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return None  # not within a store call (create_table): the driver's own timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._late()
+        done = threading.Event()
+        lock = threading.Lock()
+        box: list[Any] = []
+        abandoned = False
+
+        def attempt() -> None:
+            try:
+                conn = dialect.connect(*cargs, **cparams)
+            except BaseException as exc:  # handed to the caller, or dropped if it left
+                box.append(exc)
+                done.set()
+                return
+            with lock:
+                if not abandoned:
+                    box.append(conn)
+                    done.set()
+                    return
+            with contextlib.suppress(Exception):
+                conn.close()
+
+        threading.Thread(target=attempt, name="lbkit-sql-connect", daemon=True).start()
+        if not done.wait(remaining):
+            with lock:
+                if not done.is_set():
+                    abandoned = True
+                    raise self._late()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+
 def _check_timeout(timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 1e6:
         raise ConfigError(f"invalid timeout {timeout!r}: expected seconds > 0")
@@ -544,6 +606,7 @@ class SqlStore(_Shell):
     ) -> None:
         timeout = _check_timeout(timeout)
         engine: sa.Engine
+        slots = 0  # connections the pool holds at most (0: not known, the pool waits)
         if isinstance(url, sa.Engine):
             engine = url.execution_options(isolation_level="AUTOCOMMIT")
             self._owned = False
@@ -553,12 +616,19 @@ class SqlStore(_Shell):
             if target.get_backend_name() == "sqlite":
                 options.pop("max_overflow")
                 options.pop("pool_size")
+            else:
+                slots = options["pool_size"] + options["max_overflow"]
             engine = sa.create_engine(
                 target, connect_args=_connect_args(target, timeout), **options
             )
             self._owned = True
         self._setup(engine, table, max_value, timeout, clock)
         self._watchdog = _Watchdog()
+        self._connect = _DeadlineConnect(self._late)
+        sa.event.listen(engine, "do_connect", self._connect)
+        # the pool's own wait (pool_timeout) is fixed per engine: a store call waits for
+        # one of the pool's connections (plus overflow) here instead, for its remaining time
+        self._slots = threading.BoundedSemaphore(slots) if slots else None
 
     def create_table(self) -> None:
         """Create the sessions table and its index if they do not exist."""
@@ -579,7 +649,12 @@ class SqlStore(_Shell):
         with _Exchange(self, plan, deadline) as exchange:
             while True:
                 try:
-                    with self.engine.connect() as conn, self._guard(conn, deadline):
+                    with (
+                        self._slot(deadline),
+                        self._connect.until(deadline),
+                        self.engine.connect() as conn,
+                        self._guard(conn, deadline),
+                    ):
                         while True:
                             if time.monotonic() >= deadline:
                                 raise self._late()
@@ -593,6 +668,19 @@ class SqlStore(_Shell):
                     if not exchange.repeat.allowed(exc):
                         raise
         return exchange.result
+
+    @contextlib.contextmanager
+    def _slot(self, deadline: float) -> Iterator[None]:
+        """Wait for a free pool connection until ``deadline``, not the pool's own timeout."""
+        if self._slots is None:
+            yield
+            return
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise self._late()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @contextlib.contextmanager
     def _guard(self, conn: sa.Connection, deadline: float) -> Iterator[None]:
