@@ -64,7 +64,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="200 requests, 2 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 200, 2
     backend_port, proxy_port = free_ports(2)
     conf = Path(tempfile.mkdtemp()) / "nginx.conf"
     conf.write_text(CONFIG.format(backend=backend_port))
