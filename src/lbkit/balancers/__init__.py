@@ -9,15 +9,20 @@ from lbkit.balancers._least_conn import LeastConn
 from lbkit.balancers._random import Random
 from lbkit.balancers._round_robin import RoundRobin
 from lbkit.balancers._schedule import SmoothSchedule, smooth_wrr_cycle
+from lbkit.balancers._sticky import LearnedSessions, Sticky, StickyMethod, server_id
 from lbkit.upstream import set_default_method
 
 __all__ = [
     "Hash",
     "IpHash",
+    "LearnedSessions",
     "LeastConn",
     "Random",
     "RoundRobin",
     "SmoothSchedule",
+    "Sticky",
+    "StickyMethod",
+    "server_id",
     "smooth_wrr_cycle",
 ]
 

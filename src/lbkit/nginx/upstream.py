@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin
+import attrs
+
+from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin, Sticky, StickyMethod
 from lbkit.errors import ConfigError
+from lbkit.nginx._sticky import parse_size, parse_sticky, split_sticky_server_params
 from lbkit.nginx.lexer import Directive, parse_directives
 from lbkit.upstream import (
     Method,
     Server,
     ServerConfigError,
     Upstream,
+    ZoneSessions,
+    open_zone,
     parse_count,
     server_from_params,
 )
@@ -34,6 +39,7 @@ UPSTREAM_DIRECTIVES = (
     "keepalive_time",
     "keepalive_timeout",
     "zone",
+    "sticky",
 )
 
 
@@ -44,10 +50,22 @@ def _at_line(exc: ConfigError, line: int) -> ConfigError:
     return ConfigError(message, line=line)
 
 
-def _parse_server(d: Directive) -> Server:
+def _parse_server(
+    d: Directive,
+    routes: dict[str, str],
+    drained: list[str],
+    sticky_lines: list[tuple[int, str]],
+) -> Server:
     if not d.args:
         raise ConfigError('invalid number of arguments in "server" directive', line=d.line)
     address, *params = d.args
+    params, route, drain = split_sticky_server_params(d, params)
+    if route is not None:
+        routes[address] = route
+    if drain:
+        drained.append(address)
+    if route is not None or drain:
+        sticky_lines.append((d.line, f"route={route}" if route is not None else "drain"))
     try:
         return server_from_params(address, params)
     except ConfigError as exc:
@@ -125,6 +143,13 @@ def _keepalive(d: Directive) -> int:
     return value
 
 
+def _zone_size(d: Directive) -> int:
+    size = parse_size(d.args[1])
+    if size is None:
+        raise ConfigError(f'invalid zone size "{d.args[1][:80]}"', line=d.line)
+    return size
+
+
 def upstream_from_directive(
     block: Directive, *, clock: Callable[[], float] | None = None
 ) -> Upstream:
@@ -137,20 +162,29 @@ def upstream_from_directive(
     method: Method = RoundRobin()
     keepalive: int | None = None
     zone: str | None = None
+    zone_size: int | None = None
+    sticky: Sticky | None = None
+    routes: dict[str, str] = {}
+    drained: list[str] = []
+    sticky_lines: list[tuple[int, str]] = []
     for d in block.block:
         if d.block is not None:
             raise ConfigError(f'"{d.name}" directive cannot have a block here', line=d.line)
         if d.name == "server":
-            servers.append(_parse_server(d))
+            servers.append(_parse_server(d, routes, drained, sticky_lines))
             lines.append(d.line)
         elif d.name in ("hash", "ip_hash", "least_conn", "random"):
             method = _parse_method(d)
+        elif d.name == "sticky":
+            sticky = parse_sticky(d)
         elif d.name == "keepalive":
             keepalive = _keepalive(d)
         elif d.name == "zone":
             if len(d.args) not in (1, 2):
                 raise ConfigError('invalid number of arguments in "zone"', line=d.line)
             zone = d.args[0]
+            if len(d.args) == 2:
+                zone_size = _zone_size(d)
         elif d.name in UPSTREAM_DIRECTIVES:
             if len(d.args) != 1:
                 raise ConfigError(f'invalid number of arguments in "{d.name}"', line=d.line)
@@ -160,16 +194,36 @@ def upstream_from_directive(
                 + ", ".join(UPSTREAM_DIRECTIVES),
                 line=d.line,
             )
+    if sticky_lines and sticky is None:
+        line, param = sticky_lines[0]
+        raise ConfigError(
+            f'invalid parameter "{param[:80]}": route= and drain need a "sticky" directive',
+            line=line,
+        )
+    if sticky is not None:
+        sticky = attrs.evolve(sticky, routes=routes)
+        if sticky.zone is not None:
+            try:
+                learn_zone = open_zone(sticky.zone, sticky.zone_size)
+            except ConfigError as exc:
+                raise _at_line(exc, block.line) from None
+            method = StickyMethod(method, sticky, ZoneSessions(learn_zone, sticky.timeout))
+        else:
+            method = StickyMethod(method, sticky)
     try:
-        return Upstream(
+        upstream = Upstream(
             servers,
             method,
             name=name,
             keepalive=keepalive,
             zone=zone,
+            zone_size=zone_size,
             **({} if clock is None else {"clock": clock}),
         )
     except ServerConfigError as exc:
         raise _at_line(exc, lines[exc.index]) from None
     except ConfigError as exc:
         raise _at_line(exc, block.line) from None
+    for address in drained:
+        upstream.drain(address)
+    return upstream

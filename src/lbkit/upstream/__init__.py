@@ -36,6 +36,7 @@ from lbkit.upstream._validation import (
     check_keepalive,
     check_servers,
 )
+from lbkit.upstream._zone import Zone, ZonePeers, ZoneSessions, open_zone
 
 __all__ = [
     "MAX_ADDRESS_LENGTH",
@@ -57,11 +58,15 @@ __all__ = [
     "Server",
     "ServerConfigError",
     "Upstream",
+    "Zone",
+    "ZonePeers",
+    "ZoneSessions",
     "can_take",
     "check_keepalive",
     "check_servers",
     "default_method",
     "hash_tries_exhausted",
+    "open_zone",
     "parse_count",
     "parse_duration",
     "parse_server_line",

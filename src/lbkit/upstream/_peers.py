@@ -214,6 +214,8 @@ class RequestState:
     rehash: int = 0
     hash_tries: int = 0
     generation: int = 0
+    #: The sticky hint (server id from a cookie, route or learned session), if any.
+    sticky: str | None = None
 
 
 def can_take(request: RequestState, peer: PeerState, now: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from lbkit.errors import NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
 from lbkit.hashing import as_bytes, client_address_bytes
@@ -14,7 +14,9 @@ from lbkit.upstream._attempts import AsyncAttempts, Attempts
 from lbkit.upstream._method import Method, Picker, default_method
 from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState, release_peer
 from lbkit.upstream._server import Server, parse_server_line
+from lbkit.upstream._sticky_hint import check_sticky_hint
 from lbkit.upstream._validation import check_keepalive, check_servers
+from lbkit.upstream._zone import ZonePeers, open_zone
 
 __all__ = ["MAX_KEY_LENGTH", "RESPONSE_TIME_ALPHA", "Upstream"]
 
@@ -103,7 +105,10 @@ class Upstream:
 
     ``clock`` returns seconds; like nginx's ``ngx_time()`` only whole seconds count. It
     defaults to :func:`time.monotonic`, so wall-clock jumps do not affect ``fail_timeout``.
-    ``zone`` names the shared-memory zone of nginx's ``zone NAME SIZE;`` (recorded).
+    ``zone`` names a shared-memory zone as nginx's ``zone NAME SIZE;`` (``zone_size``
+    bytes, default 1 MiB): round-robin weights, connection counts, failures and drains are
+    then shared by every process of the host whose upstream of this ``name`` uses the
+    zone (see :class:`~lbkit.upstream.Zone`).
     """
 
     def __init__(
@@ -114,6 +119,7 @@ class Upstream:
         name: str = "",
         keepalive: int | None = None,
         zone: str | None = None,
+        zone_size: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if method is None:
@@ -131,8 +137,12 @@ class Upstream:
         primary = _groups(server_tuple, {})
         self._members = _Membership(server_tuple, primary, method.bind(primary), 0)
         self._ramping: list[PeerState] = []
+        self._zone: ZonePeers | None = None
+        if zone is not None:
+            self._zone = ZonePeers(open_zone(zone, zone_size), name)
+            self._zone.bind(self._members.by_name.values())
         # pick() with no key and no address builds its request inline (the hot path).
-        self._plain = not (method.needs_key or method.needs_client_addr)
+        self._plain = not (method.needs_key or method.needs_client_addr) and zone is None
 
     # -- introspection -------------------------------------------------------------
 
@@ -188,6 +198,8 @@ class Upstream:
             old.sync()
             primary = _groups(new, dict(old.by_name))
             members = _Membership(new, primary, self.method.bind(primary), old.generation + 1)
+            if self._zone is not None:
+                self._zone.bind(members.by_name.values())
             self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
             self._members = members
 
@@ -198,12 +210,21 @@ class Upstream:
         an :meth:`update` leaves it out. Raises :class:`~lbkit.errors.UnknownPeerError`.
         """
         with self._lock:
-            self.peer_state(name).drain()
+            state = self.peer_state(name)
+            with self._synced((state,)):
+                state.drain()
 
     # -- choosing and reporting ----------------------------------------------------
 
+    def _synced(self, states: tuple[PeerState, ...]) -> AbstractContextManager[None]:
+        """The zone's state of ``states`` around a change (nothing without a zone)."""
+        return nullcontext() if self._zone is None else self._zone.synced(states)
+
     def _new_request(
-        self, key: str | bytes | None, client_addr: str | bytes | None
+        self,
+        key: str | bytes | None,
+        client_addr: str | bytes | None,
+        sticky: str | None = None,
     ) -> RequestState:
         method = self.method
         key_bytes = b""
@@ -229,6 +250,8 @@ class Upstream:
         request = RequestState(
             members.primary, members.tries, 0, key_bytes, addr, 0, 0, 0, members.generation
         )
+        if sticky is not None:
+            request.sticky = check_sticky_hint(sticky)
         members.picker.begin(request)
         return request
 
@@ -277,20 +300,32 @@ class Upstream:
         if self._ramping:
             members.sync()
             self._apply_slow_start(now)
-        state = members.picker.get(request, now)
+        if self._zone is None:
+            state = members.picker.get(request, now)
+        else:
+            members.sync()  # no fast path may keep weights apart from the zone's
+            with self._zone.synced(tuple(members.by_name.values())):
+                state = members.picker.get(request, now)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
         return Peer(state, request, self)
 
-    def pick(self, key: str | bytes | None = None, client_addr: str | bytes | None = None) -> Peer:
+    def pick(
+        self,
+        key: str | bytes | None = None,
+        client_addr: str | bytes | None = None,
+        *,
+        sticky: str | None = None,
+    ) -> Peer:
         """Choose a peer for one request and count it as started.
 
         ``key`` is the evaluated hash key (hash methods), ``client_addr`` the client's IP
         text (ip_hash). Report the outcome with :meth:`done`. Raises
         :class:`~lbkit.NoLiveUpstreams` when nginx would answer 502, and
         :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
+        ``sticky`` is the server id a sticky client asks for (see :class:`~lbkit.balancers.Sticky`).
         """
-        if key is None and client_addr is None and self._plain:
+        if key is None and client_addr is None and sticky is None and self._plain:
             members = self._members
             request = RequestState(
                 members.primary, members.tries, 0, b"", b"", 0, 0, 0, members.generation
@@ -304,7 +339,7 @@ class Upstream:
             if state is None:
                 raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
             return Peer(state, request, self)
-        return self._get(self._new_request(key, client_addr))
+        return self._get(self._new_request(key, client_addr, sticky))
 
     def done(
         self,
@@ -340,7 +375,8 @@ class Upstream:
                 self._members.sync()
             # The clock matters only to a failure or to the end of a fail_timeout probe.
             now = int(self._clock()) if failed or state.accessed < state.checked else 0
-            release_peer(peer.request, state, failed, now)
+            with self._synced((state,)):
+                release_peer(peer.request, state, failed, now)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
             state.requests += 1
@@ -355,7 +391,8 @@ class Upstream:
             if peer.reported or peer.owner is not self:
                 return
             peer.reported = True
-            peer.state.give_back()
+            with self._synced((peer.state,)):
+                peer.state.give_back()
 
     def attempts(
         self,
@@ -364,6 +401,7 @@ class Upstream:
         *,
         tries: int = 0,
         timeout: float | None = None,
+        sticky: str | None = None,
     ) -> Attempts:
         """The peers nginx tries for ONE request, in order (``proxy_next_upstream``).
 
@@ -380,7 +418,9 @@ class Upstream:
         or dropped, ``with`` exit), a peer taken and not reported is given back
         (:meth:`give_back`): no connection stays counted.
         """
-        return Attempts(self, self._new_request(key, client_addr), tries=tries, timeout=timeout)
+        return Attempts(
+            self, self._new_request(key, client_addr, sticky), tries=tries, timeout=timeout
+        )
 
     def attempts_async(
         self,
@@ -389,11 +429,12 @@ class Upstream:
         *,
         tries: int = 0,
         timeout: float | None = None,
+        sticky: str | None = None,
     ) -> AsyncAttempts:
         """:meth:`attempts` for ``async for``; cancellation-safe (a cancelled task's
         unreported peer is given back). Choosing a peer never blocks the event loop."""
         return AsyncAttempts(
-            self, self._new_request(key, client_addr), tries=tries, timeout=timeout
+            self, self._new_request(key, client_addr, sticky), tries=tries, timeout=timeout
         )
 
     @contextmanager

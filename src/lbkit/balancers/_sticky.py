@@ -1,0 +1,357 @@
+"""nginx's ``sticky cookie | route | learn`` (``ngx_http_upstream_sticky_module.c``).
+
+A sticky client carries a *server id* (sid): the server's ``route=`` if it has one, else
+the lowercase hex MD5 of its address. :class:`StickyMethod` wraps a balancing method: a
+request whose hint names a usable peer goes there, otherwise the wrapped method chooses.
+The rules, read in nginx 1.31's source and replayed against recorded vectors
+(``tests/golden/``):
+
+- the hint names the first peer (configuration order) with that sid; it is not used if the
+  peer was already tried by this request, is ``down`` (a *drained* peer still is usable),
+  failed (``max_fails``) or full (``max_conns``);
+- with round robin, a sticky peer whose ``current_weight <= -(total_weight - weight)`` is
+  taken with no weight update; otherwise the whole smooth-round-robin pass runs and the
+  sticky peer is then taken and gives back the total (``ngx_http_upstream_get_peer``);
+- with other methods the sticky peer is taken as is (as ``least_time`` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+import attrs
+
+from lbkit.errors import ConfigError
+from lbkit.upstream import (
+    Method,
+    MethodKind,
+    Peer,
+    PeerGroup,
+    PeerState,
+    Picker,
+    RequestState,
+    ZoneSessions,
+    take_peer,
+)
+
+__all__ = ["LearnedSessions", "Sticky", "StickyMethod", "cookie_time", "server_id"]
+
+#: Longest ``route=`` nginx accepts (``route is longer than 32``).
+MAX_ROUTE = 32
+#: ``expires=max``: nginx's fixed date and max-age.
+EXPIRES_MAX = "Thu, 31-Dec-37 23:55:55 GMT"
+MAX_AGE_MAX = 315360000
+#: Sessions a :class:`LearnedSessions` table holds at most (oldest dropped first).
+MAX_LEARNED = 100_000
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def server_id(address: str, route: str | None = None) -> str:
+    """nginx's sid of a server: its ``route=`` if set, else the MD5 hex of its address."""
+    if route:
+        return route
+    return hashlib.md5(address.encode(), usedforsecurity=False).hexdigest()
+
+
+def cookie_time(epoch: float) -> str:
+    """nginx's ``ngx_http_cookie_time``: ``Mon, 30-Nov-26 06:55:36 GMT`` (two-digit year)."""
+    t = time.gmtime(int(epoch))
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year % 100:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+def _check_routes(routes: Mapping[str, str]) -> Mapping[str, str]:
+    for address, route in routes.items():
+        if not route:
+            raise ConfigError(f"route is empty for server {address!r}")
+        if len(route.encode()) > MAX_ROUTE:
+            raise ConfigError(
+                f"route {route[:80]!r} of server {address!r} is longer than {MAX_ROUTE} bytes"
+            )
+    return dict(routes)
+
+
+@attrs.frozen(slots=True)
+class Sticky:
+    """The configuration of nginx's ``sticky`` directive.
+
+    ``mode`` is ``"cookie"`` (``cookie`` is the cookie's name), ``"route"`` (``variables``
+    are the route variables, first non-empty wins) or ``"learn"`` (``create`` and
+    ``variables``, the lookup variables, name where the session id is found; ``zone`` and
+    ``timeout`` in seconds). ``expires`` is seconds, ``-1`` for ``expires=max``, ``None``
+    for a session cookie. ``routes`` maps server addresses to their ``route=``.
+    """
+
+    mode: Literal["cookie", "route", "learn"]
+    cookie: str = ""
+    expires: int | None = None
+    domain: str | None = None
+    httponly: bool = False
+    samesite: str | None = None
+    secure: bool = False
+    path: str | None = None
+    variables: tuple[str, ...] = ()
+    create: tuple[str, ...] = ()
+    zone: str | None = None
+    zone_size: int | None = None
+    timeout: int = 600
+    header: bool = False
+    sync: bool = False
+    routes: Mapping[str, str] = attrs.field(factory=dict, converter=_check_routes)
+
+    def sid(self, address: str) -> str:
+        """The server id of the server at ``address``."""
+        return server_id(address, self.routes.get(address))
+
+    def set_cookie(self, peer: Peer | PeerState | str, now: float | None = None) -> str | None:
+        """The ``Set-Cookie`` value nginx adds for a response from ``peer`` (cookie mode;
+        ``None`` otherwise). ``now`` is the wall-clock time (default :func:`time.time`)."""
+        if self.mode != "cookie":
+            return None
+        address = peer if isinstance(peer, str) else peer.name
+        parts = [f"{self.cookie}={self.sid(address)}"]
+        if self.expires == -1:
+            parts.append(f"expires={EXPIRES_MAX}; max-age={MAX_AGE_MAX}")
+        elif self.expires is not None:
+            when = time.time() if now is None else now
+            parts.append(f"expires={cookie_time(when + self.expires)}; max-age={self.expires}")
+        if self.domain:
+            parts.append(f"domain={self.domain}")
+        if self.httponly:
+            parts.append("httponly")
+        if self.secure:
+            parts.append("secure")
+        if self.samesite:
+            value = self.samesite.lower()
+            parts.append(f"samesite={value if value in ('strict', 'lax', 'none') else 'strict'}")
+        if self.path:
+            parts.append(f"path={self.path}")
+        return "; ".join(parts)
+
+    def first_value(self, names: tuple[str, ...], values: Mapping[str, str]) -> str | None:
+        """The first of ``names`` (``$var`` or ``var``) found non-empty in ``values``."""
+        for name in names:
+            value = values.get(name) or values.get(name.lstrip("$"))
+            if value:
+                return value
+        return None
+
+
+class LearnedSessions:
+    """``sticky learn``'s table: session id -> server id, expiring ``timeout`` seconds after
+    last use, at most ``capacity`` entries (least recently used dropped). Thread-safe.
+
+    Keys are MD5 digests of session ids, as nginx stores them. A zone
+    (:class:`~lbkit.upstream.Zone`) gives every process of the host the same table.
+    """
+
+    def __init__(
+        self,
+        timeout: int = 600,
+        capacity: int = MAX_LEARNED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if capacity < 1:
+            raise ConfigError(f"learned sessions capacity {capacity} must be >= 1")
+        self.timeout = timeout
+        self.capacity = capacity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._table: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+
+    @staticmethod
+    def _key(session: str) -> bytes:
+        return hashlib.md5(session.encode(), usedforsecurity=False).digest()
+
+    def lookup(self, session: str) -> str | None:
+        """The server id learned for ``session``, refreshing it; ``None`` if unknown/expired."""
+        key = self._key(session)
+        now = self._clock()
+        with self._lock:
+            found = self._table.get(key)
+            if found is None:
+                return None
+            if found[1] <= now:
+                del self._table[key]
+                return None
+            self._table[key] = (found[0], now + self.timeout)
+            self._table.move_to_end(key)
+            return found[0]
+
+    def learn(self, session: str, sid: str, *, only_known: bool = False) -> None:
+        """Remember (or refresh, or move) ``session`` as served by the server ``sid``;
+        with ``only_known``, only a session already in the table (nginx's lookup side)."""
+        key = self._key(session)
+        with self._lock:
+            if only_known and key not in self._table:
+                return
+            self._table[key] = (sid, self._clock() + self.timeout)
+            self._table.move_to_end(key)
+            while len(self._table) > self.capacity:
+                self._table.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+def _usable(request: RequestState, peer: PeerState, now: int) -> bool:
+    """nginx's ``ngx_http_upstream_get_rr_peer_by_sid`` checks: not tried, not down (the
+    drain bit aside), not failed, not full."""
+    return not (
+        request.tried >> peer.index & 1
+        or (peer.down and not peer.draining)
+        or peer.is_failed(now)
+        or peer.is_full()
+    )
+
+
+def _round_robin_with_hint(request: RequestState, sticky: PeerState, now: int) -> PeerState:
+    """``ngx_http_upstream_get_peer`` with a sticky peer (see the module docstring)."""
+    group = request.group
+    if sticky.current_weight <= -(group.total_weight - sticky.weight):
+        return take_peer(request, sticky, now)
+    total = 0
+    tried = request.tried
+    for peer in group.peers:
+        if tried >> peer.index & 1 or peer.blocked_until >= now:
+            continue
+        peer.current_weight += peer.effective_weight
+        total += peer.effective_weight
+        if peer.effective_weight < peer.weight:
+            peer.effective_weight += 1
+    sticky.current_weight -= total
+    return take_peer(request, sticky, now)
+
+
+@attrs.frozen(slots=True)
+class _StickyPicker:
+    inner: Picker
+    sticky: Sticky
+    round_robin: bool
+    #: sid -> first peer with it, per group (keyed by the group's id()).
+    by_sid: Mapping[int, Mapping[str, PeerState]]
+
+    def begin(self, request: RequestState) -> None:
+        self.inner.begin(request)
+
+    def sync(self) -> None:
+        """Bring the wrapped picker's lagging peer state up to date (its fast path)."""
+        sync = getattr(self.inner, "sync", None)
+        if sync is not None:
+            sync()
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        hint = request.sticky
+        group = request.group
+        if hint is not None and not group.single:
+            peer = self.by_sid.get(id(group), {}).get(hint)
+            if peer is not None and _usable(request, peer, now):
+                self.sync()
+                if self.round_robin:
+                    return _round_robin_with_hint(request, peer, now)
+                return take_peer(request, peer, now)
+        return self.inner.get(request, now)
+
+
+@attrs.define(slots=True)
+class StickyMethod:
+    """A balancing method with nginx's ``sticky``: pass the client's server id as
+    ``Upstream.pick(sticky=...)`` (get it with :meth:`hint`), and answer with
+    :meth:`response`'s ``Set-Cookie`` (cookie mode) or let it learn the session (learn).
+
+    ``sessions`` is the learn table (in-process unless a zone provides a shared one).
+    """
+
+    inner: Method
+    sticky: Sticky
+    sessions: LearnedSessions | ZoneSessions = attrs.field(eq=False)
+
+    @sessions.default
+    def _sessions(self) -> LearnedSessions:
+        return LearnedSessions(self.sticky.timeout)
+
+    @property
+    def kind(self) -> MethodKind:
+        """The wrapped method's kind."""
+        return self.inner.kind
+
+    #: As the wrapped method.
+    supports_backup: bool = attrs.field(init=False, eq=False)
+    #: As the wrapped method.
+    needs_key: bool = attrs.field(init=False, eq=False)
+    #: As the wrapped method.
+    needs_client_addr: bool = attrs.field(init=False, eq=False)
+
+    @supports_backup.default
+    def _supports_backup(self) -> bool:
+        return self.inner.supports_backup
+
+    @needs_key.default
+    def _needs_key(self) -> bool:
+        return self.inner.needs_key
+
+    @needs_client_addr.default
+    def _needs_client_addr(self) -> bool:
+        return self.inner.needs_client_addr
+
+    def bind(self, primary: PeerGroup) -> Picker:
+        """The wrapped method's picker with the sticky lookup in front."""
+        by_sid: dict[int, dict[str, PeerState]] = {}
+        group: PeerGroup | None = primary
+        while group is not None:
+            table: dict[str, PeerState] = {}
+            for peer in group.peers:
+                table.setdefault(self.sticky.sid(peer.name), peer)
+            by_sid[id(group)] = table
+            group = group.backup
+        return _StickyPicker(
+            self.inner.bind(primary), self.sticky, self.inner.kind == "round_robin", by_sid
+        )
+
+    def hint(
+        self, cookies: Mapping[str, str] | None = None, variables: Mapping[str, str] | None = None
+    ) -> str | None:
+        """The server id a request asks for: its cookie (cookie mode), the first non-empty
+        route variable (route), or the server learned for its first non-empty lookup
+        variable (learn). ``cookies`` are the request's cookies by name; ``variables`` the
+        values of the nginx variables named in the directive (``$route_cookie``...)."""
+        s = self.sticky
+        if s.mode == "cookie":
+            return (cookies or {}).get(s.cookie) or None
+        if s.mode == "route":
+            return s.first_value(s.variables, variables or {})
+        session = s.first_value(s.variables, variables or {})
+        return None if session is None else self.sessions.lookup(session)
+
+    def response(
+        self,
+        peer: Peer | PeerState,
+        variables: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> str | None:
+        """Account for a response from ``peer``: the ``Set-Cookie`` value to send (cookie
+        mode), or, in learn mode, remember the session the response created (its
+        ``create=`` variables, e.g. ``$upstream_cookie_sid``, in ``variables``) and the
+        request's lookup session, both bound to ``peer``."""
+        s = self.sticky
+        if s.mode == "cookie":
+            return s.set_cookie(peer, now)
+        if s.mode == "learn":
+            values = variables or {}
+            sid = s.sid(peer.name)
+            created = s.first_value(s.create, values)
+            if created is not None:
+                self.sessions.learn(created, sid)
+            asked = s.first_value(s.variables, values)
+            if asked is not None and asked != created:
+                self.sessions.learn(asked, sid, only_known=True)
+        return None

@@ -1,0 +1,229 @@
+"""``zone``: upstream state shared by processes of the host, crash-safe (kill -9)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lbkit
+from lbkit.balancers import LeastConn
+from lbkit.nginx import parse_upstream
+from lbkit.upstream import Zone, ZoneSessions, open_zone
+
+SERVERS = ["a:1", "b:1", "c:1"]
+
+
+@pytest.fixture(autouse=True)
+def zone_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LBKIT_ZONE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def fresh_name() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def upstream(zone: str | None, method: Any = None, servers: list[str] = SERVERS) -> lbkit.Upstream:
+    return lbkit.Upstream(
+        [_server(s) for s in servers],
+        method,
+        name="backend",
+        zone=zone,
+    )
+
+
+def _server(text: str) -> lbkit.Server:
+    from lbkit.upstream import parse_server_line
+
+    return parse_server_line(text)
+
+
+def test_two_upstreams_of_one_zone_share_round_robin_and_connections() -> None:
+    name = fresh_name()
+    one, two = upstream(name), upstream(name)
+    picks = [one.pick().name, two.pick().name, one.pick().name, two.pick().name]
+    assert picks == ["a:1", "b:1", "c:1", "a:1"]  # one round-robin cycle between them
+    lc1, lc2 = upstream(name + "x", LeastConn()), upstream(name + "x", LeastConn())
+    alone = upstream(None, LeastConn())
+    held = [lc1.pick(), lc2.pick(), lc1.pick()]
+    ref = [alone.pick() for _ in range(3)]
+    assert [p.name for p in held] == [p.name for p in ref] == SERVERS
+    for p in held[::2]:
+        lc1.done(p)
+    lc2.done(held[1])
+    for p in ref:
+        alone.done(p)
+    # counts are back to 0 in both, and both go on exactly as one upstream would
+    got = [lc2.pick().name, lc1.pick().name, lc2.pick().name]
+    assert got == [alone.pick().name for _ in range(3)]
+
+
+def test_failures_and_drain_are_shared() -> None:
+    name = fresh_name()
+    servers = ["a:1 max_fails=1 fail_timeout=30s", "b:1"]
+    one, two = upstream(name, servers=servers), upstream(name, servers=servers)
+    peer = one.pick()
+    assert peer.name == "a:1"
+    one.done(peer, failed=True)
+    assert [two.pick().name for _ in range(3)] == ["b:1"] * 3
+    one.drain("b:1")
+    with pytest.raises(lbkit.NoLiveUpstreams):
+        two.pick()
+
+
+def test_zone_from_nginx_text_and_python_are_the_same_zone() -> None:
+    name = fresh_name()
+    servers = " ".join(f"server {s};" for s in SERVERS)
+    text = f"upstream backend {{ zone {name} 64k; least_conn; {servers} }}"
+    parsed = parse_upstream(text)
+    built = upstream(name, LeastConn())
+    assert parsed.zone == built.zone == name
+    first = parsed.pick()
+    assert built.pick().name != first.name
+
+
+def test_zone_bounds_and_names() -> None:
+    with pytest.raises(lbkit.ConfigError, match="invalid zone name"):
+        Zone("../etc")
+    with pytest.raises(lbkit.ConfigError, match="size"):
+        Zone(fresh_name(), 100)
+    with pytest.raises(lbkit.ConfigError, match="invalid zone size"):
+        parse_upstream("upstream u { zone z lots; server a:1; }")
+    zone = open_zone(fresh_name())
+    assert oct(zone.path.stat().st_mode & 0o777) == "0o600"
+    many = [f"10.0.{i // 250}.{i % 250}:80" for i in range(70)]
+    with pytest.raises(lbkit.ConfigError, match="at most 64 peers"):
+        upstream(fresh_name(), servers=many)
+
+
+def test_sessions_in_a_zone() -> None:
+    now = [0.0]
+    sessions = ZoneSessions(open_zone(fresh_name()), timeout=10, clock=lambda: now[0])
+    other = ZoneSessions(open_zone(sessions.zone.name), timeout=10, clock=lambda: now[0])
+    sessions.learn("s1", "0123456789abcdef0123456789abcdef")
+    assert other.lookup("s1") == "0123456789abcdef0123456789abcdef"
+    other.learn("s2", "x", only_known=True)
+    assert sessions.lookup("s2") is None
+    now[0] = 11.0
+    assert sessions.lookup("s1") is None
+    assert len(sessions) == 0
+
+
+def test_sixteen_threads_on_a_zone() -> None:
+    up = upstream(fresh_name(), LeastConn())
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(200):
+                up.done(up.pick())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    probe = up.pick()
+    assert sum(p.conns for p in up.peers) == 1
+    up.done(probe)
+
+
+def hold(zone: str, picks: int, ready: Any, names: Any, release: Any) -> None:
+    """Worker process: take ``picks`` connections with least_conn and hold them."""
+    up = lbkit.Upstream([_server(s) for s in SERVERS], LeastConn(), name="backend", zone=zone)
+    held = []
+    ready.wait()
+    for _ in range(picks):
+        held.append(up.pick())
+    names.put([p.name for p in held])
+    # Poll a file rather than wait on an Event: a worker killed inside Event.wait()
+    # would leave the Event's condition waiting for its acknowledgement.
+    while not os.path.exists(release):
+        time.sleep(0.02)
+    for p in held:
+        up.done(p)
+
+
+class Release:
+    """A file whose creation tells the workers to let go (picklable: a path)."""
+
+    def __init__(self) -> None:
+        self.path = os.path.join(os.environ["LBKIT_ZONE_DIR"], "release-" + uuid.uuid4().hex)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def set(self) -> None:
+        Path(self.path).touch()
+
+
+def spread(zone: str | None, workers: int = 4, picks: int = 2) -> tuple[Counter[str], list[Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    ready, names = ctx.Event(), ctx.Queue()
+    release = Release()
+    procs = [
+        # without a shared zone, every worker has its own: as if there were none
+        ctx.Process(
+            target=hold,
+            args=(zone or fresh_name() + str(i), picks, ready, names, release),
+            daemon=True,
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    ready.set()
+    try:
+        got = [names.get(timeout=60) for _ in procs]
+    except BaseException:
+        release.set()
+        for p in procs:
+            p.kill()
+            p.join(10)
+        raise
+    return Counter(n for g in got for n in g), [procs, release]
+
+
+def test_four_processes_spread_as_one_and_kill_9_releases_counts() -> None:
+    name = fresh_name()
+    counts, (procs, release) = spread(name)
+    try:
+        # one process taking 8 connections with least_conn: 3, 3, 2
+        alone = upstream(fresh_name(), LeastConn())
+        one = Counter(alone.pick().name for _ in range(8))
+        assert sorted(counts.values()) == sorted(one.values()) == [2, 3, 3]
+        victim = procs[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(30)
+        watcher = upstream(name, LeastConn())
+        probe = watcher.pick()
+        assert sum(p.conns for p in watcher.peers) == 8 - 2 + 1
+        watcher.done(probe)
+    finally:
+        release.set()
+        for p in procs:
+            p.join(30)
+    watcher = upstream(name, LeastConn())
+    probe = watcher.pick()
+    assert sum(p.conns for p in watcher.peers) == 1
+    watcher.done(probe)
+
+
+def test_without_a_zone_four_processes_pile_up() -> None:
+    counts, (procs, release) = spread(None)
+    release.set()
+    for p in procs:
+        p.join(30)
+    assert sorted(counts.values()) == [4, 4]  # every worker chose a then b
