@@ -1,0 +1,23 @@
+"""Session-wide test setup."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_zone_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Zones (``zone NAME SIZE;``) of the tests live in a private directory, not /dev/shm,
+    so that no state is shared between test runs or with other programs."""
+    path = tmp_path_factory.mktemp("zones")
+    before = os.environ.get("LBKIT_ZONE_DIR")
+    os.environ["LBKIT_ZONE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("LBKIT_ZONE_DIR", None)
+    else:
+        os.environ["LBKIT_ZONE_DIR"] = before
