@@ -98,20 +98,29 @@ class _RedisCommands:
     def set(
         self, key: str, value: bytes, ttl: float | None, if_version: Version | None
     ) -> Flow[Version]:
+        version = new_version(0)
+        yield from self._set_by_script(key, value, ttl, if_version, str(version))
+        return version
+
+    def _set_by_script(
+        self, key: str, value: bytes, ttl: float | None, if_version: Version | None, *extra: str
+    ) -> Flow[Version]:
+        """Check a write, run the layout's set script (value, ms, expected version, ``extra``).
+
+        Returns the version the script reports, or raises SessionConflict when it refused.
+        """
         k = self._k(key)
         data = check_value(value, self.max_value)
         ms = _ms(check_ttl(ttl))
         want = "" if check_version(if_version) is None else str(if_version)
-        version = new_version(0)
-        args = [data, ms, want, str(version)]
         ok, have = yield from self._send(
-            Call(self.script, "__call__", (), {"keys": [k], "args": args})
+            Call(self.script, "__call__", (), {"keys": [k], "args": [data, ms, want, *extra]})
         )
         if int(ok) != 1:
             raise SessionConflict(
                 f"session {key!r} changed: version {int(have)}, expected {if_version}"
             )
-        return version
+        return int(have)
 
     def delete(self, key: str) -> Flow[bool]:
         return bool((yield from self._send(Call(self.client, "delete", (self._k(key),)))))

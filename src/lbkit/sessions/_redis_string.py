@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lbkit.errors import SessionConflict
 from lbkit.sessions._flow import Call, Flow
-from lbkit.sessions._redis import _ms, _RedisCommands
-from lbkit.sessions.base import Version, check_ttl, check_value, check_version
+from lbkit.sessions._redis import _RedisCommands
+from lbkit.sessions.base import Version
 
 __all__ = ["RedisStringCommands", "content_version"]
 
@@ -62,15 +61,4 @@ class RedisStringCommands(_RedisCommands):
     def set(
         self, key: str, value: bytes, ttl: float | None, if_version: Version | None
     ) -> Flow[Version]:
-        k = self._k(key)
-        data = check_value(value, self.max_value)
-        ms = _ms(check_ttl(ttl))
-        want = "" if check_version(if_version) is None else str(if_version)
-        ok, have = yield from self._send(
-            Call(self.script, "__call__", (), {"keys": [k], "args": [data, ms, want]})
-        )
-        if int(ok) != 1:
-            raise SessionConflict(
-                f"session {key!r} changed: version {int(have)}, expected {if_version}"
-            )
-        return int(have)
+        return (yield from self._set_by_script(key, value, ttl, if_version))
