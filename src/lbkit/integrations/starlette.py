@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from lbkit._web_types import ASGIApp, Message, Receive, Scope, Send
 from lbkit.integrations._core import (
     SessionDict,
     SessionOptions,
@@ -26,12 +26,6 @@ from lbkit.sessions._session import parse_cookie_header
 from lbkit.sessions._threaded import ThreadedAsyncStore
 
 __all__ = ["SessionMiddleware"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class SessionMiddleware:

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from lbkit._web_types import ASGIApp, Message, Receive, Scope, Send
 from lbkit.sessions._manager import AsyncSessionManager
 from lbkit.sessions._session import CookieConfig, Serializer, Session, parse_cookie_header
 from lbkit.sessions.base import AsyncSessionStore
 
 __all__ = ["ASGISessionMiddleware", "AsyncLazySession"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class AsyncLazySession:

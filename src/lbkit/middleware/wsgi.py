@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lbkit._web_types import StartResponse, WSGIApp
 from lbkit.sessions._manager import SessionManager
 from lbkit.sessions._session import CookieConfig, Serializer, Session, parse_cookie_header
 from lbkit.sessions.base import SessionStore
 
 __all__ = ["LazySession", "WSGISessionMiddleware"]
-
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class LazySession:

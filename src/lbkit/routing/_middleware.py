@@ -17,10 +17,11 @@ resolve, 500 when a regex hit its bound.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from lbkit._web_types import Receive, Scope, Send, StartResponse
 from lbkit.errors import (
     InvalidHostError,
     LbkitError,
@@ -34,12 +35,6 @@ from lbkit.routing._router import Router
 
 __all__ = ["ASGIRoutingMiddleware", "WSGIRoutingMiddleware", "status_for"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: Characters of a decoded path that need no %-escape to be read back the same.
 _SAFE = "/!$&'()*+,;=:@~-._"
