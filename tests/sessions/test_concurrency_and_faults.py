@@ -17,20 +17,7 @@ import pytest
 
 import lbkit
 from lbkit import sessions
-
-
-def _increment(store: Any, key: str, times: int) -> int:
-    conflicts = 0
-    for _ in range(times):
-        while True:
-            found = store.get_versioned(key)
-            count, version = (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
-            try:
-                store.set(key, str(count + 1).encode(), if_version=version)
-                break
-            except lbkit.SessionConflict:
-                conflicts += 1
-    return conflicts
+from tests.sessions.increments import increment
 
 
 @pytest.mark.parametrize("backend", ["memory", "files", "sqlite", "redis", "memcached"])
@@ -64,7 +51,7 @@ def test_eight_threads_two_instances_lose_no_update(
 
     def work(i: int) -> None:
         store = stores[i % len(stores)]
-        _increment(store, "shared", per_thread)
+        increment(store, "shared", per_thread)
         store.set(f"own-{i}", f"mine-{i}".encode())
         acked[i] = True
 
@@ -85,7 +72,7 @@ def _proc_increment(kind: str, where: str, prefix: str, times: int) -> None:
         store = sessions.SqliteStore(where)
     else:
         store = sessions.RedisStore(where, prefix=prefix)
-    _increment(store, "pcount", times)
+    increment(store, "pcount", times)
 
 
 @pytest.mark.parametrize("backend", ["files", "sqlite", "redis"])

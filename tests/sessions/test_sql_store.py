@@ -22,6 +22,7 @@ import lbkit
 from lbkit import sessions
 from tests.conformance.servers import free_port
 from tests.conformance.sql_servers import SqlServer, mariadb_server, postgres_server
+from tests.sessions.increments import increment
 
 DATABASES = ["postgresql", "mariadb"]
 
@@ -341,20 +342,6 @@ def test_async_unreachable_is_store_unavailable_within_timeout() -> None:
 # --- many writers ---------------------------------------------------------------------------
 
 
-def _increment(store: Any, key: str, times: int) -> int:
-    conflicts = 0
-    for _ in range(times):
-        while True:
-            found = store.get_versioned(key)
-            count, version = (0, sessions.ABSENT) if found is None else (int(found[0]), found[1])
-            try:
-                store.set(key, str(count + 1).encode(), if_version=version)
-                break
-            except lbkit.SessionConflict:
-                conflicts += 1
-    return conflicts
-
-
 @pytest.mark.parametrize("backend", DATABASES)
 def test_sixteen_threads_lose_no_update(backend: str, make_sql: Callable[..., Any]) -> None:
     store = make_sql(backend)
@@ -363,7 +350,7 @@ def test_sixteen_threads_lose_no_update(backend: str, make_sql: Callable[..., An
 
     def work(i: int) -> None:
         try:
-            _increment(store, key, 15)
+            increment(store, key, 15)
             store.set(f"{key}-own-{i}", f"mine-{i}".encode())
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -385,7 +372,7 @@ def _process_worker(url: str, key: str, times: int, go: Any) -> None:
     store = sessions.SqlStore(url)
     store.get("warm-up")
     go.wait()
-    _increment(store, key, times)
+    increment(store, key, times)
     store.close()
 
 
