@@ -29,7 +29,7 @@ from examples.proxy.headers import (
 )
 from examples.proxy.retry import Attempt, after_error, after_status
 from examples.proxy.settings import ProxySettings, SettingsTable, proxy_settings
-from lbkit import NoLiveUpstreams, Upstream
+from lbkit import NoLiveUpstreams, Server, Upstream
 from lbkit.errors import LbkitError
 from lbkit.middleware import ASGISessionMiddleware
 from lbkit.nginx.config import NginxConfig
@@ -279,13 +279,11 @@ class ProxyApp:
         elif body.length is None:  # streamed: the client's length, else chunked
             upstream_headers.extend((k, v) for k, v in headers if k.lower() == b"content-length")
         method = scope.get("method", "GET")
-        if route.upstream is None:
+        upstream = route.upstream
+        if upstream is None:
             await self._resolve(route)
-            host_, port = route.address or "", route.port
-            await self._once(route, settings, method, upstream_headers, body, body_read, send,
-                             host_, port)  # fmt: skip
-            return
-        await self._balanced(route, route.upstream, settings, method, upstream_headers, body,
+            upstream = _addresses_upstream(route)
+        await self._balanced(route, upstream, settings, method, upstream_headers, body,
                              body_read, send, client_addr)  # fmt: skip
 
     def _own_variables(
@@ -325,32 +323,6 @@ class ProxyApp:
             route.resolved(await self.resolvers.for_route(route).resolve(name))
         except LbkitError:
             raise _Answer(502) from None
-
-    async def _once(
-        self,
-        route: Route,
-        settings: ProxySettings,
-        method: str,
-        headers: list[tuple[bytes, bytes]],
-        body: RequestBody,
-        body_read: asyncio.Event,
-        send: Send,
-        host: str,
-        port: int,
-    ) -> None:
-        """A target that is not an upstream: one try (nginx retries only among peers)."""
-        request = self._request(route, settings, method, headers, body, host, port)
-        client = self._client(None)
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            flag, _ = _error_flag(exc)
-            raise _Answer(504 if flag == "timeout" else 502) from None
-        try:
-            body_read.set()
-            await self._relay(response, send)
-        finally:
-            await response.aclose()
 
     async def _balanced(
         self,
@@ -475,6 +447,20 @@ class ProxyApp:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _addresses_upstream(route: Route) -> Upstream:
+    """nginx's group for a target that names no upstream block: every address the name
+    resolved to (or the literal address), weight 1, ``max_fails=1``, ``fail_timeout=10``,
+    fresh for each request, so the first address is tried first and an error moves on to
+    the next (``ngx_http_upstream_create_round_robin_peer``)."""
+    if not route.addresses:
+        raise _Answer(502)
+    servers = [
+        Server(f"[{a}]:{route.port}" if ":" in a else f"{a}:{route.port}")
+        for a in dict.fromkeys(route.addresses)
+    ]
+    return Upstream(servers, name=route.host or "")
 
 
 def _tries(upstream: Upstream) -> int:

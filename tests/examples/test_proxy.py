@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -524,6 +525,72 @@ def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -
         (200, f"x.wild.test.priv:{port}"),
         (502, ""),
     ]
+
+
+class _HostEcho(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"host": self.headers["Host"], "at": self.server.server_address[0]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_name_with_several_addresses_moves_on_to_the_next(tmp_path: Path) -> None:
+    """A resolved name is a round-robin group of all its addresses for the request, as
+    nginx's ``ngx_http_upstream_create_round_robin_peer`` makes it: the first address
+    refuses, the request goes to the second; a name whose only address refuses is 502."""
+    from examples.proxy.app import ProxyApp
+    from lbkit.nginx import load_config
+    from tests.conformance.servers import Dnsmasq, free_port
+
+    port = free_port()  # nothing listens on 127.0.0.1:port
+    live = ThreadingHTTPServer(("127.0.0.2", port), _HostEcho)
+    thread = threading.Thread(target=live.serve_forever, daemon=True)
+    thread.start()
+    (tmp_path / "hosts").write_text(
+        "127.0.0.1 two.svc.test.priv\n127.0.0.2 two.svc.test.priv\n127.0.0.1 dead.svc.test.priv\n"
+    )
+    dns = Dnsmasq(tmp_path, free_port(), [], ttl=5)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"""
+        events {{ }}
+        http {{
+            resolver 127.0.0.1:{dns.port} valid=5s ipv6=off;
+            server {{
+                listen 80;
+                server_name *.svc.test.priv;
+                location / {{ proxy_pass http://$host:{port}; }}
+            }}
+        }}
+        """
+    )
+    app = ProxyApp(load_config(conf))
+
+    async def main() -> list[tuple[int, str]]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        out = []
+        async with httpx.AsyncClient(transport=transport) as c:
+            for host in ("two.svc.test.priv", "two.svc.test.priv", "dead.svc.test.priv"):
+                r = await c.get("http://proxy/p", headers={"Host": host})
+                out.append((r.status_code, r.json()["at"] if r.status_code == 200 else ""))
+        await app.aclose()
+        return out
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        dns.stop()
+        live.shutdown()
+        live.server_close()
+        thread.join()
+    assert got == [(200, "127.0.0.2"), (200, "127.0.0.2"), (502, "")]
+    assert app.stats["upstream_error"] == 3  # 127.0.0.1 refused each time: tried first
 
 
 def test_timeouts_retry_up_to_the_tries_limit_then_504(world: World) -> None:

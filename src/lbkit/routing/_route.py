@@ -62,6 +62,10 @@ class Route:
     host: str | None = None
     port: int = 80
     address: str | None = None
+    #: Every address the name resolved to, in the order to try them (``address`` is the
+    #: first); nginx makes a round-robin group of them for the request and, on an error,
+    #: tries the next one (``ngx_http_upstream_create_round_robin_peer``).
+    addresses: list[str] = attrs.field(factory=list)
     state: str = "pending"
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     #: The evaluated hash key of ``upstream`` (None: the method takes none).
@@ -77,10 +81,11 @@ class Route:
         return self.host
 
     def resolved(self, addresses: list[str]) -> None:
-        """Take the first resolved address (nginx rotates; the first is what it tries first)."""
+        """Keep the resolved addresses; ``address`` is the first, the one tried first."""
         if not addresses:
             raise RequestError(f"no address for {self.host!r}")
-        self.address = addresses[0]
+        self.addresses = list(addresses)
+        self.address = self.addresses[0]
 
     def done(self, *, failed: bool = False, elapsed: float | None = None) -> None:
         """Report the outcome once: to the upstream (passive health, least_conn) if any."""
@@ -205,6 +210,7 @@ def plan_route(router: Router, request: Request, *, pick: bool = True) -> Route:
     route.host, route.port = _host_port(hostport, _DEFAULT_PORTS.get(scheme, 80))
     if is_address(route.host):
         route.address = route.host
+        route.addresses = [route.host]
     return route
 
 
