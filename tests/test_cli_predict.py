@@ -323,6 +323,35 @@ def test_a_whole_config_follows_includes(
     assert f'lbkit: note: {tmp_path / "sites" / "a.conf"}:5:5: "gzip"' in err
 
 
+def test_a_whole_config_on_stdin_follows_includes_from_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """``lbkit predict -``: includes of a config read from standard input are relative to
+    the working directory; an error in the piped text is named ``<stdin>``."""
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.conf").write_text(
+        "server {\n    listen 80;\n    server_name a.test;\n"
+        "    location / { proxy_pass http://pool; }\n}\n"
+    )
+    text = (
+        "http {\n    upstream pool { server p1:80; server p2:80; }\n    include sites/*.conf;\n}\n"
+    )
+
+    def run(config: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "lbkit", "predict", "-", *args]
+        return subprocess.run(
+            command, input=config, cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+
+    done = run(text, "a.test/", "a.test/", "a.test/")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [(r[1], r[4]) for r in rows] == [("#0", "p1:80"), ("#0", "p2:80"), ("#0", "p1:80")]
+    bad = run("http {\n    server {\n        return 99999;\n    }\n}\n", "a.test/")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[0] == '<stdin>:3:16: error: invalid return code "99999"'
+
+
 def test_an_error_in_an_included_file_is_shown_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,10 +57,11 @@ def describe_error(exc: ConfigError, path: str, text: str) -> str:
     place = _IN_FILE.search(message)
     if place is not None and (place["line"] or place["line2"]):
         message = message[: place.start()]
-        path = place["path"]
+        if place["path"] != path:  # an included file: read it (the main text is at hand)
+            lines = _read_lines(place["path"])
+            path = place["path"]
         line_no = int(place["line"] or place["line2"])
         column = int(place["column"]) if place["column"] else None
-        lines = _read_lines(path)
     problem, sep, hint = message.partition(": ")
     if not sep:
         hint = _hint(message)

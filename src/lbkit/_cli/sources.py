@@ -116,10 +116,9 @@ class LoadedServers:
 
 
 def _is_whole_config(source: ConfigFile) -> bool:
-    """A file on disk whose top level has ``http { ... }``: read it as nginx does. A file
-    that does not even tokenize counts too: load_config reports the error's column."""
-    if source.path.startswith("<"):
-        return False
+    """A config whose top level has ``http { ... }`` (a file, or standard input with
+    includes relative to the working directory): read it as nginx does. A config that does
+    not even tokenize counts too: load_config reports the error's column."""
     try:
         directives = parse_directives(source.text)
     except ConfigError:
@@ -135,7 +134,7 @@ def load_router(source: ConfigFile) -> LoadedServers:
             router = parse_servers(source.text)
         return LoadedServers(router, tuple(router.warnings))
     with located(source.path, source.text):
-        config = load_config(source.path)
+        config = load_config(source.path, text=source.text if source.path == "<stdin>" else None)
     if config.router is None:
         raise ConfigError(f"no server blocks in {source.path} (nor in the files it includes)")
     notes = tuple(

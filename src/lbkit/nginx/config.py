@@ -112,20 +112,23 @@ class _Loader:
         self.warnings: list[str] = []
         self.total = 0
 
-    def read(self, path: Path, depth: int) -> tuple[Directive, ...]:
+    def read(
+        self, path: Path, depth: int, text: str | None = None, name: str | None = None
+    ) -> tuple[Directive, ...]:
         if len(self.files) >= MAX_FILES:
             raise ConfigError(f"more than {MAX_FILES} configuration files (an include loop?)")
         if depth > MAX_INCLUDE_DEPTH:
             raise ConfigError(f"includes nested more than {MAX_INCLUDE_DEPTH} deep at {path}")
-        try:
-            text = path.read_bytes().decode("latin-1")  # bytes, as nginx reads them
-        except OSError as exc:
-            raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
+        if text is None:
+            try:
+                text = path.read_bytes().decode("latin-1")  # bytes, as nginx reads them
+            except OSError as exc:
+                raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
         self.total += len(text)
         if self.total > MAX_TOTAL_LENGTH:
             raise ConfigError(f"configuration files exceed {MAX_TOTAL_LENGTH} characters at {path}")
         self.files.append(path)
-        return self.expand(parse_directives(text, source=str(path)), depth)
+        return self.expand(parse_directives(text, source=name or str(path)), depth)
 
     def expand(self, directives: tuple[Directive, ...], depth: int) -> tuple[Directive, ...]:
         out: list[Directive] = []
@@ -199,15 +202,18 @@ def load_config(
     hostname: str | None = None,
     max_line: int = MAX_HEADER_LINE,
     regex_engine: str = "auto",
+    text: str | None = None,
 ) -> NginxConfig:
     """Read a whole nginx.conf (includes followed) into upstreams and routers.
 
     ``hostname``, ``max_line`` and ``regex_engine`` are passed to the
-    :class:`~lbkit.Router`. Raises :class:`~lbkit.ConfigError` naming ``file:line:column``.
+    :class:`~lbkit.Router`. ``text``: the main file's contents, already read (standard
+    input, say); ``path`` then only names it in errors and relative ``include`` paths start
+    from its directory. Raises :class:`~lbkit.ConfigError` naming ``file:line:column``.
     """
     main = Path(os.fspath(path)).absolute()
     loader = _Loader(main)
-    tree = loader.read(main, 0)
+    tree = loader.read(main, 0, text, None if text is None else os.fspath(path))
     upstreams: dict[str, Upstream] = {}
     maps: dict[str, MapBlock] = {}
     servers: list[ServerBlock] = []
