@@ -6,6 +6,7 @@ picker an :class:`~lbkit.Upstream` drives; passive health and peer state live in
 from lbkit.balancers._hash import Hash
 from lbkit.balancers._ip_hash import IpHash
 from lbkit.balancers._least_conn import LeastConn
+from lbkit.balancers._least_time import LeastTime
 from lbkit.balancers._random import Random
 from lbkit.balancers._round_robin import RoundRobin
 from lbkit.balancers._schedule import SmoothSchedule, smooth_wrr_cycle
@@ -17,6 +18,7 @@ __all__ = [
     "IpHash",
     "LearnedSessions",
     "LeastConn",
+    "LeastTime",
     "Random",
     "RoundRobin",
     "SmoothSchedule",

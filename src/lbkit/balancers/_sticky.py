@@ -12,7 +12,8 @@ The rules, read in nginx 1.31's source and replayed against recorded vectors
 - with round robin, a sticky peer whose ``current_weight <= -(total_weight - weight)`` is
   taken with no weight update; otherwise the whole smooth-round-robin pass runs and the
   sticky peer is then taken and gives back the total (``ngx_http_upstream_get_peer``);
-- with other methods the sticky peer is taken as is (as ``least_time`` does).
+- with other methods the sticky peer is taken as is; ``least_time`` looks the hint up
+  itself, in each group it tries (backups too), and counts the sticky peer in flight.
 """
 
 from __future__ import annotations
@@ -214,6 +215,18 @@ def _usable(request: RequestState, peer: PeerState, now: int) -> bool:
     )
 
 
+def _hinted_peer(
+    by_sid: Mapping[int, Mapping[str, PeerState]], request: RequestState, now: int
+) -> PeerState | None:
+    """The peer of ``request``'s group its sticky hint names, if usable (nginx's
+    ``ngx_http_upstream_get_rr_peer_by_sid``: only the first peer with that sid counts)."""
+    hint = request.sticky
+    if hint is None:
+        return None
+    peer = by_sid.get(id(request.group), {}).get(hint)
+    return peer if peer is not None and _usable(request, peer, now) else None
+
+
 def _round_robin_with_hint(request: RequestState, sticky: PeerState, now: int) -> PeerState:
     """``ngx_http_upstream_get_peer`` with a sticky peer (see the module docstring)."""
     group = request.group
@@ -250,11 +263,9 @@ class _StickyPicker:
             sync()
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        hint = request.sticky
-        group = request.group
-        if hint is not None and not group.single:
-            peer = self.by_sid.get(id(group), {}).get(hint)
-            if peer is not None and _usable(request, peer, now):
+        if request.sticky is not None and not request.group.single:
+            peer = _hinted_peer(self.by_sid, request, now)
+            if peer is not None:
                 self.sync()
                 if self.round_robin:
                     return _round_robin_with_hint(request, peer, now)
@@ -304,7 +315,8 @@ class StickyMethod:
         return self.inner.needs_client_addr
 
     def bind(self, primary: PeerGroup) -> Picker:
-        """The wrapped method's picker with the sticky lookup in front."""
+        """The wrapped method's picker with the sticky lookup in front (or, for a picker
+        that looks hints up itself, such as least_time's, given to it)."""
         by_sid: dict[int, dict[str, PeerState]] = {}
         group: PeerGroup | None = primary
         while group is not None:
@@ -313,9 +325,12 @@ class StickyMethod:
                 table.setdefault(self.sticky.sid(peer.name), peer)
             by_sid[id(group)] = table
             group = group.backup
-        return _StickyPicker(
-            self.inner.bind(primary), self.sticky, self.inner.kind == "round_robin", by_sid
-        )
+        inner = self.inner.bind(primary)
+        use_hints = getattr(inner, "use_hints", None)
+        if use_hints is not None:
+            use_hints(lambda request, now: _hinted_peer(by_sid, request, now))
+            return inner
+        return _StickyPicker(inner, self.sticky, self.inner.kind == "round_robin", by_sid)
 
     def hint(
         self, cookies: Mapping[str, str] | None = None, variables: Mapping[str, str] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin
+from lbkit.balancers import Hash, IpHash, LeastConn, LeastTime, Random, RoundRobin
 from lbkit.errors import ConfigError
 from lbkit.upstream import Method, Server, Upstream
 
@@ -15,6 +15,8 @@ def render_method(method: Method) -> str:
         return ""
     if isinstance(method, LeastConn):
         return "least_conn;"
+    if isinstance(method, LeastTime):
+        return f"least_time {method.mode}{' inflight' if method.inflight else ''};"
     if isinstance(method, IpHash):
         return "ip_hash;"
     if isinstance(method, Hash):

@@ -10,7 +10,16 @@ from collections.abc import Callable
 
 import attrs
 
-from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin, Sticky, StickyMethod
+from lbkit.balancers import (
+    Hash,
+    IpHash,
+    LeastConn,
+    LeastTime,
+    Random,
+    RoundRobin,
+    Sticky,
+    StickyMethod,
+)
 from lbkit.errors import ConfigError
 from lbkit.nginx._sticky import parse_size, parse_sticky, split_sticky_server_params
 from lbkit.nginx.lexer import Directive, parse_directives
@@ -33,6 +42,7 @@ UPSTREAM_DIRECTIVES = (
     "hash",
     "ip_hash",
     "least_conn",
+    "least_time",
     "random",
     "keepalive",
     "keepalive_requests",
@@ -76,6 +86,19 @@ def _parse_method(d: Directive) -> Method:
     args = d.args
     if d.name == "least_conn" and not args:
         return LeastConn()
+    if d.name == "least_time" and len(args) in (1, 2):
+        # nginx: the mode is an enum slot, checked after the third word
+        if len(args) == 2 and args[1] != "inflight":
+            raise ConfigError(
+                f'invalid parameter "{args[1][:80]}" of "least_time": expected "inflight"',
+                line=d.line,
+            )
+        if args[0] not in ("header", "last_byte"):
+            raise ConfigError(
+                f'invalid value "{args[0][:80]}" in "least_time": expected "header" or "last_byte"',
+                line=d.line,
+            )
+        return LeastTime(args[0], inflight=len(args) == 2)  # type: ignore[arg-type]
     if d.name == "ip_hash" and not args:
         return IpHash()
     if d.name == "hash" and len(args) in (1, 2):
@@ -120,10 +143,11 @@ def parse_upstream(text: str, *, clock: Callable[[], float] | None = None) -> Up
     """Build an :class:`~lbkit.Upstream` from one nginx ``upstream NAME { ... }`` block.
 
     Accepts ``server`` (weight, max_fails, fail_timeout, max_conns, slow_start, backup,
-    down), ``hash KEY [consistent]``, ``ip_hash``, ``least_conn``, ``random [two
-    [least_conn]]``, ``keepalive N``, ``zone NAME [SIZE]`` (its name is recorded as
-    ``Upstream.zone``) and, without effect on the choice, the other ``keepalive_*``
-    directives. Anything else raises :class:`~lbkit.ConfigError` naming it and its line.
+    down), ``hash KEY [consistent]``, ``ip_hash``, ``least_conn``, ``least_time
+    header|last_byte [inflight]``, ``random [two [least_conn]]``, ``keepalive N``,
+    ``zone NAME [SIZE]`` (its name is recorded as ``Upstream.zone``) and, without effect
+    on the choice, the other ``keepalive_*`` directives. Anything else raises
+    :class:`~lbkit.ConfigError` naming it and its line.
     ``clock`` is passed to the upstream (default :func:`time.monotonic`).
     """
     if not isinstance(text, str):
@@ -173,7 +197,7 @@ def upstream_from_directive(
         if d.name == "server":
             servers.append(_parse_server(d, routes, drained, sticky_lines))
             lines.append(d.line)
-        elif d.name in ("hash", "ip_hash", "least_conn", "random"):
+        elif d.name in ("hash", "ip_hash", "least_conn", "least_time", "random"):
             method = _parse_method(d)
         elif d.name == "sticky":
             sticky = parse_sticky(d)

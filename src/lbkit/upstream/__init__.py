@@ -7,7 +7,16 @@ text and renders them back) and of any balancing method (methods, in
 
 from lbkit.upstream._attempts import AsyncAttempts, Attempts
 from lbkit.upstream._durations import parse_duration
-from lbkit.upstream._method import Method, MethodKind, Picker, default_method, set_default_method
+from lbkit.upstream._method import (
+    AttemptOutcome,
+    AttemptTimer,
+    Method,
+    MethodKind,
+    Picker,
+    default_method,
+    set_default_method,
+)
+from lbkit.upstream._peer_times import MSEC_MASK, MSEC_MAX, PeerTimes, response_time_avg
 from lbkit.upstream._peers import (
     MAX_HASH_TRIES,
     Peer,
@@ -44,15 +53,20 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_NGX_INT",
     "MAX_SERVERS",
+    "MSEC_MASK",
+    "MSEC_MAX",
     "RESPONSE_TIME_ALPHA",
     "SERVER_PARAMETERS",
     "AsyncAttempts",
+    "AttemptOutcome",
+    "AttemptTimer",
     "Attempts",
     "Method",
     "MethodKind",
     "Peer",
     "PeerGroup",
     "PeerState",
+    "PeerTimes",
     "Picker",
     "RequestState",
     "Server",
@@ -71,6 +85,7 @@ __all__ = [
     "parse_duration",
     "parse_server_line",
     "release_peer",
+    "response_time_avg",
     "server_from_params",
     "set_default_method",
     "take_peer",

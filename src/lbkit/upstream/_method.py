@@ -7,15 +7,28 @@ The protocols live in the model so that the model never imports a method: method
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from lbkit.errors import UsageError
-from lbkit.upstream._peers import PeerGroup, PeerState, RequestState
+from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState
 
-__all__ = ["Method", "MethodKind", "Picker", "default_method", "set_default_method"]
+__all__ = [
+    "AttemptOutcome",
+    "AttemptTimer",
+    "Method",
+    "MethodKind",
+    "Picker",
+    "default_method",
+    "set_default_method",
+]
 
 #: The balancing methods nginx offers, by the name of their directive.
-MethodKind = Literal["round_robin", "least_conn", "ip_hash", "hash", "random"]
+MethodKind = Literal["round_robin", "least_conn", "least_time", "ip_hash", "hash", "random"]
+
+#: How an attempt ended, as an :class:`AttemptTimer` is told: a success (nginx frees the
+#: peer with state 0), a failure (``NGX_PEER_FAILED``), passed on to the next peer without
+#: a failure (``NGX_PEER_NEXT``), or abandoned (given back: the client went away).
+AttemptOutcome = Literal["ok", "failed", "next", "abandoned"]
 
 
 class Picker(Protocol):
@@ -26,6 +39,34 @@ class Picker(Protocol):
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """Choose the next peer for ``request``, or ``None`` when nginx would say NGX_BUSY."""
+
+
+@runtime_checkable
+class AttemptTimer(Protocol):
+    """A picker that also times attempts (``least_time``): the upstream tells it when an
+    attempt starts, when its response header arrives and how it ends, under its lock.
+
+    Times given are seconds (``None``: measure them on the upstream's clock since the
+    attempt started).
+    """
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use the upstream's clock (seconds) for milliseconds and measured times."""
+
+    def attempt_started(self, peer: Peer) -> None:
+        """``peer`` was just chosen (by this picker's ``get``)."""
+
+    def header_arrived(self, peer: Peer, elapsed: float | None) -> None:
+        """The response header from ``peer`` arrived (nginx's notify HEADER)."""
+
+    def attempt_ended(
+        self,
+        peer: Peer,
+        outcome: AttemptOutcome,
+        elapsed: float | None,
+        header_time: float | None,
+    ) -> None:
+        """The attempt ended (nginx's peer free), before the model's own accounting."""
 
 
 class Method(Protocol):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from lbkit.upstream._peer_times import PeerTimes
 from lbkit.upstream._server import Server
 
 __all__ = [
@@ -48,6 +49,9 @@ class PeerState:
     elapsed times reported to :meth:`~lbkit.Upstream.done` (``None`` until one is reported).
     ``draining`` is set by :meth:`~lbkit.Upstream.drain`: the peer takes no new requests.
 
+    ``times`` holds nginx's millisecond averages for methods that read them
+    (``least_time``); ``None`` until such a method is bound.
+
     ``blocked_until`` caches the passive-health decision (:meth:`refresh`): the peer is
     available at ``now`` exactly when ``blocked_until < now``. Every change of ``down``,
     ``conns``, ``fails`` or ``checked`` goes through the functions of this module, which
@@ -72,6 +76,7 @@ class PeerState:
     ramp_start: int | None = None
     draining: bool = False
     blocked_until: float = -math.inf
+    times: PeerTimes | None = None
 
     @classmethod
     def from_server(cls, server: Server, index: int) -> PeerState:
@@ -298,6 +303,13 @@ class Peer:
     failed: bool = False
     #: Reported with ``retry=True``: not a failure, but the request goes on to the next peer.
     retry: bool = False
+    #: When the attempt started, on the upstream's clock (set for methods that time
+    #: attempts: ``least_time``).
+    started: float = 0.0
+    #: Milliseconds to the response header, once known (:meth:`~lbkit.Upstream.header`).
+    header_ms: int | None = None
+    #: Whether the attempt still counts in its peer's in-flight account (``inflight``).
+    in_flight: bool = False
 
     @property
     def name(self) -> str:

@@ -11,7 +11,7 @@ from lbkit.errors import NoLiveUpstreams, RequestError, UnknownPeerError, UsageE
 from lbkit.hashing import as_bytes, client_address_bytes
 from lbkit.latency import check_sample, ewma_update
 from lbkit.upstream._attempts import AsyncAttempts, Attempts
-from lbkit.upstream._method import Method, Picker, default_method
+from lbkit.upstream._method import AttemptOutcome, AttemptTimer, Method, Picker, default_method
 from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState, release_peer
 from lbkit.upstream._server import Server, parse_server_line
 from lbkit.upstream._sticky_hint import check_sticky_hint
@@ -39,6 +39,7 @@ class _Membership:
         "primary",
         "servers",
         "sync",
+        "timer",
         "tries",
     )
 
@@ -53,6 +54,8 @@ class _Membership:
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
         #: Whether the picker's ``begin`` does anything (a picker may say it does not).
         self.begins: bool = getattr(picker, "begins", True)
+        #: The picker, if it times attempts (least_time).
+        self.timer = picker if isinstance(picker, AttemptTimer) else None
         self.generation = generation
         backup = primary.backup
         peers = primary.peers + (backup.peers if backup else [])
@@ -135,14 +138,18 @@ class Upstream:
         # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
         self._lock = threading.RLock()
         primary = _groups(server_tuple, {})
-        self._members = _Membership(server_tuple, primary, method.bind(primary), 0)
+        self._members = _Membership(server_tuple, primary, self._bind(primary), 0)
         self._ramping: list[PeerState] = []
         self._zone: ZonePeers | None = None
         if zone is not None:
             self._zone = ZonePeers(open_zone(zone, zone_size), name)
             self._zone.bind(self._members.by_name.values())
         # pick() with no key and no address builds its request inline (the hot path).
-        self._plain = not (method.needs_key or method.needs_client_addr) and zone is None
+        self._plain = (
+            not (method.needs_key or method.needs_client_addr)
+            and zone is None
+            and self._members.timer is None
+        )
 
     # -- introspection -------------------------------------------------------------
 
@@ -197,7 +204,7 @@ class Upstream:
             old = self._members
             old.sync()
             primary = _groups(new, dict(old.by_name))
-            members = _Membership(new, primary, self.method.bind(primary), old.generation + 1)
+            members = _Membership(new, primary, self._bind(primary), old.generation + 1)
             if self._zone is not None:
                 self._zone.bind(members.by_name.values())
             self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
@@ -213,6 +220,14 @@ class Upstream:
             state = self.peer_state(name)
             with self._synced((state,)):
                 state.drain()
+
+    def _bind(self, primary: PeerGroup) -> Picker:
+        """The method's picker for ``primary``, given the upstream's clock if it times
+        attempts."""
+        picker = self.method.bind(primary)
+        if isinstance(picker, AttemptTimer):
+            picker.set_clock(self._clock)
+        return picker
 
     # -- choosing and reporting ----------------------------------------------------
 
@@ -308,7 +323,10 @@ class Upstream:
                 state = members.picker.get(request, now)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
-        return Peer(state, request, self)
+        peer = Peer(state, request, self)
+        if members.timer is not None:
+            members.timer.attempt_started(peer)
+        return peer
 
     def pick(
         self,
@@ -348,6 +366,7 @@ class Upstream:
         elapsed: float | None = None,
         *,
         retry: bool = False,
+        header_time: float | None = None,
     ) -> None:
         """Report that the attempt on ``peer`` ended.
 
@@ -356,18 +375,32 @@ class Upstream:
         next peer. ``retry``: not a failure, but the request should still go on to the next
         peer (``proxy_next_upstream http_404``: nginx's ``NGX_PEER_NEXT``). ``elapsed``
         (seconds) feeds the peer's response-time average.
+
+        ``least_time`` reads times in seconds from the attempt's start, as nginx's
+        ``$upstream_response_time`` and ``$upstream_header_time``: ``elapsed`` to the last
+        byte, ``header_time`` to the response header (unless :meth:`header` reported it).
+        Left out, they are measured on the upstream's clock (a success without a header
+        time counts its last byte as its header). Other methods ignore ``header_time``.
         """
         if not isinstance(peer, Peer):
             raise UsageError(f"done() takes the Peer returned by pick(), not {peer!r}")
         if elapsed is not None:
             elapsed = check_sample(elapsed)
+        if header_time is not None:
+            header_time = check_sample(header_time)
         with self._lock:
             if peer.reported:
                 raise UsageError(f"{peer!r} was already reported to done()")
             if peer.owner is not self:
                 raise UsageError(f"{peer!r} does not belong to {self!r}")
+            if header_time is not None and peer.header_ms is not None:
+                raise UsageError(f"the header time of {peer!r} was already reported by header()")
             state = peer.state
             failed = bool(failed)
+            timer = self._members.timer
+            if timer is not None:
+                outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
+                timer.attempt_ended(peer, outcome, elapsed, header_time)
             peer.reported = True
             peer.failed = failed
             peer.retry = bool(retry) and not failed
@@ -383,6 +416,32 @@ class Upstream:
             if elapsed is not None:
                 state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
 
+    def header(self, peer: Peer, elapsed: float | None = None) -> None:
+        """Report that the response header from ``peer`` arrived, ``elapsed`` seconds after
+        the attempt started (default: measured on the upstream's clock).
+
+        nginx's notify: with ``least_time header inflight`` the header time is averaged
+        now and the attempt stops counting as in flight. Call it once the response is
+        accepted (nginx does not notify a response ``proxy_next_upstream`` passes on),
+        before :meth:`done`. Other methods only check the call.
+        """
+        if not isinstance(peer, Peer):
+            raise UsageError(f"header() takes the Peer returned by pick(), not {peer!r}")
+        if elapsed is not None:
+            elapsed = check_sample(elapsed)
+        with self._lock:
+            if peer.reported:
+                raise UsageError(f"{peer!r} was already reported to done()")
+            if peer.owner is not self:
+                raise UsageError(f"{peer!r} does not belong to {self!r}")
+            if peer.header_ms is not None:
+                raise UsageError(f"the header of {peer!r} was already reported")
+            timer = self._members.timer
+            if timer is not None:
+                timer.header_arrived(peer, elapsed)
+            else:
+                peer.header_ms = 0 if elapsed is None else round(elapsed * 1000)
+
     def give_back(self, peer: Peer) -> None:
         """Release an attempt that ended without an outcome (the client went away, the task
         was cancelled): its connection is no longer counted, nothing else changes. Does
@@ -390,6 +449,9 @@ class Upstream:
         with self._lock:
             if peer.reported or peer.owner is not self:
                 return
+            timer = self._members.timer
+            if timer is not None:
+                timer.attempt_ended(peer, "abandoned", None, None)
             peer.reported = True
             with self._synced((peer.state,)):
                 peer.state.give_back()

@@ -60,7 +60,7 @@ def check_servers(servers: Sequence[object], method: Method, name: str) -> None:
             if used and not method.supports_backup:
                 raise ServerConfigError(
                     f'balancing method "{method.kind}" does not support parameter "{param}" '
-                    f"(server {server.address}): only round robin and least_conn do",
+                    f"(server {server.address}): only round robin, least_conn and least_time do",
                     index=index,
                 )
     if all(s.backup for s in servers):  # type: ignore[attr-defined]
