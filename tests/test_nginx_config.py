@@ -136,6 +136,27 @@ def test_parser_never_crashes_on_arbitrary_text(text: str) -> None:
         parse_upstream(text)
 
 
+_words = st.sampled_from(["header", "last_byte", "inflight", "", "HEADER", "header;", "x"])
+
+
+@given(st.lists(_words | st.text(max_size=12), max_size=4))
+def test_fuzzed_least_time_arguments(words: list[str]) -> None:
+    """``least_time`` with any words: a LeastTime exactly for nginx's accepted forms."""
+    args = " ".join(f'"{w}"' for w in words)
+    try:
+        up = parse_upstream(f"upstream u {{ least_time {args}; server a:1; server b:1; }}")
+    except lbkit.ConfigError:
+        assert not (
+            words
+            and len(words) <= 2
+            and words[0] in ("header", "last_byte")
+            and words[1:] in ([], ["inflight"])
+        )
+        return
+    assert up.method == lbkit.LeastTimeMethod(words[0], inflight=len(words) == 2)  # type: ignore[arg-type]
+    assert up.pick().name in ("a:1", "b:1")
+
+
 _odd_numbers = st.one_of(
     st.sampled_from(
         ["\u00b2", "\u0661\u0662", "0x10", "1e3", "-0", "+1", "", "9" * 5000, "0" * 5000 + "1"]
@@ -156,7 +177,17 @@ _params = st.sampled_from(
 @given(
     port=_odd_numbers,
     params=st.lists(st.tuples(_params, _odd_numbers), max_size=4),
-    method=st.sampled_from(["", "least_conn;", "hash $k consistent;", "ip_hash;", "random two;"]),
+    method=st.sampled_from(
+        [
+            "",
+            "least_conn;",
+            "hash $k consistent;",
+            "ip_hash;",
+            "random two;",
+            "least_time header;",
+            "least_time last_byte inflight;",
+        ]
+    ),
 )
 def test_fuzzed_numbers_raise_only_config_error(
     port: str, params: list[tuple[str, str]], method: str
@@ -211,7 +242,15 @@ def test_huge_consistent_ring_is_refused_quickly() -> None:
 def test_render_upstream_round_trips_every_method() -> None:
     from lbkit.nginx import render_upstream
 
-    for directive in ("", "least_conn;", "ip_hash;", "hash $k;", "random two least_conn;"):
+    for directive in (
+        "",
+        "least_conn;",
+        "ip_hash;",
+        "hash $k;",
+        "random two least_conn;",
+        "least_time header;",
+        "least_time last_byte inflight;",
+    ):
         text = f"upstream u {{ zone u 64k; {directive} server a:1 weight=2; server b:1 down; }}"
         up = parse_upstream(text)
         again = parse_upstream(render_upstream(up))

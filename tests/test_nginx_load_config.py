@@ -109,6 +109,7 @@ def test_include_loops_are_bounded(tmp_path: Path) -> None:
             [
                 *("http", "server", "{", "}", ";", "include", "x.conf", "*.conf", "map", "$a"),
                 *("$b", "upstream", "u", "listen", "80", "if", "(", ")", '"q"', "a_by_lua_block"),
+                *("least_time", "header", "last_byte", "inflight"),
                 "#",
             ]
         ),

@@ -9,6 +9,7 @@
 """
 
 from lbkit.balancers import Hash, IpHash, LeastConn, Random, RoundRobin, SmoothSchedule
+from lbkit.balancers import LeastTime as LeastTimeMethod
 from lbkit.errors import (
     ConfigError,
     DiscoveryError,
@@ -85,6 +86,7 @@ __all__ = [
     "LbkitError",
     "LeastConn",
     "LeastTime",
+    "LeastTimeMethod",
     "Maglev",
     "Method",
     "MethodKind",
