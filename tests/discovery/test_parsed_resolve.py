@@ -86,7 +86,8 @@ def test_service_takes_ports_and_weights_from_srv_records(tmp_path: Path) -> Non
     dnsmasq = start_dnsmasq(tmp_path / "d2", hosts, (f"{srv},b.svc.priv,9000,1,3",), port)
     try:
         feed.poll()
-        assert [(s.address, s.weight, s.backup) for s in up.servers] == [("10.8.1.2:9000", 3, False)]
+        got = [(s.address, s.weight, s.backup) for s in up.servers]
+        assert got == [("10.8.1.2:9000", 3, False)]
     finally:
         dnsmasq.stop()
 
