@@ -127,3 +127,11 @@ def test_update_refuses_names_to_resolve() -> None:
     up.update([])  # every name gone from DNS: no peer, as nginx (502 until one comes back)
     with pytest.raises(lbkit.NoLiveUpstreams):
         up.pick()
+
+
+@pytest.mark.parametrize("param", ["drain", "route=blue"])
+def test_route_and_drain_on_a_resolve_server_are_refused_not_misapplied(param: str) -> None:
+    with pytest.raises(lbkit.ConfigError, match="not supported by lbkit"):
+        parse_upstream(
+            f"upstream u {{ zone {zone()}; sticky cookie s; server a.example resolve {param}; }}"
+        )

@@ -62,14 +62,23 @@ def _parse_server(
         raise ConfigError('invalid number of arguments in "server" directive', line=d.line)
     address, *params = d.args
     params, route, drain = split_sticky_server_params(d, params)
+    try:
+        server = server_from_params(address, params)
+    except ConfigError as exc:
+        raise _at_line(exc, d.line) from None
+    if (route is not None or drain) and server.resolvable:
+        # nginx gives every peer resolved from the name its route= and drain; lbkit keys
+        # both by peer address, so it cannot yet: refuse rather than route differently
+        raise ConfigError(
+            f"route= and drain on a resolve server ({address[:80]}) are not supported by "
+            "lbkit: give them to servers with addresses",
+            line=d.line,
+        )
     if route is not None:
         routes[address] = route
     if drain:
         drained.append(address)
-    try:
-        return server_from_params(address, params)
-    except ConfigError as exc:
-        raise _at_line(exc, d.line) from None
+    return server
 
 
 def _parse_method(d: Directive) -> Method:
