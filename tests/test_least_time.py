@@ -619,14 +619,21 @@ def test_sixteen_threads_leave_nothing_counted() -> None:
         try:
             start.wait()
             for i in range(300):
-                for peer in up.attempts():
-                    with lock:
-                        counts[peer.name] = counts.get(peer.name, 0) + 1
-                    if (i + seed) % 7 == 0:
-                        up.done(peer, retry=True, elapsed=0.001)
-                        continue
-                    up.header(peer, ((i * seed) % 50) / 1000)
-                    up.done(peer, elapsed=((i * seed) % 90) / 1000 + 0.05)
+                passing_on = (i + seed) % 7 == 0
+                try:
+                    for peer in up.attempts():
+                        with lock:
+                            counts[peer.name] = counts.get(peer.name, 0) + 1
+                        if passing_on:
+                            up.done(peer, retry=True, elapsed=0.001)
+                            continue
+                        up.header(peer, ((i * seed) % 50) / 1000)
+                        up.done(peer, elapsed=((i * seed) % 90) / 1000 + 0.05)
+                except NoLiveUpstreams:
+                    # passed on by every peer it could take while other threads held b's
+                    # 4 max_conns slots: nginx's NGX_BUSY, legitimately
+                    if not passing_on:
+                        raise
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

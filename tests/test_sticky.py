@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 import threading
 
 import pytest
@@ -113,7 +115,7 @@ def test_cookie_attributes_in_nginx_order() -> None:
         samesite="$weird",
         path="/app",
     )
-    assert s.set_cookie("a:1") == (
+    assert s.set_cookie("a:1", variables={"$weird": "sideways"}) == (
         f"id={server_id('a:1')}; expires=Thu, 31-Dec-37 23:55:55 GMT; max-age=315360000; "
         "domain=ex.com; httponly; secure; samesite=strict; path=/app"
     )
@@ -246,3 +248,119 @@ def test_sixteen_threads_of_sticky_picks() -> None:
         t.join()
     assert not errors
     assert all(p.conns == 0 for p in up.peers)
+
+
+def test_samesite_as_nginx_writes_it() -> None:
+    literal = Sticky("cookie", cookie="id", samesite="Lax")
+    assert literal.set_cookie("a:1") == f"id={server_id('a:1')}; samesite=Lax"  # case kept
+    var = Sticky("cookie", cookie="id", samesite="$ss", domain="$host")
+    sid = server_id("a:1")
+    cases = {
+        "None": f"id={sid}; domain=ex.com; samesite=None",  # a valid value, as given
+        "lax": f"id={sid}; domain=ex.com; samesite=lax",
+        "bogus": f"id={sid}; domain=ex.com; samesite=strict",  # anything else: strict
+        "": f"id={sid}; domain=ex.com",  # empty: no attribute
+    }
+    for value, cookie in cases.items():
+        assert var.set_cookie("a:1", variables={"$ss": value, "host": "ex.com"}) == cookie
+    assert var.set_cookie("a:1") == f"id={sid}"  # unknown variables are empty
+    mixed = Sticky("cookie", cookie="id", samesite="l${x}")
+    assert mixed.set_cookie("a:1", variables={"x": "ax"}) == f"id={sid}; samesite=lax"
+
+
+def test_samesite_variables_are_accepted_by_the_parser() -> None:
+    _up, sticky = sticky_upstream("sticky cookie id samesite=pre$v; server a:1;")
+    assert sticky.sticky.samesite == "pre$v"
+    assert sticky.response(_up.pick(), {"$v": "x"}) == f"id={server_id('a:1')}; samesite=strict"
+
+
+_zones = itertools.count(os.getpid() * 1000)
+
+
+def _learn(extra: str = "") -> tuple[lbkit.Upstream, StickyMethod]:
+    zone = f"learn{next(_zones)}"  # each test its own table
+    return sticky_upstream(
+        f"sticky learn create=$upstream_cookie_sid lookup=$cookie_sid zone={zone}:1m {extra};"
+        " server a:1; server b:1;"
+    )
+
+
+def test_learn_header_learns_when_the_header_arrives() -> None:
+    up, sticky = _learn("header")
+    assert sticky.sticky.header
+    peer = up.pick()
+    assert sticky.response(peer, {"$upstream_cookie_sid": "S1"}) is None
+    assert sticky.hint(variables={"$cookie_sid": "S1"}) is None  # not at the end
+    sticky.header(peer, {"$upstream_cookie_sid": "S1"})
+    up.done(peer, failed=True)  # the body failed later: the session is learned anyway
+    assert sticky.hint(variables={"$cookie_sid": "S1"}) == sticky.sticky.sid(peer.name)
+
+
+def test_learn_without_header_ignores_the_header_event() -> None:
+    up, sticky = _learn()
+    peer = up.pick()
+    sticky.header(peer, {"$upstream_cookie_sid": "S1"})
+    assert sticky.hint(variables={"$cookie_sid": "S1"}) is None
+    sticky.response(peer, {"$upstream_cookie_sid": "S1"})
+    assert sticky.hint(variables={"$cookie_sid": "S1"}) == sticky.sticky.sid(peer.name)
+
+
+def test_learn_uses_the_created_session_or_else_refreshes_the_lookup_one() -> None:
+    up, sticky = _learn()
+    a, b = sticky.sticky.sid("a:1"), sticky.sticky.sid("b:1")
+    sticky.learn(up.peer_state("a:1"), {"$upstream_cookie_sid": "OLD"})
+    # a response that creates NEW while the request asked for OLD: nginx stores NEW only
+    sticky.learn(up.peer_state("b:1"), {"$upstream_cookie_sid": "NEW", "$cookie_sid": "OLD"})
+    assert sticky.hint(variables={"$cookie_sid": "OLD"}) == a
+    assert sticky.hint(variables={"$cookie_sid": "NEW"}) == b
+    # no created session: the request's known session moves to the answering server
+    sticky.learn(up.peer_state("b:1"), {"$cookie_sid": "OLD"})
+    assert sticky.hint(variables={"$cookie_sid": "OLD"}) == b
+    sticky.learn(up.peer_state("b:1"), {"$cookie_sid": "NEVER"})  # never created
+    assert sticky.hint(variables={"$cookie_sid": "NEVER"}) is None
+
+
+def test_request_context_manager_takes_a_sticky_hint() -> None:
+    up, sticky = sticky_upstream("sticky cookie s; server a:1; server b:1; server c:1;")
+    for _ in range(3):
+        with up.request(sticky=sticky.sticky.sid("c:1")) as peer:
+            assert peer.name == "c:1"
+    assert all(p.conns == 0 for p in up.peers)
+
+
+def test_hint_for_a_backup_server_waits_until_the_primaries_are_out() -> None:
+    up, sticky = sticky_upstream(
+        "least_conn; sticky cookie s; server a:1 max_fails=1; server b:1 backup; server c:1 backup;"
+    )
+    hint = sticky.sticky.sid("c:1")
+    peer = up.pick(sticky=hint)
+    assert peer.name == "a:1"  # the primary is available: the hint is not looked at
+    up.done(peer, failed=True)
+    peer = up.pick(sticky=hint)
+    assert peer.name == "c:1"  # primaries out: nginx looks the hint up in the backups
+    up.done(peer)
+
+
+def test_hash_with_a_key_takes_the_sticky_peer_without_weight_changes() -> None:
+    up, sticky = sticky_upstream("hash $k; sticky cookie s; server a:1; server b:1; server c:1;")
+    before = [p.current_weight for p in up.peers]
+    with up.request(key="some-key", sticky=sticky.sticky.sid("b:1")) as peer:
+        assert peer.name == "b:1"
+    assert [p.current_weight for p in up.peers] == before
+    with up.request(key="", sticky=sticky.sticky.sid("b:1")) as peer:  # empty key: round robin
+        assert peer.name == "b:1"
+    assert [p.current_weight for p in up.peers] != before
+
+
+def test_sticky_before_the_method_is_replaced_by_it() -> None:
+    up = parse_upstream("upstream u { sticky cookie s; least_conn; server a:1; server b:1; }")
+    assert isinstance(up.method, lbkit.LeastConn)
+    up = parse_upstream("upstream u { least_conn; sticky cookie s; server a:1; server b:1; }")
+    assert isinstance(up.method, StickyMethod)
+    with pytest.raises(lbkit.ConfigError, match="duplicate"):
+        parse_upstream("upstream u { sticky cookie s; sticky route $r; server a:1; }")
+
+
+def test_drain_and_route_without_sticky_are_accepted_as_nginx_does() -> None:
+    up = parse_upstream("upstream u { server a:1 drain; server b:1 route=x; }")
+    assert [up.pick().name for _ in range(3)] == ["b:1"] * 3

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with an nginx built from source outside the repository):
 
-    .venv/bin/python -m tests.golden.record_nginx /path/to/nginx [--only least_time,sticky]
+    .venv/bin/python -m tests.golden.record_nginx /path/to/nginx [--only sticky,resolve]
 
 The nginx binary needs the least_time, sticky and zone modules (built by default since 1.31)
 and is started in the foreground on 127.0.0.1 with one worker, in front of small Python
@@ -476,6 +476,105 @@ def sticky_scenarios(binary: str) -> list[dict[str, Any]]:
     return out
 
 
+def sticky_method_scenarios(binary: str) -> list[dict[str, Any]]:
+    """``sticky cookie`` over the other balancing methods (``NGX_HTTP_UPSTREAM_SID`` in each)."""
+    three = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
+    cookie = "sticky cookie srv_id;"
+    weighted = "server {a} weight=2;\nserver {b};\nserver {c};"
+    mixed = [
+        {"do": "requests", "count": 8},
+        {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:b"}},
+        {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:c"}},
+        {"do": "requests", "count": 2, "headers": {"Cookie": "srv_id=unknown"}},
+        {"do": "requests", "count": 6},
+    ]
+    keyed = [
+        {"do": "requests", "count": 3, "uri": "?k=alpha"},
+        {"do": "requests", "count": 3, "uri": "?k=alpha", "headers": {"Cookie": "srv_id=@sid:b"}},
+        {"do": "requests", "count": 3, "uri": "?k=alpha", "headers": {"Cookie": "srv_id=@sid:c"}},
+        {"do": "requests", "count": 4},
+        {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:c"}},
+        {"do": "requests", "count": 5},
+        {"do": "requests", "count": 2, "uri": "?k=beta", "headers": {"Cookie": "srv_id=nope"}},
+    ]
+    return [
+        scenario(
+            binary,
+            "sticky cookie with least_conn: the sticky peer is taken without a weight update",
+            f"least_conn;\n{cookie}\n{weighted}",
+            three,
+            mixed,
+            "sequential requests: every peer has 0 connections, so least_conn's tie-break "
+            "(smooth round robin among the tied) chooses; a sticky pick changes no weights",
+        ),
+        scenario(
+            binary,
+            "sticky cookie with hash: a hint wins over the key; no key -> round robin's rule",
+            f"hash $arg_k;\n{cookie}\n{weighted}",
+            three,
+            keyed,
+            "with a key the sticky peer is taken as is; with an empty key nginx hands the "
+            "request to round robin, whose sticky rule updates the weights",
+        ),
+        scenario(
+            binary,
+            "sticky cookie with hash consistent",
+            f"hash $arg_k consistent;\n{cookie}\n{weighted}",
+            three,
+            keyed,
+            "as hash: the sid lookup comes before the ring",
+        ),
+        scenario(
+            binary,
+            "sticky cookie with ip_hash",
+            f"ip_hash;\n{cookie}\nserver {{a}};\nserver {{b}};\nserver {{c}};",
+            three,
+            [
+                {"do": "requests", "count": 3},
+                {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:a"}},
+                {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:c"}},
+                {"do": "requests", "count": 2},
+            ],
+            "every request comes from 127.0.0.1: one hash peer, unless the cookie names one",
+        ),
+        scenario(
+            binary,
+            "sticky cookie with random: every hinted request goes to its server",
+            f"random two least_conn;\n{cookie}\nserver {{a}};\nserver {{b}};\nserver {{c}};",
+            three,
+            [
+                {"do": "requests", "count": 4, "headers": {"Cookie": "srv_id=@sid:b"}},
+                {"do": "requests", "count": 4, "headers": {"Cookie": "srv_id=@sid:c"}},
+            ],
+            "only the hinted choices are deterministic",
+        ),
+        scenario(
+            binary,
+            "sticky before the method: the method directive replaces sticky",
+            f"{cookie}\nleast_conn;\n{weighted}",
+            three,
+            [
+                {"do": "requests", "count": 3},
+                {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:c"}},
+            ],
+            "sticky wraps the method set before it (us->peer.init_upstream); least_conn "
+            "after it sets its own and warns 'load balancing method redefined': no cookie",
+        ),
+        scenario(
+            binary,
+            "sticky cookie with one drained server: only sticky clients get through",
+            f"{cookie}\nserver {{a}} drain;",
+            [{"name": "a"}],
+            [
+                {"do": "requests", "count": 2},
+                {"do": "requests", "count": 2, "headers": {"Cookie": "srv_id=@sid:a"}},
+            ],
+            "round robin's single-peer path refuses a down peer, but the sid lookup ignores "
+            "the drain bit",
+        ),
+    ]
+
+
 def resolve_scenarios(binary: str) -> list[dict[str, Any]]:
     out = []
     with tempfile.TemporaryDirectory(prefix="lbkit-golden-dns-") as tmp:
@@ -534,7 +633,7 @@ def resolve_scenarios(binary: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nginx", help="path of the nginx binary to record")
-    parser.add_argument("--only", default="least_time,sticky,resolve")
+    parser.add_argument("--only", default="least_time,sticky,sticky_methods,resolve")
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args()
     version = nginx_version(args.nginx)
@@ -542,6 +641,7 @@ def main() -> None:
     groups = {
         "least_time": least_time_scenarios,
         "sticky": sticky_scenarios,
+        "sticky_methods": sticky_method_scenarios,
         "resolve": resolve_scenarios,
     }
     for group in args.only.split(","):

@@ -19,6 +19,7 @@ The rules, read in nginx 1.31's source and replayed against recorded vectors
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +30,7 @@ import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.upstream import (
+    MAX_HASH_TRIES,
     Method,
     MethodKind,
     Peer,
@@ -40,7 +42,16 @@ from lbkit.upstream import (
     take_peer,
 )
 
-__all__ = ["LearnedSessions", "Sticky", "StickyMethod", "cookie_time", "server_id"]
+__all__ = [
+    "SAMESITE_VALUES",
+    "LearnedSessions",
+    "Sticky",
+    "StickyMethod",
+    "cookie_samesite",
+    "cookie_time",
+    "expand_variables",
+    "server_id",
+]
 
 #: Longest ``route=`` nginx accepts (``route is longer than 32``).
 MAX_ROUTE = 32
@@ -68,6 +79,40 @@ def cookie_time(epoch: float) -> str:
         f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year % 100:02d} "
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
+
+
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
+#: ``samesite=`` values nginx accepts (any case; written as given).
+SAMESITE_VALUES = ("strict", "lax", "none")
+
+
+def expand_variables(text: str, variables: Mapping[str, str] | None) -> str:
+    """``text`` with each ``$name`` or ``${name}`` replaced by its value in ``variables``
+    (keyed ``$name`` or ``name``; a missing variable is empty, as nginx's is)."""
+    if "$" not in text:
+        return text
+    values = variables or {}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return values.get(f"${name}", values.get(name, ""))
+
+    return _VARIABLE.sub(value, text)
+
+
+def cookie_samesite(samesite: str | None, variables: Mapping[str, str] | None) -> str:
+    """The ``samesite`` attribute nginx writes (``ngx_http_upstream_sticky_cookie_insert``):
+    a literal as configured (nginx checked it at load time, its case kept); with variables,
+    their value if it is strict, lax or none in any case, nothing if it is empty, else
+    ``strict``."""
+    if not samesite:
+        return ""
+    if "$" not in samesite:
+        return samesite
+    value = expand_variables(samesite, variables)
+    if value and value.lower() not in SAMESITE_VALUES:
+        return "strict"
+    return value
 
 
 def _check_routes(routes: Mapping[str, str]) -> Mapping[str, str]:
@@ -113,9 +158,15 @@ class Sticky:
         """The server id of the server at ``address``."""
         return server_id(address, self.routes.get(address))
 
-    def set_cookie(self, peer: Peer | PeerState | str, now: float | None = None) -> str | None:
+    def set_cookie(
+        self,
+        peer: Peer | PeerState | str,
+        now: float | None = None,
+        variables: Mapping[str, str] | None = None,
+    ) -> str | None:
         """The ``Set-Cookie`` value nginx adds for a response from ``peer`` (cookie mode;
-        ``None`` otherwise). ``now`` is the wall-clock time (default :func:`time.time`)."""
+        ``None`` otherwise). ``now`` is the wall-clock time (default :func:`time.time`);
+        ``variables`` the values of the nginx variables ``domain=`` and ``samesite=`` use."""
         if self.mode != "cookie":
             return None
         address = peer if isinstance(peer, str) else peer.name
@@ -125,15 +176,16 @@ class Sticky:
         elif self.expires is not None:
             when = time.time() if now is None else now
             parts.append(f"expires={cookie_time(when + self.expires)}; max-age={self.expires}")
-        if self.domain:
-            parts.append(f"domain={self.domain}")
+        domain = expand_variables(self.domain or "", variables)
+        if domain:
+            parts.append(f"domain={domain}")
         if self.httponly:
             parts.append("httponly")
         if self.secure:
             parts.append("secure")
-        if self.samesite:
-            value = self.samesite.lower()
-            parts.append(f"samesite={value if value in ('strict', 'lax', 'none') else 'strict'}")
+        samesite = cookie_samesite(self.samesite, variables)
+        if samesite:
+            parts.append(f"samesite={samesite}")
         if self.path:
             parts.append(f"path={self.path}")
         return "; ".join(parts)
@@ -204,11 +256,11 @@ class LearnedSessions:
         return len(self._table)
 
 
-def _usable(request: RequestState, peer: PeerState, now: int) -> bool:
-    """nginx's ``ngx_http_upstream_get_rr_peer_by_sid`` checks: not tried, not down (the
-    drain bit aside), not failed, not full."""
+def _usable(tried: int, peer: PeerState, now: int) -> bool:
+    """nginx's ``ngx_http_upstream_get_rr_peer_by_sid`` checks: not tried (``tried`` is the
+    request's mask), not down (the drain bit aside), not failed, not full."""
     return not (
-        request.tried >> peer.index & 1
+        tried >> peer.index & 1
         or (peer.down and not peer.draining)
         or peer.is_failed(now)
         or peer.is_full()
@@ -224,7 +276,7 @@ def _hinted_peer(
     if hint is None:
         return None
     peer = by_sid.get(id(request.group), {}).get(hint)
-    return peer if peer is not None and _usable(request, peer, now) else None
+    return peer if peer is not None and _usable(request.tried, peer, now) else None
 
 
 def _round_robin_with_hint(request: RequestState, sticky: PeerState, now: int) -> PeerState:
@@ -245,11 +297,37 @@ def _round_robin_with_hint(request: RequestState, sticky: PeerState, now: int) -
     return take_peer(request, sticky, now)
 
 
+def _take_single_with_hint(sticky: PeerState) -> PeerState:
+    """Round robin's one-peer path with a usable sticky peer: one more connection, no
+    tried mark, no ``checked`` update (and, unlike the plain path, a drained peer)."""
+    sticky.conns += 1
+    sticky.refresh()
+    return sticky
+
+
+def hands_to_round_robin(kind: str, request: RequestState) -> bool:
+    """Whether nginx's ``kind`` method passes this request to round robin before it looks
+    at the sticky hint: always for round robin; hash with an empty key, hash, ip_hash and
+    random with fewer than 2 peers or after :data:`~lbkit.upstream.MAX_HASH_TRIES` probes;
+    least_conn and least_time for a single peer. Round robin then uses the hint its way
+    (with the smooth-round-robin update); the others take the sticky peer as it is."""
+    group = request.group
+    if kind == "round_robin":
+        return True
+    if kind in ("hash", "ip_hash", "random"):
+        return (
+            request.hash_tries > MAX_HASH_TRIES
+            or len(group.peers) < 2
+            or (kind == "hash" and not request.key)
+        )
+    return group.single
+
+
 @attrs.frozen(slots=True)
 class _StickyPicker:
     inner: Picker
     sticky: Sticky
-    round_robin: bool
+    kind: str
     #: sid -> first peer with it, per group (keyed by the group's id()).
     by_sid: Mapping[int, Mapping[str, PeerState]]
 
@@ -263,14 +341,40 @@ class _StickyPicker:
             sync()
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        if request.sticky is not None and not request.group.single:
-            peer = _hinted_peer(self.by_sid, request, now)
+        hint = request.sticky
+        if hint is None:
+            return self.inner.get(request, now)
+        self.sync()
+        while True:
+            group = request.group
+            peer = self.by_sid.get(id(group), {}).get(hint)
+            if peer is not None and not _usable(request.tried, peer, now):
+                peer = None
             if peer is not None:
-                self.sync()
-                if self.round_robin:
-                    return _round_robin_with_hint(request, peer, now)
-                return take_peer(request, peer, now)
-        return self.inner.get(request, now)
+                if not hands_to_round_robin(self.kind, request):
+                    return take_peer(request, peer, now)
+                if group.single:
+                    return _take_single_with_hint(peer)
+                return _round_robin_with_hint(request, peer, now)
+            if not self._hint_waits_in_backup(request, hint, now):
+                return self.inner.get(request, now)
+            # Nothing here can be taken: nginx moves to the backup group, where it looks
+            # the hint up again.
+            request.group = group.backup  # type: ignore[assignment]
+            request.tried = 0
+
+    def _hint_waits_in_backup(self, request: RequestState, hint: str, now: int) -> bool:
+        """The request's group has no peer to take and its backup group a usable sticky one."""
+        backup = request.group.backup
+        if backup is None:
+            return False
+        peer = self.by_sid.get(id(backup), {}).get(hint)
+        if peer is None or not _usable(0, peer, now):
+            return False
+        tried = request.tried
+        return not any(
+            not tried >> p.index & 1 and p.blocked_until < now for p in request.group.peers
+        )
 
 
 @attrs.define(slots=True)
@@ -327,10 +431,10 @@ class StickyMethod:
             group = group.backup
         inner = self.inner.bind(primary)
         use_hints = getattr(inner, "use_hints", None)
-        if use_hints is not None:
+        if use_hints is not None:  # least_time looks the hint up itself (in-flight account)
             use_hints(lambda request, now: _hinted_peer(by_sid, request, now))
             return inner
-        return _StickyPicker(inner, self.sticky, self.inner.kind == "round_robin", by_sid)
+        return _StickyPicker(inner, self.sticky, self.inner.kind, by_sid)
 
     def hint(
         self, cookies: Mapping[str, str] | None = None, variables: Mapping[str, str] | None = None
@@ -353,20 +457,37 @@ class StickyMethod:
         variables: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> str | None:
-        """Account for a response from ``peer``: the ``Set-Cookie`` value to send (cookie
-        mode), or, in learn mode, remember the session the response created (its
-        ``create=`` variables, e.g. ``$upstream_cookie_sid``, in ``variables``) and the
-        request's lookup session, both bound to ``peer``."""
+        """Account for a successful response from ``peer`` (call it when the attempt ends
+        without failure): the ``Set-Cookie`` value to send in cookie mode (``variables``
+        give ``domain=``/``samesite=`` their values), or, in learn mode without the
+        ``header`` flag, learn the session (see :meth:`learn`)."""
         s = self.sticky
         if s.mode == "cookie":
-            return s.set_cookie(peer, now)
-        if s.mode == "learn":
-            values = variables or {}
-            sid = s.sid(peer.name)
-            created = s.first_value(s.create, values)
-            if created is not None:
-                self.sessions.learn(created, sid)
-            asked = s.first_value(s.variables, values)
-            if asked is not None and asked != created:
-                self.sessions.learn(asked, sid, only_known=True)
+            return s.set_cookie(peer, now, variables)
+        if s.mode == "learn" and not s.header:
+            self.learn(peer, variables)
         return None
+
+    def header(self, peer: Peer | PeerState, variables: Mapping[str, str] | None = None) -> None:
+        """The upstream response's header arrived and is passed on (not retried): with
+        ``sticky learn ... header``, learn the session now (see :meth:`learn`), as nginx
+        does on ``NGX_HTTP_UPSTREAM_NOTIFY_HEADER``, so a response whose body then fails
+        is learned too. Does nothing otherwise."""
+        if self.sticky.mode == "learn" and self.sticky.header:
+            self.learn(peer, variables)
+
+    def learn(self, peer: Peer | PeerState, variables: Mapping[str, str] | None = None) -> None:
+        """nginx's ``ngx_http_upstream_sticky_learn_peer``: the first non-empty ``create=``
+        variable (``$upstream_cookie_sid``) is stored, or refreshed and moved, bound to
+        ``peer``; without one, the request's lookup session is refreshed and moved to
+        ``peer`` if the table knows it (never created)."""
+        s = self.sticky
+        values = variables or {}
+        sid = s.sid(peer.name)
+        created = s.first_value(s.create, values)
+        if created is not None:
+            self.sessions.learn(created, sid)
+            return
+        asked = s.first_value(s.variables, values)
+        if asked is not None:
+            self.sessions.learn(asked, sid, only_known=True)

@@ -3,7 +3,13 @@
 from lbkit.nginx.config import NginxConfig, load_config
 from lbkit.nginx.durations import parse_duration
 from lbkit.nginx.lexer import Directive, Token, parse_directives, tokenize
-from lbkit.nginx.render import render_method, render_server, render_upstream
+from lbkit.nginx.render import (
+    render_method,
+    render_server,
+    render_sticky,
+    render_upstream,
+    server_params,
+)
 from lbkit.nginx.servers import parse_servers
 from lbkit.nginx.upstream import parse_upstream
 
@@ -18,6 +24,8 @@ __all__ = [
     "parse_upstream",
     "render_method",
     "render_server",
+    "render_sticky",
     "render_upstream",
+    "server_params",
     "tokenize",
 ]

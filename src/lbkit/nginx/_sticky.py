@@ -55,7 +55,7 @@ def _cookie(d: Directive, args: list[str]) -> Sticky:
             fields["expires"] = -1 if value == "max" else _seconds(d, value, "expires")
         elif key in ("domain", "path") and eq and value:
             fields[key] = value
-        elif key == "samesite" and eq and (value.lower() in _SAMESITE or value.startswith("$")):
+        elif key == "samesite" and eq and (value.lower() in _SAMESITE or "$" in value):
             fields["samesite"] = value
         elif arg in ("httponly", "secure"):
             fields[arg] = True

@@ -51,7 +51,12 @@ def method_warnings(upstream: Directive) -> list[str]:
     """nginx's "load balancing method redefined" for each method after an upstream's first
     (the last one is used)."""
     methods = [item for item in upstream.block or () if item.name in _METHODS]
-    return [f"load balancing method redefined in {item.where}" for item in methods[1:]]
+    # "sticky" sets the method too (it wraps the one before it) but never warns itself
+    return [
+        f"load balancing method redefined in {item.where}"
+        for item in methods[1:]
+        if item.name != "sticky"
+    ]
 
 
 def _parse_resolver(item: Directive) -> tuple[tuple[str, ...], int | None, bool]:

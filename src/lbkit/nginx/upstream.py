@@ -31,6 +31,7 @@ from lbkit.upstream import (
     ZoneSessions,
     open_zone,
     parse_count,
+    parse_duration,
     server_from_params,
 )
 
@@ -50,6 +51,8 @@ UPSTREAM_DIRECTIVES = (
     "keepalive_timeout",
     "zone",
     "sticky",
+    "resolver",
+    "resolver_timeout",
 )
 
 
@@ -64,22 +67,28 @@ def _parse_server(
     d: Directive,
     routes: dict[str, str],
     drained: list[str],
-    sticky_lines: list[tuple[int, str]],
 ) -> Server:
     if not d.args:
         raise ConfigError('invalid number of arguments in "server" directive', line=d.line)
     address, *params = d.args
     params, route, drain = split_sticky_server_params(d, params)
+    try:
+        server = server_from_params(address, params)
+    except ConfigError as exc:
+        raise _at_line(exc, d.line) from None
+    if (route is not None or drain) and server.resolvable:
+        # nginx gives every peer resolved from the name its route= and drain; lbkit keys
+        # both by peer address, so it cannot yet: refuse rather than route differently
+        raise ConfigError(
+            f"route= and drain on a resolve server ({address[:80]}) are not supported by "
+            "lbkit: give them to servers with addresses",
+            line=d.line,
+        )
     if route is not None:
         routes[address] = route
     if drain:
         drained.append(address)
-    if route is not None or drain:
-        sticky_lines.append((d.line, f"route={route}" if route is not None else "drain"))
-    try:
-        return server_from_params(address, params)
-    except ConfigError as exc:
-        raise _at_line(exc, d.line) from None
+    return server
 
 
 def _parse_method(d: Directive) -> Method:
@@ -167,6 +176,30 @@ def _keepalive(d: Directive) -> int:
     return value
 
 
+def _resolver_words(d: Directive) -> list[str]:
+    """``resolver ADDRESS... [valid=TIME] [ipv6=on|off]`` as its words, or
+    ``resolver_timeout TIME`` as ``["timeout=TIME"]`` (how :class:`~lbkit.Upstream` keeps it)."""
+    if d.name == "resolver_timeout":
+        if len(d.args) != 1 or parse_duration(d.args[0]) is None:
+            raise ConfigError('invalid "resolver_timeout": expected one time', line=d.line)
+        return [f"timeout={d.args[0]}"]
+    if not d.args:
+        raise ConfigError('invalid number of arguments in "resolver"', line=d.line)
+    for word in d.args:
+        key, eq, value = word.partition("=")
+        if not eq:
+            continue
+        if key == "valid" and parse_duration(value) is not None:
+            continue
+        if key == "ipv6" and value in ("on", "off"):
+            continue
+        raise ConfigError(
+            f'invalid parameter "{word[:80]}" in "resolver": expected valid=TIME or ipv6=on|off',
+            line=d.line,
+        )
+    return list(d.args)
+
+
 def _zone_size(d: Directive) -> int:
     size = parse_size(d.args[1])
     if size is None:
@@ -188,19 +221,30 @@ def upstream_from_directive(
     zone: str | None = None
     zone_size: int | None = None
     sticky: Sticky | None = None
+    sticky_seen = False
     routes: dict[str, str] = {}
     drained: list[str] = []
-    sticky_lines: list[tuple[int, str]] = []
+    resolver: dict[str, list[str]] = {}
     for d in block.block:
         if d.block is not None:
             raise ConfigError(f'"{d.name}" directive cannot have a block here', line=d.line)
         if d.name == "server":
-            servers.append(_parse_server(d, routes, drained, sticky_lines))
+            servers.append(_parse_server(d, routes, drained))
             lines.append(d.line)
         elif d.name in ("hash", "ip_hash", "least_conn", "least_time", "random"):
             method = _parse_method(d)
+            # nginx's sticky wraps the method set before it; a method directive after
+            # "sticky" replaces sticky's wrapper ("load balancing method redefined").
+            sticky = None
         elif d.name == "sticky":
+            if sticky_seen:
+                raise ConfigError('"sticky" directive is duplicate', line=d.line)
+            sticky_seen = True
             sticky = parse_sticky(d)
+        elif d.name in ("resolver", "resolver_timeout"):
+            if d.name in resolver:
+                raise ConfigError(f'"{d.name}" directive is duplicate', line=d.line)
+            resolver[d.name] = _resolver_words(d)
         elif d.name == "keepalive":
             keepalive = _keepalive(d)
         elif d.name == "zone":
@@ -218,11 +262,11 @@ def upstream_from_directive(
                 + ", ".join(UPSTREAM_DIRECTIVES),
                 line=d.line,
             )
-    if sticky_lines and sticky is None:
-        line, param = sticky_lines[0]
+    if zone is None and any(s.resolvable for s in servers):
         raise ConfigError(
-            f'invalid parameter "{param[:80]}": route= and drain need a "sticky" directive',
-            line=line,
+            f'resolving names at run time requires upstream "{name}" to be in shared memory: '
+            'add "zone NAME SIZE;"',
+            line=block.line,
         )
     if sticky is not None:
         sticky = attrs.evolve(sticky, routes=routes)
@@ -242,6 +286,7 @@ def upstream_from_directive(
             keepalive=keepalive,
             zone=zone,
             zone_size=zone_size,
+            resolver=[*resolver.get("resolver", ()), *resolver.get("resolver_timeout", ())],
             **({} if clock is None else {"clock": clock}),
         )
     except ServerConfigError as exc:

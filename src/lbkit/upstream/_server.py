@@ -7,6 +7,7 @@ nginx's ``server`` directive takes, parsed here once for the nginx loader and fo
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import attrs
@@ -31,7 +32,8 @@ MAX_ADDRESS_LENGTH = 1024
 MAX_NGX_INT = 2**63 - 1
 #: The parameters a server line may carry, for error messages.
 SERVER_PARAMETERS = (
-    "weight=N, max_fails=N, fail_timeout=TIME, max_conns=N, slow_start=TIME, backup, down"
+    "weight=N, max_fails=N, fail_timeout=TIME, max_conns=N, slow_start=TIME, backup, down, "
+    "resolve, service=NAME"
 )
 
 
@@ -80,6 +82,14 @@ def _host_port_for_validation(value: str) -> tuple[str, str | None]:
     return host, (port if sep else None)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _integer(attribute: attrs.Attribute[int], value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_NGX_INT:
         raise ConfigError(
@@ -123,6 +133,37 @@ class Server:
     #: Seconds over which a recovered peer ramps its weight back up (nginx Plus
     #: ``slow_start``); 0 disables it. Round robin and least_conn only.
     slow_start: int = attrs.field(default=0, validator=_non_negative)
+    #: nginx's ``resolve``: the address is a DNS name looked up again at run time (its
+    #: peers are kept by :class:`~lbkit.discovery.ResolvingUpstream`); on an IP address
+    #: it changes nothing, as in nginx.
+    resolve: bool = attrs.field(default=False, validator=_flag)
+    #: nginx's ``service=NAME``: ask DNS for the SRV records of ``_NAME._tcp.HOST`` (or
+    #: ``NAME.HOST`` when NAME has a dot); needs ``resolve``, a name and no port.
+    service: str | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        service = self.service
+        if service is None:
+            return
+        if not isinstance(service, str) or not service:
+            raise ConfigError(f"service is empty (server {self.address}): expected service=NAME")
+        if any(c.isspace() or not c.isprintable() or c in ";{}\"'" for c in service):
+            raise ConfigError(f"invalid service={service!r}: expected a name such as 'http'")
+        if not self.resolve:
+            raise ConfigError(f'service upstream "{self.address}" requires "resolve" parameter')
+        host, port = _host_port_for_validation(self.address)
+        if port is not None:
+            raise ConfigError(f'service upstream "{self.address}" may not have port')
+        if _is_ip(host) or self.address[:5].lower() == "unix:":
+            raise ConfigError(f'service upstream "{self.address}" requires domain name')
+
+    @property
+    def resolvable(self) -> bool:
+        """Whether this server's peers come from DNS at run time: ``resolve`` on a name
+        (not an IP address, not ``unix:``)."""
+        if not self.resolve or self.address[:5].lower() == "unix:":
+            return False
+        return not _is_ip(_host_port_for_validation(self.address)[0])
 
     @classmethod
     def parse(cls, text: str) -> Server:
@@ -169,7 +210,7 @@ def server_from_params(address: str, params: Sequence[str]) -> Server:
 
     Raises :class:`~lbkit.ConfigError` naming the bad word and the accepted ones.
     """
-    kwargs: dict[str, int | bool] = {}
+    kwargs: dict[str, int | bool | str] = {}
     for token in params:
         if token.startswith("weight="):
             kwargs["weight"] = _int_param(token, "weight=", 1)
@@ -185,6 +226,12 @@ def server_from_params(address: str, params: Sequence[str]) -> Server:
             kwargs["backup"] = True
         elif token == "down":
             kwargs["down"] = True
+        elif token == "resolve":
+            kwargs["resolve"] = True
+        elif token.startswith("service="):
+            if token == "service=":
+                raise ConfigError(f"service is empty (server {address[:80]})")
+            kwargs["service"] = token[8:]
         else:
             raise ConfigError(
                 f'invalid parameter "{token[:80]}" of server {address[:80]}: expected '

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from lbkit.errors import NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
+from lbkit.errors import ConfigError, NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
 from lbkit.hashing import as_bytes, client_address_bytes
 from lbkit.latency import check_sample, ewma_update
 from lbkit.upstream._attempts import AsyncAttempts, Attempts
@@ -67,6 +67,66 @@ def _nothing() -> None:
     """The ``sync`` of a picker that keeps every peer up to date."""
 
 
+class _NoPeers:
+    """The picker of an upstream with no peer yet (only names still to resolve): nginx's
+    ``NGX_BUSY``."""
+
+    begins = False
+
+    def begin(self, request: RequestState) -> None:
+        """Nothing to prepare."""
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        """No peer."""
+        return None
+
+
+class _BackupOnly:
+    """The picker of an upstream whose primary group is empty (its names not resolved yet)
+    and that has backups: nginx finds no primary peer and goes on to the backup group."""
+
+    begins = True
+
+    def __init__(self, inner: Picker, primary: PeerGroup) -> None:
+        self._inner = inner
+        self._primary = primary
+        self.sync: Callable[[], None] = getattr(inner, "sync", _nothing)
+
+    def _to_backup(self, request: RequestState) -> None:
+        if request.group is self._primary:
+            request.group = self._primary.backup  # type: ignore[assignment]
+            request.tried = 0
+
+    def begin(self, request: RequestState) -> None:
+        """Start the request in the backup group."""
+        self._to_backup(request)
+        self._inner.begin(request)
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        """The method's choice among the backups."""
+        self._to_backup(request)
+        return self._inner.get(request, now)
+
+
+def _bind_groups(method: Method, primary: PeerGroup) -> Picker:
+    """``method``'s picker for these groups; with no primary peer (names not resolved yet)
+    nginx answers from the backups, or with ``NGX_BUSY`` when there are none."""
+    if primary.peers:
+        return method.bind(primary)
+    if primary.backup is None:
+        return _NoPeers()
+    return _BackupOnly(method.bind(primary), primary)
+
+
+def _check_resolver(words: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(words, str) or not all(isinstance(w, str) and w.split() == [w] for w in words):
+        raise ConfigError(
+            f"invalid resolver {words!r}: expected nginx resolver words such as "
+            "('127.0.0.1:53', 'valid=30s')"
+        )
+    return tuple(words)
+
+
 def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGroup:
     """The primary group (with its backup group) for ``servers``, reusing the states of
     peers that stay so that they keep conns, failures and round-robin position."""
@@ -123,20 +183,29 @@ class Upstream:
         keepalive: int | None = None,
         zone: str | None = None,
         zone_size: int | None = None,
+        resolver: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if method is None:
             method = default_method()
-        server_tuple = tuple(servers)
-        check_servers(server_tuple, method, name)
+        configured = tuple(servers)
+        check_servers(configured, method, name)
         check_keepalive(keepalive)
         self.name = name
         self.method = method
         self.keepalive = keepalive
         self.zone = zone
+        #: The servers as configured, ``server NAME resolve`` ones included (in order).
+        self.configured = configured
+        #: The ``server NAME resolve`` servers: no peer of their own; their addresses
+        #: become peers once resolved (see :class:`~lbkit.discovery.ResolvingUpstream`).
+        self.resolve_servers = tuple(s for s in configured if s.resolvable)
+        #: nginx's ``resolver`` words for those names (``("10.0.0.2:53", "valid=30s")``).
+        self.resolver = _check_resolver(resolver)
         self._clock = clock
         # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
         self._lock = threading.RLock()
+        server_tuple = tuple(s for s in configured if not s.resolvable)
         primary = _groups(server_tuple, {})
         self._members = _Membership(server_tuple, primary, self._bind(primary), 0)
         self._ramping: list[PeerState] = []
@@ -199,7 +268,12 @@ class Upstream:
         if isinstance(servers, (str, Server)):
             servers = [servers]
         new = tuple(s if isinstance(s, Server) else parse_server_line(s) for s in servers)
-        check_servers(new, self.method, self.name)
+        if any(s.resolvable for s in new):
+            raise ConfigError(
+                "update() takes addresses: the servers resolved from DNS (server NAME "
+                "resolve) are configured when the upstream is made"
+            )
+        check_servers(self.resolve_servers + new, self.method, self.name)
         with self._lock:
             old = self._members
             old.sync()
@@ -224,9 +298,10 @@ class Upstream:
     def _bind(self, primary: PeerGroup) -> Picker:
         """The method's picker for ``primary``, given the upstream's clock if it times
         attempts."""
-        picker = self.method.bind(primary)
-        if isinstance(picker, AttemptTimer):
-            picker.set_clock(self._clock)
+        picker = _bind_groups(self.method, primary)
+        inner = picker._inner if isinstance(picker, _BackupOnly) else picker
+        if isinstance(inner, AttemptTimer):
+            inner.set_clock(self._clock)
         return picker
 
     # -- choosing and reporting ----------------------------------------------------
@@ -501,10 +576,16 @@ class Upstream:
 
     @contextmanager
     def request(
-        self, key: str | bytes | None = None, client_addr: str | bytes | None = None
+        self,
+        key: str | bytes | None = None,
+        client_addr: str | bytes | None = None,
+        *,
+        sticky: str | None = None,
     ) -> Iterator[Peer]:
-        """Context manager: pick a peer, report it done on exit (failed if an exception escapes)."""
-        peer = self.pick(key=key, client_addr=client_addr)
+        """Context manager: pick a peer, report it done on exit (failed if an exception escapes).
+
+        ``key``, ``client_addr`` and ``sticky`` are as for :meth:`pick`."""
+        peer = self.pick(key=key, client_addr=client_addr, sticky=sticky)
         started = time.perf_counter()
         try:
             yield peer
