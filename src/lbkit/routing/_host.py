@@ -10,20 +10,33 @@ that round-trips to the same bytes.
 
 from __future__ import annotations
 
-__all__ = ["MAX_HEADER_LINE", "MAX_HOST_LENGTH", "ascii_lower", "normalize_host"]
+__all__ = [
+    "CLEAN_HOST",
+    "LINE_OVERHEAD",
+    "MAX_HEADER_LINE",
+    "MAX_HOST_LENGTH",
+    "ascii_lower",
+    "is_clean_host",
+    "normalize_host",
+]
+
+import re
 
 from lbkit.errors import InvalidHostError
 
 #: nginx's bound on one header line, CRLF included (``large_client_header_buffers 4 8k``).
 MAX_HEADER_LINE = 8192
 #: The header line around the value: ``Host: `` before it, CRLF after it.
-_LINE_OVERHEAD = len(b"Host: \r\n")
+LINE_OVERHEAD = len(b"Host: \r\n")
 #: Longest Host header value accepted by default, in bytes (before any regex sees it).
-MAX_HOST_LENGTH = MAX_HEADER_LINE - _LINE_OVERHEAD
+MAX_HOST_LENGTH = MAX_HEADER_LINE - LINE_OVERHEAD
 
 _UPPER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 #: Bytes nginx refuses anywhere in a Host: control bytes, space, "/" and DEL.
 _BAD = bytes(range(0x21)) + b"/\x7f"
+#: A host that nginx keeps as it is, but for ASCII case: dot-separated labels of letters,
+#: digits, "-" and "_" (no space, port, bracket, empty label or trailing dot to handle).
+CLEAN_HOST = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*").fullmatch
 
 
 def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
@@ -36,6 +49,8 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
     a header line that does not fit ``large_client_header_buffers``. The length bound and
     every byte check run before any pattern matching.
     """
+    if type(raw) is str and len(raw) + LINE_OVERHEAD <= max_line and CLEAN_HOST(raw):
+        return raw.lower()  # the common case; ASCII only, so str.lower is nginx's ngx_strlow
     if isinstance(raw, str):
         try:
             data = raw.encode("latin-1")
@@ -51,9 +66,9 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
         data = bytes(raw)
     else:
         raise InvalidHostError(f"invalid host {raw!r:.80}: expected str or bytes")
-    if len(data) + _LINE_OVERHEAD > max_line:
+    if len(data) + LINE_OVERHEAD > max_line:
         raise InvalidHostError(
-            f"invalid host: a Host line of {len(data) + _LINE_OVERHEAD} bytes is longer than "
+            f"invalid host: a Host line of {len(data) + LINE_OVERHEAD} bytes is longer than "
             f"the {max_line} accepted (large_client_header_buffers)"
         )
     data = data.strip(b" ")
@@ -79,6 +94,11 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
     if host_len <= 0:
         raise InvalidHostError(f"invalid host {_show(data)}: empty host name")
     return data[:host_len].translate(_UPPER).decode("latin-1")
+
+
+def is_clean_host(host: str) -> bool:
+    """Whether ``normalize_host(host)`` is ``host`` itself by the fast path's rule."""
+    return CLEAN_HOST(host) is not None and host == host.lower()
 
 
 _UPPER_TEXT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

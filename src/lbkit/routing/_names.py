@@ -15,7 +15,8 @@ wildcard half still claims ``x``, and a ``.x`` after an exact ``x`` is dropped e
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -23,23 +24,32 @@ import attrs
 from lbkit.errors import ConfigError
 from lbkit.routing._host import ascii_lower
 from lbkit.routing._regex import ServerRegex, compile_server_regex
+from lbkit.routing._regex_scan import RegexScan
 
-__all__ = ["NameKind", "NameMatch", "ServerNames"]
+__all__ = ["NO_NAMED", "NameKind", "NameMatch", "ServerNames"]
 
 T = TypeVar("T")
 #: How a name matched: an exact name, a leading or trailing wildcard, or a regex.
 NameKind = Literal["exact", "wildcard_head", "wildcard_tail", "regex"]
 
 
+#: The ``named`` of a match without named captures: empty and read-only, so it can be shared.
+NO_NAMED: Mapping[str, str] = MappingProxyType({})
+
+
 @attrs.frozen(slots=True)
 class NameMatch(Generic[T]):
-    """Which entry matched a host, how, and the regex captures when a regex matched."""
+    """Which entry matched a host, how, and the regex captures when a regex matched.
+
+    Exact and wildcard matches are built once per entry and shared (their ``named`` is a
+    read-only empty mapping); a regex match is new each time.
+    """
 
     value: T
     kind: NameKind
     name: str
     captures: tuple[str, ...] = ()
-    named: dict[str, str] = attrs.field(factory=dict)
+    named: Mapping[str, str] = NO_NAMED
 
 
 def _check_name(name: str) -> None:
@@ -70,15 +80,16 @@ class ServerNames(Generic[T]):
         self.where = where
         self.regex_engine = regex_engine
         # exact names, and every name "x" claimed by an exact "x" or a ".x" (nginx's keys_hash)
-        self._exact: dict[str, T] = {}
+        self._exact: dict[str, NameMatch[T]] = {}
         self._claimed: set[str] = set()
-        # head wildcards by reversed labels: "*.example.com" -> ("com", "example")
-        self._head: dict[tuple[str, ...], tuple[T, str]] = {}
-        self._head_lengths: list[int] = []
-        # tail wildcards by labels: "www.example.*" -> ("www", "example")
-        self._tail: dict[tuple[str, ...], tuple[T, str]] = {}
+        # head wildcards by the labels after "*.": "*.example.com" -> "example.com"
+        self._head: dict[str, NameMatch[T]] = {}
+        self._head_lengths: list[int] = []  # their numbers of labels, longest first
+        # tail wildcards by the labels before ".*": "www.example.*" -> "www.example"
+        self._tail: dict[str, NameMatch[T]] = {}
         self._tail_lengths: list[int] = []
         self._regexes: list[tuple[ServerRegex, str, T]] = []
+        self._scan: RegexScan[T] | None = None
         self._last_regex_groups: dict[T, int] = {}
         self.ignored: list[str] = []
         self.warnings: list[str] = []
@@ -93,6 +104,7 @@ class ServerNames(Generic[T]):
             except ConfigError as exc:
                 raise ConfigError(str(exc), line=line) from None
             self._regexes.append((regex, name, value))
+            self._scan = None
             self._last_regex_groups[value] = regex.groups
             return
         try:
@@ -106,33 +118,32 @@ class ServerNames(Generic[T]):
                 self._conflict(key, line)
                 return
             self._claimed.add(core)
-            labels = tuple(reversed(core.split(".")))
-            if labels in self._head:
+            if core in self._head:
                 self._conflict(key, line)
                 return
-            self._exact.setdefault(core, value)
-            self._head[labels] = (value, key)
-            self._note_length(self._head_lengths, len(labels))
+            self._exact.setdefault(core, NameMatch(value, "exact", core))
+            self._head[core] = NameMatch(value, "wildcard_head", key)
+            self._note_length(self._head_lengths, core.count(".") + 1)
         elif key.startswith("*."):
-            labels = tuple(reversed(key[2:].split(".")))
-            if labels in self._head:
+            core = key[2:]
+            if core in self._head:
                 self._conflict(key, line)
                 return
-            self._head[labels] = (value, key)
-            self._note_length(self._head_lengths, len(labels))
+            self._head[core] = NameMatch(value, "wildcard_head", key)
+            self._note_length(self._head_lengths, core.count(".") + 1)
         elif key.endswith(".*"):
-            labels = tuple(key[:-2].split("."))
-            if labels in self._tail:
+            core = key[:-2]
+            if core in self._tail:
                 self._conflict(key, line)
                 return
-            self._tail[labels] = (value, key)
-            self._note_length(self._tail_lengths, len(labels))
+            self._tail[core] = NameMatch(value, "wildcard_tail", key)
+            self._note_length(self._tail_lengths, core.count(".") + 1)
         else:
             if key in self._claimed:
                 self._conflict(key, line)
                 return
             self._claimed.add(key)
-            self._exact[key] = value
+            self._exact[key] = NameMatch(value, "exact", key)
 
     def _conflict(self, name: str, line: int | None) -> None:
         self.ignored.append(name)
@@ -155,32 +166,61 @@ class ServerNames(Generic[T]):
 
         A regex that hits its bound raises :class:`~lbkit.RegexLimitError`.
         """
-        exact = self._exact
-        if host in exact:
-            return NameMatch(exact[host], "exact", host)
-        if self._head or self._tail:
-            labels = host.split(".")
-            if self._head:
-                rev = labels[::-1]
-                for n in self._head_lengths:
-                    # "*.example.com" needs at least one label before "example.com"
-                    # (".example.com" also put "example.com" among the exact names)
-                    if n < len(rev):
-                        hit = self._head.get(tuple(rev[:n]))
-                        if hit is not None:
-                            return NameMatch(hit[0], "wildcard_head", hit[1])
-            if self._tail:
-                for n in self._tail_lengths:
-                    if n < len(labels):
-                        hit = self._tail.get(tuple(labels[:n]))
-                        if hit is not None:
-                            return NameMatch(hit[0], "wildcard_tail", hit[1])
-        if host:
-            for regex, name, value in self._regexes:
-                found = regex.search(host)
-                if found is not None:
-                    return NameMatch(value, "regex", name, found[0], found[1])
+        found = self._exact.get(host)
+        if found is not None:
+            return found
+        found = self.find_wildcard(host)
+        if found is not None or not host:
+            return found
+        return self.find_regex(host)
+
+    @property
+    def exact(self) -> Mapping[str, NameMatch[T]]:
+        """The exact names (``.x`` claims ``x`` too), lowercase, with their shared matches."""
+        return MappingProxyType(self._exact)
+
+    def find_wildcard(self, host: str) -> NameMatch[T] | None:
+        """The longest leading wildcard matching ``host``, else the longest trailing one."""
+        if not (self._head or self._tail):
+            return None
+        dots = host.count(".")
+        # n labels with at least one label before (head) or after (tail) them: one split
+        # from the other end gives them as one string, the table's key
+        if self._head:
+            head = self._head
+            for n in self._head_lengths:
+                if n <= dots:
+                    hit = head.get(host.split(".", dots + 1 - n)[-1])
+                    if hit is not None:
+                        return hit
+        if self._tail:
+            tail = self._tail
+            for n in self._tail_lengths:
+                if n <= dots:
+                    hit = tail.get(host.rsplit(".", dots + 1 - n)[0])
+                    if hit is not None:
+                        return hit
         return None
+
+    def find_regex(self, host: str) -> NameMatch[T] | None:
+        """The first regex name in configuration order matching ``host``, with captures."""
+        if not self._regexes:
+            return None
+        scan = self._scan
+        if scan is None:
+            scan = self.prepare()
+        found = scan.first(host)
+        if found is None:
+            return None
+        (_, name, value), captures, named = found
+        return NameMatch(value, "regex", name, captures, named)
+
+    def prepare(self) -> RegexScan[T]:
+        """Build the regex scan now (else the first regex lookup builds it)."""
+        scan = self._scan
+        if scan is None:
+            scan = self._scan = RegexScan(self._regexes)
+        return scan
 
     def keeps_captures(self, value: T) -> bool:
         """Whether ``$1``.. are set for ``value``: its last regex name has capture groups."""

@@ -30,6 +30,10 @@ __all__ = [
     "compile_regex",
     "compile_server_regex",
     "default_engine",
+    "miss_test",
+    "pcre2_module",
+    "pcre2_source",
+    "pcre2_subject",
     "translate_pcre",
 ]
 
@@ -150,17 +154,31 @@ class ServerRegex:
     ``max_host`` the longest host the ``re`` fallback runs it on (None: no bound needed).
     """
 
-    __slots__ = ("_miss", "_search", "engine", "groups", "max_host", "pattern")
+    __slots__ = (
+        "_miss",
+        "_search",
+        "caseless",
+        "engine",
+        "groups",
+        "max_host",
+        "pattern",
+        "source",
+    )
 
     def __init__(self, pattern: str, engine: str, *, caseless: bool) -> None:
         self.pattern = pattern
         self.engine = engine
+        self.caseless = caseless
         self.max_host: int | None = None
         self._miss: Any = None
+        #: The text the engine compiled: PCRE2's bytes, or the pattern translated for ``re``.
+        self.source: str | bytes
         if engine == "pcre2":
+            self.source = pcre2_source(pattern)
             self._search, self.groups, self._miss = _compile_pcre2(pattern, caseless)
         else:
             compiled = _compile_re(pattern, caseless)
+            self.source = compiled.pattern
             self.groups = compiled.groups
             self.max_host = _fallback_bound(compiled)
             self._search = compiled.search
@@ -185,10 +203,7 @@ class ServerRegex:
         return groups, {k: ("" if v is None else v) for k, v in m.groupdict().items()}
 
     def _pcre2_search(self, host: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
-        try:
-            subject = host.encode("latin-1")  # hosts and nginx-decoded URIs: one char a byte
-        except UnicodeEncodeError:
-            subject = host.encode("utf-8", "surrogateescape")  # text: the bytes a client sends
+        subject = pcre2_subject(host)
         try:
             if self._miss is not None and self._miss(subject):
                 return None  # the common case, without building a Match object
@@ -210,19 +225,38 @@ class ServerRegex:
         return f"<ServerRegex ~{self.pattern} engine={self.engine}>"
 
 
-def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int, Any]:
+def pcre2_subject(host: str) -> bytes:
+    """The bytes PCRE2 matches for a host (or an nginx-decoded URI)."""
+    try:
+        return host.encode("latin-1")  # hosts and nginx-decoded URIs: one char a byte
+    except UnicodeEncodeError:
+        return host.encode("utf-8", "surrogateescape")  # text: the bytes a client sends
+
+
+def pcre2_source(pattern: str) -> bytes:
+    """The bytes PCRE2 compiles for a pattern (nginx reads its config as bytes)."""
+    return pattern.encode("latin-1", "backslashreplace")
+
+
+def pcre2_module() -> Any:
+    """The ``pcre2`` module, or ConfigError naming the extra that installs it."""
     pcre2 = _pcre2()
     if pcre2 is None:
         raise ConfigError("regex_engine='pcre2' needs the pcre2 package: pip install 'lbkit[pcre]'")
+    return pcre2
+
+
+def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int, Any]:
+    pcre2 = pcre2_module()
     flags = pcre2.IGNORECASE if caseless else 0
     try:
-        compiled = pcre2.compile(pattern.encode("latin-1", "backslashreplace"), flags)
+        compiled = pcre2.compile(pcre2_source(pattern), flags)
     except Exception as exc:
         raise ConfigError(f"invalid server_name regex {pattern!r}: PCRE2 says {exc}") from None
-    return compiled.search, int(compiled.groups), _miss_test(pcre2, compiled)
+    return compiled.search, int(compiled.groups), miss_test(pcre2, compiled)
 
 
-def _miss_test(pcre2: Any, compiled: Any) -> Any:
+def miss_test(pcre2: Any, compiled: Any) -> Any:
     """A faster "does not match" test through the binding's low-level call, or None.
 
     ``Pattern.search`` builds a Match object on every call; most regexes miss most hosts,

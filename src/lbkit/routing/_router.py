@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-from lbkit.errors import ConfigError, RequestError
-from lbkit.routing._host import MAX_HEADER_LINE, ascii_lower, normalize_host
+from lbkit.errors import ConfigError, LbkitError, RequestError
+from lbkit.routing._host import (
+    CLEAN_HOST,
+    LINE_OVERHEAD,
+    MAX_HEADER_LINE,
+    ascii_lower,
+    is_clean_host,
+    normalize_host,
+)
 from lbkit.routing._listen import WILDCARDS, Listen, show, socket_key
-from lbkit.routing._names import NameMatch, ServerNames
+from lbkit.routing._names import NO_NAMED, NameMatch, ServerNames
 from lbkit.routing._template import expand
 from lbkit.upstream import Upstream
 
@@ -58,16 +65,17 @@ class RouteMatch:
 
     ``index`` is the 0-based position of the chosen ``server {}`` block, ``captures`` the
     numbered captures of the regex name that matched (empty otherwise), ``named`` its named
-    captures, ``host`` nginx's ``$host``, ``name`` the server_name entry that matched
-    (``None`` when the default server was used), ``listen`` the socket's table
-    (``0.0.0.0:80``).
+    captures (a read-only empty mapping when there are none), ``host`` nginx's ``$host``,
+    ``name`` the server_name entry that matched (``None`` when the default server was
+    used), ``listen`` the socket's table (``0.0.0.0:80``). A router hands out the same
+    match object for every request to one exact name.
     """
 
     index: int
     server: ServerBlock
     host: str
     captures: tuple[str, ...] = ()
-    named: dict[str, str] = attrs.field(factory=dict)
+    named: Mapping[str, str] = NO_NAMED
     name: str | None = None
     upstream: Upstream | None = None
     listen: str = ""
@@ -95,10 +103,55 @@ class RouteMatch:
         return self.expand(self.server.target)
 
 
-class _Table:
-    """The server blocks of one listen socket: their names and the default server."""
+def _slot_setters() -> Callable[..., RouteMatch]:
+    """``RouteMatch(...)`` with all eight fields given, built by the slots' own setters.
 
-    __slots__ = ("default", "lookup", "names", "servers", "where")
+    A frozen attrs class sets each field through ``object.__setattr__`` in its ``__init__``;
+    the slot descriptors do the same store with less call overhead, which matters on the
+    routing fast path. The object is the one the constructor would build (a test checks).
+    """
+    names = [f.name for f in attrs.fields(RouteMatch)]
+    assert names == ["index", "server", "host", "captures", "named", "name", "upstream", "listen"]
+    setters = [getattr(RouteMatch, n).__set__ for n in names]
+    s_index, s_server, s_host, s_captures, s_named, s_name, s_upstream, s_listen = setters
+    new = object.__new__
+
+    def route_match(
+        index: int,
+        server: ServerBlock,
+        host: str,
+        captures: tuple[str, ...],
+        named: Mapping[str, str],
+        name: str | None,
+        upstream: Upstream | None,
+        listen: str,
+    ) -> RouteMatch:
+        match: RouteMatch = new(RouteMatch)
+        s_index(match, index)
+        s_server(match, server)
+        s_host(match, host)
+        s_captures(match, captures)
+        s_named(match, named)
+        s_name(match, name)
+        s_upstream(match, upstream)
+        s_listen(match, listen)
+        return match
+
+    return route_match
+
+
+_route_match = _slot_setters()
+
+
+class _Table:
+    """The server blocks of one listen socket: their names and the default server.
+
+    ``routes`` holds the match of every exact name, built once; ``quick`` those of them a
+    raw Host header can be looked up by before normalisation (already lowercase, nothing
+    for nginx to strip), ``quick_len`` the longest of these.
+    """
+
+    __slots__ = ("default", "lookup", "names", "quick", "quick_len", "routes", "servers", "where")
 
     def __init__(self, where: str, regex_engine: str) -> None:
         self.where = where
@@ -106,6 +159,9 @@ class _Table:
         self.servers: list[ServerBlock] = []
         self.default: ServerBlock | None = None
         self.names: ServerNames[int] = ServerNames(where=where, regex_engine=regex_engine)
+        self.routes: dict[str, RouteMatch] = {}
+        self.quick: dict[str, RouteMatch] = {}
+        self.quick_len = 0
 
 
 class Router:
@@ -121,7 +177,8 @@ class Router:
     header-line bound; ``regex_engine`` is ``"auto"`` (PCRE2 when installed), ``"pcre2"``
     or ``"re"``. ``warnings`` lists nginx's warnings (conflicting server names) with lines.
 
-    Read-only once built: safe to share between threads.
+    Read-only once built (changing ``upstreams`` afterwards is not seen): safe to share
+    between threads.
     """
 
     def __init__(
@@ -138,9 +195,16 @@ class Router:
         if isinstance(max_line, bool) or not isinstance(max_line, int) or max_line < 16:
             raise ConfigError(f"invalid max_line={max_line!r}: expected bytes >= 16")
         self.max_line = max_line
+        self._host_limit = max_line - LINE_OVERHEAD
         host_name = (socket.gethostname() if hostname is None else hostname).lower()
         self.servers: tuple[ServerBlock, ...] = tuple(_with_hostname(s, host_name) for s in servers)
         self.upstreams: dict[str, Upstream] = dict(upstreams or {})
+        # the upstream of each block whose proxy_pass has no variables (else found per match)
+        self._fixed_upstream: dict[int, Upstream | None] = {
+            s.index: self.upstreams.get(_target_host(s.target))
+            for s in self.servers
+            if s.target is not None and "$" not in s.target
+        }
         self.warnings: list[str] = []
         for server in self.servers:
             lines = server.name_lines or (server.line,) * len(server.names)
@@ -184,6 +248,7 @@ class Router:
             table.lookup = len(table.servers) > 1 or table.names.keeps_captures(only.index)
             if table.lookup:
                 self.warnings.extend(table.names.warnings)
+                self._prepare(table)
         first = next(iter(self._tables.values()))
         self._first = first
         self.names: ServerNames[int] = first.names
@@ -209,6 +274,20 @@ class Router:
             )
         return table
 
+    def _prepare(self, table: _Table) -> None:
+        """Build the matches of the exact names and the regex scan of a looked-up table."""
+        limit = self._host_limit
+        for key, found in table.names.exact.items():
+            try:
+                route = self._result(self.servers[found.value], key, found, table)
+            except LbkitError:  # a proxy_pass nginx would refuse: the error comes per request
+                continue
+            table.routes[key] = route
+            if len(key) <= limit and is_clean_host(key):
+                table.quick[key] = route
+                table.quick_len = max(table.quick_len, len(key))
+        table.names.prepare()
+
     def match(
         self, host: str | bytes | None, *, listen: str | tuple[str, int] | None = None
     ) -> RouteMatch:
@@ -219,14 +298,30 @@ class Router:
         :class:`~lbkit.InvalidHostError` where nginx answers 400,
         :class:`~lbkit.RegexLimitError` where nginx's PCRE2 stops (connection closed).
         """
-        table = self._table(listen)
-        if host is None:
-            found: NameMatch[int] | None = table.names.find("") if table.lookup else None
+        table = self._first if listen is None else self._table(listen)
+        found: NameMatch[int] | None = None
+        if type(host) is str:
+            if len(host) <= table.quick_len:
+                route = table.quick.get(host)  # an exact name, as nginx would normalise it
+                if route is not None:
+                    return route
+            if len(host) <= self._host_limit and CLEAN_HOST(host):
+                normalized = host.lower()  # normalize_host's own fast path, without the call
+            else:
+                normalized = normalize_host(host, max_line=self.max_line)
+        elif host is None:
+            if table.lookup:
+                found = table.names.find("")
             server = self.servers[found.value] if found else table.default
             assert server is not None
             return self._result(server, server.server_name, found, table)
-        normalized = normalize_host(host, max_line=self.max_line)
-        found = table.names.find(normalized) if table.lookup else None
+        else:
+            normalized = normalize_host(host, max_line=self.max_line)
+        if table.lookup:
+            route = table.routes.get(normalized)
+            if route is not None:
+                return route
+            found = table.names.find(normalized)  # (an exact name without a route: see _prepare)
         server = self.servers[found.value] if found else table.default
         assert server is not None
         return self._result(server, normalized, found, table)
@@ -234,20 +329,20 @@ class Router:
     def _result(
         self, server: ServerBlock, host: str, found: NameMatch[int] | None, table: _Table
     ) -> RouteMatch:
-        match = RouteMatch(
-            index=server.index,
-            server=server,
-            host=host,
-            captures=found.captures if found else (),
-            named=dict(found.named) if found else {},
-            name=found.name if found else None,
-            listen=table.where,
+        index, where, target = server.index, table.where, server.target
+        if found is None:
+            captures: tuple[str, ...] = ()
+            named, name = NO_NAMED, None
+        else:
+            captures, named, name = found.captures, found.named, found.name
+        if target is None or "$" not in target:
+            upstream = self._fixed_upstream.get(index)
+            return _route_match(index, server, host, captures, named, name, upstream, where)
+        match = _route_match(index, server, host, captures, named, name, None, where)
+        upstream = (
+            self.upstreams.get(_target_host(match.expand(target))) if self.upstreams else None
         )
-        if server.target is not None and self.upstreams:
-            upstream = self.upstreams.get(_target_host(match.expand(server.target)))
-            if upstream is not None:
-                match = attrs.evolve(match, upstream=upstream)
-        return match
+        return match if upstream is None else attrs.evolve(match, upstream=upstream)
 
     def __repr__(self) -> str:
         return (
