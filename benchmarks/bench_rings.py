@@ -1,11 +1,14 @@
 """Consistent hashing: lbkit against the floor and the peers, side by side in one run.
 
-Measures (medians of several repeats; the machine is noisy, so compare the ratios):
-- lookup ns/op with 100 nodes over random keys: the floor (a closure doing one mmh3 call,
-  one bisect and one list index), lbkit's rings, and uhashring, hashring, clandestined,
-  jump-consistent-hash;
+Measures (medians of several repeats, the contenders timed in turn within each repeat; the
+machine is noisy, so compare the ratios):
+- lookup ns/op with 100 and 1,000 nodes over random keys: the floor (a closure doing one
+  mmh3 call, one bisect and one list index), lbkit's rings, and uhashring, hashring,
+  clandestined, jump-consistent-hash, and libketama's own C code (the ``ketama`` binding;
+  100 nodes only: its shared memory segment holds ~117 servers);
 - lookup_many per key against lookup in a loop;
-- build time for 100 and 1,000 nodes, and memory of the structure (tracemalloc);
+- build time for 100, 1,000 and 10,000 nodes (10,000: lbkit against the floor only), and
+  memory of the structure (tracemalloc) for 100 and 10,000 nodes;
 - balance over many keys (max/mean, coefficient of variation) for 10/100/1,000 nodes;
 - disruption when one node is removed or added (fraction moved vs the ideal 1/N, and keys
   moved between surviving nodes);
@@ -25,10 +28,12 @@ import json
 import random
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,6 +60,19 @@ def _median_ns(fn: Callable[[], object], ops: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _interleaved_ns(runs: dict[str, tuple[Callable[[], object], int]], repeats: int) -> Result:
+    """Median ns per op of each contender, timed in turn within every repeat so that a
+    change in machine load touches all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (fn, ops) in runs.items():
+            gc.collect()
+            start = time.perf_counter_ns()
+            fn()
+            times[name].append((time.perf_counter_ns() - start) / ops)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _loop(lookup: Callable[[str], object], keys: list[str]) -> Callable[[], None]:
     def run() -> None:
         for k in keys:
@@ -63,9 +81,20 @@ def _loop(lookup: Callable[[str], object], keys: list[str]) -> Callable[[], None
     return run
 
 
+FLOOR = "floor (mmh3 + bisect + index)"
+
+
+def _floor_ring(nodes: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The floor's ring: one sorted list of points and one list of owners (plus the wrap)."""
+    entries = sorted((mmh3.hash(f"{n}-{i}"), n) for n in nodes for i in range(160))
+    points = [p for p, _ in entries]
+    owners = [n for _, n in entries]
+    owners.append(owners[0])
+    return points, owners
+
+
 def _floor(nodes: Sequence[str]) -> Callable[[str], object]:
-    points = sorted(mmh3.hash(f"{n}-{i}") for n in nodes for i in range(160))
-    owners = [nodes[i % len(nodes)] for i in range(len(points) + 1)]
+    points, owners = _floor_ring(nodes)
     find = bisect.bisect_left
     h = mmh3.hash
 
@@ -73,6 +102,34 @@ def _floor(nodes: Sequence[str]) -> Callable[[str], object]:
         return owners[find(points, h(key))]
 
     return floor
+
+
+#: libketama's C library keeps its continuum in one 512 KB shared memory segment: room for
+#: ~117 servers of 160 points; more crash the process, so the C peer runs at 100 nodes only.
+LIBKETAMA_C_MAX_NODES = 100
+
+
+@contextmanager
+def _libketama_c(nodes: list[str]) -> Iterator[Callable[[str], object] | None]:
+    """libketama's own C code (the ``ketama`` binding) over ``nodes``, weight 1 each; its
+    shared memory and semaphore are released on exit once the caller has dropped what it
+    got. None if it is not installed."""
+    try:
+        import ketama
+    except ImportError:
+        print("ketama (libketama C) not installed: pip install 'lbkit[bench]'", file=sys.stderr)
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        conf = Path(folder) / "servers"
+        conf.write_text("".join(f"{n}\t1\n" for n in nodes))
+        continuum = ketama.Ketama(str(conf))
+        try:
+            yield continuum.get_server  # (key hash, server): its own API, no wrapper
+        finally:
+            # the caller dropped the bound method: the dealloc detaches and removes the
+            # shared memory segment and the semaphore
+            del continuum
 
 
 def _peers(nodes: list[str]) -> dict[str, Callable[[str], object]]:
@@ -100,9 +157,10 @@ def _peers(nodes: list[str]) -> dict[str, Callable[[str], object]]:
         import jump
 
         n = len(nodes)
+        jump_c, hash64 = jump.hash, mmh3.hash64
 
         def jump_lookup(key: str) -> object:
-            return nodes[jump.hash(mmh3.hash64(key, signed=False)[0], n)]
+            return nodes[jump_c(hash64(key, 0, signed=False)[0], n)]
 
         out["jump-consistent-hash (+mmh3)"] = jump_lookup
     except ImportError:
@@ -110,54 +168,60 @@ def _peers(nodes: list[str]) -> dict[str, Callable[[str], object]]:
     return out
 
 
-def bench_lookup(n_keys: int, repeats: int) -> Result:
-    nodes = [f"10.0.{i // 250}.{i % 250}:11211" for i in range(100)]
+def bench_lookup(n_keys: int, repeats: int, count: int = 100) -> Result:
+    """ns per lookup of every contender over ``count`` nodes, interleaved, medians."""
+    nodes = [f"10.0.{i // 250}.{i % 250}:11211" for i in range(count)]
     keys = _keys(n_keys)
-    floor = _floor(nodes)
+    few = keys[: max(1000, n_keys // 20)]  # for the O(nodes) contenders
     fast = lbkit.Ketama(nodes)
-    rows: dict[str, float] = {}
-    rows["floor (mmh3 + bisect + index)"] = _median_ns(_loop(floor, keys), n_keys, repeats)
-    rows["lbkit Ketama fast: lookup"] = _median_ns(_loop(fast.lookup, keys), n_keys, repeats)
-    fast.lookup_many(keys[:10])  # build the bucket table outside the timing
-    rows["lbkit Ketama fast: lookup_many"] = _median_ns(
-        lambda: fast.lookup_many(keys), n_keys, repeats
-    )
+    fast.lookup_many(keys[:10])
+    runs: dict[str, tuple[Callable[[], object], int]] = {
+        FLOOR: (_loop(_floor(nodes), keys), n_keys),
+        "lbkit Ketama fast: lookup": (_loop(fast.lookup, keys), n_keys),
+        "lbkit Ketama fast: lookup_many": (partial(fast.lookup_many, keys), n_keys),
+    }
     for flavor in ("nginx", "libketama"):
         ring = lbkit.Ketama(nodes, flavor=flavor)  # type: ignore[arg-type]
-        rows[f"lbkit Ketama {flavor}: lookup"] = _median_ns(
-            _loop(ring.lookup, keys), n_keys, repeats
-        )
-    maglev = lbkit.Maglev(nodes)
-    rows["lbkit Maglev: lookup"] = _median_ns(_loop(maglev.lookup, keys), n_keys, repeats)
-    few = keys[: max(1000, n_keys // 20)]
-    rows["lbkit Rendezvous: lookup"] = _median_ns(
-        _loop(lbkit.Rendezvous(nodes).lookup, few), len(few), repeats
-    )
-    rows["lbkit JumpHash: lookup"] = _median_ns(
-        _loop(lbkit.JumpHash(nodes).lookup, keys), n_keys, repeats
-    )
+        runs[f"lbkit Ketama {flavor}: lookup"] = (_loop(ring.lookup, keys), n_keys)
+    runs["lbkit Maglev: lookup"] = (_loop(lbkit.Maglev(nodes).lookup, keys), n_keys)
+    runs["lbkit Rendezvous: lookup"] = (_loop(lbkit.Rendezvous(nodes).lookup, few), len(few))
+    runs["lbkit JumpHash: lookup"] = (_loop(lbkit.JumpHash(nodes).lookup, keys), n_keys)
     for name, fn in _peers(nodes).items():
         sample = few if "clandestined" in name else keys
-        rows[name] = _median_ns(_loop(fn, sample), len(sample), repeats)
-    return rows
-
-
-def bench_build(repeats: int) -> Result:
-    out: dict[str, dict[str, float]] = {}
-    for count in (100, 1000):
-        nodes = [f"node-{i}" for i in range(count)]
-        row: dict[str, float] = {}
-        row["lbkit Ketama fast"] = _median_ns(partial(lbkit.Ketama, nodes), 1, repeats) / 1e6
-        row["lbkit Maglev"] = (
-            _median_ns(partial(lbkit.Maglev, nodes), 1, max(1, repeats // 2)) / 1e6
-        )
+        runs[name] = (_loop(fn, sample), len(sample))
+    small = count <= LIBKETAMA_C_MAX_NODES
+    with _libketama_c(nodes) if small else nullcontext(None) as libketama:
+        if libketama is not None:
+            runs["libketama C (ketama binding)"] = (_loop(libketama, keys), n_keys)
         try:
-            import uhashring
+            return _interleaved_ns(runs, repeats)
+        finally:
+            runs.clear()
 
-            row["uhashring"] = _median_ns(partial(uhashring.HashRing, nodes), 1, repeats) / 1e6
-        except ImportError:
-            pass
-        out[str(count)] = row
+
+def bench_build(repeats: int, sizes: Sequence[int] = (100, 1000, 10_000)) -> Result:
+    """Median ms to build each structure, interleaved; 10,000 nodes: lbkit and the floor."""
+    out: dict[str, dict[str, float]] = {}
+    for count in sizes:
+        nodes = [f"node-{i}" for i in range(count)]
+        big = count > 1000
+        runs: dict[str, tuple[Callable[[], object], int]] = {
+            "floor (sorted (point, node) pairs)": (partial(_floor_ring, nodes), 1),
+            "lbkit Ketama fast": (
+                partial(lbkit.Ketama, nodes, max_points=160 * count),
+                1,
+            ),
+        }
+        if not big:
+            runs["lbkit Maglev"] = (partial(lbkit.Maglev, nodes), 1)
+            try:
+                import uhashring
+
+                runs["uhashring"] = (partial(uhashring.HashRing, nodes), 1)
+            except ImportError:
+                pass
+        rows = _interleaved_ns(runs, max(1, repeats // 3) if big else repeats)
+        out[str(count)] = {name: ns / 1e6 for name, ns in rows.items()}
     return out
 
 
@@ -171,16 +235,20 @@ def _memory(build: Callable[[], object]) -> int:
     return size
 
 
-def bench_memory() -> Result:
-    nodes = [f"node-{i}" for i in range(100)]
-    row = {"lbkit Ketama fast (160 points/node)": _memory(lambda: lbkit.Ketama(nodes))}
-    row["lbkit Maglev (65537 slots)"] = _memory(lambda: lbkit.Maglev(nodes))
-    try:
-        import uhashring
+def bench_memory(count: int = 100) -> Result:
+    nodes = [f"node-{i}" for i in range(count)]
+    row = {"floor (sorted points + owners)": _memory(lambda: _floor_ring(nodes))}
+    row["lbkit Ketama fast (160 points/node)"] = _memory(
+        lambda: lbkit.Ketama(nodes, max_points=160 * count)
+    )
+    if count <= 1000:
+        row["lbkit Maglev (65537 slots)"] = _memory(lambda: lbkit.Maglev(nodes))
+        try:
+            import uhashring
 
-        row["uhashring (160 vnodes/node)"] = _memory(lambda: uhashring.HashRing(nodes))
-    except ImportError:
-        pass
+            row["uhashring (160 vnodes/node)"] = _memory(lambda: uhashring.HashRing(nodes))
+        except ImportError:
+            pass
     return row
 
 
@@ -292,34 +360,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": quick,
     }
 
-    lookup = bench_lookup(n_lookup, repeats)
-    results["lookup_ns"] = lookup
-    _print_table(
-        f"lookup, 100 nodes, {n_lookup} random keys (median ns/op; ratio to the floor)",
-        lookup,
-        "ns",
-        "floor (mmh3 + bisect + index)",
-    )
-    fast = lookup["lbkit Ketama fast: lookup"]
-    many = lookup["lbkit Ketama fast: lookup_many"]
-    print(f"  lookup_many speed-up per key over lookup: {fast / many:.2f}x")
-    for name, value in lookup.items():
-        if not name.startswith(("lbkit", "floor")):
-            print(f"  lbkit fast lookup is {value / fast:.2f}x faster than {name}")
+    for count, field in ((100, "lookup_ns"), (1000, "lookup_ns_1000")):
+        lookup = bench_lookup(n_lookup, repeats, count)
+        results[field] = lookup
+        _print_table(
+            f"lookup, {count} nodes, {n_lookup} random keys (median ns/op; ratio to the floor)",
+            lookup,
+            "ns",
+            FLOOR,
+        )
+        fast = lookup["lbkit Ketama fast: lookup"]
+        many = lookup["lbkit Ketama fast: lookup_many"]
+        print(f"  lookup_many speed-up per key over lookup: {fast / many:.2f}x")
+        for name, value in lookup.items():
+            if not name.startswith(("lbkit", "floor")):
+                print(f"  lbkit fast lookup is {value / fast:.2f}x faster than {name}")
+        for ours, theirs in (
+            ("lbkit Ketama libketama: lookup", "libketama C (ketama binding)"),
+            ("lbkit JumpHash: lookup", "jump-consistent-hash (+mmh3)"),
+        ):
+            if theirs in lookup:
+                print(f"  {ours} / {theirs}: {lookup[ours] / lookup[theirs]:.2f}x")
 
     build = bench_build(repeats)
     results["build_ms"] = build
     for count, row in build.items():
         _print_table(f"build, {count} nodes (median ms)", row, "ms", "lbkit Ketama fast")
 
-    memory = bench_memory()
-    results["memory_bytes"] = memory
-    _print_table(
-        "memory of the structure, 100 nodes (bytes)",
-        {k: float(v) for k, v in memory.items()},
-        "B",
-        "lbkit Ketama fast (160 points/node)",
-    )
+    for count, field in ((100, "memory_bytes"), (10_000, "memory_bytes_10000")):
+        memory = bench_memory(count)
+        results[field] = memory
+        _print_table(
+            f"memory of the structure, {count} nodes (bytes; ratio to the floor)",
+            {k: float(v) for k, v in memory.items()},
+            "B",
+            "floor (sorted points + owners)",
+        )
 
     balance = bench_balance(n_balance)
     results["balance"] = balance

@@ -7,24 +7,27 @@
 - ``"libketama"``: libketama's continuum as uhashring builds it (md5, 4 points per digest,
   ``40 * nodes * weight // total_weight`` digests per node, first point > md5 key hash).
 
-A lookup is one hash call, one ``bisect`` and one list index. Points are kept in one sorted
-list with a parallel list of owners; the owners list carries one extra entry (a copy of the
-first owner) so that a key past the last point wraps round without a modulo.
+Points are kept in one sorted ``array`` with a parallel list of owners; the owners list
+carries one extra entry (a copy of the first owner) so that a key past the last point wraps
+round without a modulo. A lookup is one hash call and one index into a prefix table over the
+top bits of the hash; only keys whose bucket holds points go on to a ``bisect`` bounded to
+that bucket (see :class:`_Ring`).
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import operator
 import struct
 import threading
+from array import array
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import accumulate, chain, islice, repeat
 from typing import Generic, Literal, TypeVar
 
 from lbkit.errors import ConfigError, EmptyRingError
-from lbkit.hashing import crc32, crc32_key, md5_key, mmh3_32
+from lbkit.hashing import crc32, crc32_key, md5_digest, md5_key, mmh3_32
 from lbkit.rings._nodes import (
     MAX_RING_POINTS,
     check_known_node,
@@ -107,23 +110,31 @@ def nginx_ring(
     return ring.distinct_points()
 
 
-def _fast_points(node: str, weight: int, _nodes: int, _total: int) -> list[int]:
+#: Decimal suffixes of the ``fast`` flavour's point names, made once: weights up to 8 need
+#: no formatting at build time.
+_DECIMALS = [b"%d" % i for i in range(8 * POINTS_PER_WEIGHT)]
+
+
+def _decimals(count: int) -> Iterable[bytes]:
+    if count <= len(_DECIMALS):
+        return islice(_DECIMALS, count)
+    return chain(_DECIMALS, map(b"%d".__mod__, range(len(_DECIMALS), count)))
+
+
+def _fast_points(node: str, weight: int, _nodes: int, _total: int) -> Iterable[int]:
     prefix = node.encode("utf-8", "surrogatepass") + b"-"
-    hash32 = mmh3_32
-    return [hash32(prefix + b"%d" % i) for i in range(POINTS_PER_WEIGHT * weight)]
+    return map(mmh3_32, map(prefix.__add__, _decimals(POINTS_PER_WEIGHT * weight)))
 
 
-def _nginx_flavour_points(node: str, weight: int, _nodes: int, _total: int) -> list[int]:
+def _nginx_flavour_points(node: str, weight: int, _nodes: int, _total: int) -> Iterable[int]:
     return nginx_points(node, weight)
 
 
-def _libketama_points(node: str, weight: int, nodes: int, total: int) -> list[int]:
+def _libketama_points(node: str, weight: int, nodes: int, total: int) -> Iterable[int]:
     count = (40 * nodes * weight) // total
     out: list[int] = []
-    md5 = hashlib.md5
     for i in range(count):
-        digest = md5(f"{node}-{i}".encode("utf-8", "surrogatepass"), usedforsecurity=False)
-        out.extend(_LE_4U32.unpack(digest.digest()))
+        out.extend(_LE_4U32.unpack(md5_digest(f"{node}-{i}".encode("utf-8", "surrogatepass"))))
     return out
 
 
@@ -137,7 +148,7 @@ def _libketama_count(weight: int, nodes: int, total: int) -> int:
 
 _FLAVOR_FUNCS: dict[
     str,
-    tuple[Callable[[str | bytes], int], Callable[..., list[int]], Callable[..., int], bool],
+    tuple[Callable[[str | bytes], int], Callable[..., Iterable[int]], Callable[..., int], bool],
 ] = {
     # flavour: (key hash, node points, point count, whether points depend on the membership)
     "fast": (mmh3_32, _fast_points, _fast_count, False),
@@ -149,30 +160,96 @@ _FLAVOR_FUNCS: dict[
 #: Other names accepted for the flavours.
 _ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
 
+#: Bucket bits of the prefix table: about four buckets per point, at most 2**21 buckets
+#: (a 10,000-node ring: ~25 MB of table beside ~26 MB of points and owners).
+_MIN_TABLE_BITS = 8
+_MAX_TABLE_BITS = 21
+_EXTRA_TABLE_BITS = 2
+
+
+class _Miss:
+    """Marks a prefix-table bucket that holds ring points: its keys need a bounded bisect."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<bucket needs bisect>"
+
+
+_MISS: object = _Miss()
+
 
 class _Ring(Generic[N]):
-    """One published state of a ring. Never changed once published (but for the lazily
-    built bucket table, which is derived and idempotent)."""
+    """One published state of a ring; never changed once published.
 
-    __slots__ = ("node_points", "owners", "points", "seq", "table", "weights")
+    ``points`` is the sorted array of point hashes and ``owners`` the node of each, with
+    one extra entry (a copy of the first owner) so that a key past the last point wraps
+    round without a modulo. Equal points keep the order their nodes were added in.
+
+    The prefix table splits the 32-bit hash space into ``2**bits`` buckets by the top bits
+    of the hash: ``direct[b]`` is the owner of every key of bucket ``b`` when the bucket
+    holds no point (most buckets), else ``_MISS``; then the key's point lies in
+    ``points[starts[j]:starts[j + 1]]`` or is the first after it (``j = b + half``; for the
+    signed ``fast`` hashes ``b`` is negative for negative hashes and ``direct`` is laid out
+    so that Python's negative indexing finds it, ``half`` maps it back for ``starts``).
+    """
+
+    __slots__ = ("direct", "half", "lookup", "owners", "points", "shift", "starts", "weights")
 
     def __init__(
-        self,
-        points: list[int],
-        owners: list[N],
-        weights: dict[N, int],
-        node_points: dict[N, list[int]],
-        seq: dict[N, int],
+        self, points: array[int], owners: list[N], weights: dict[N, int], signed: bool
     ) -> None:
         self.points = points
-        # owners has one more entry than points: a key past the last point takes owners[0].
         if points:
             owners.append(owners[0])
         self.owners = owners
         self.weights = weights
-        self.node_points = node_points
-        self.seq = seq
-        self.table: _BucketTable | None = None
+        self.lookup: Callable[[str | bytes], N]
+        n = len(points)
+        bits = min(_MAX_TABLE_BITS, max(_MIN_TABLE_BITS, n.bit_length() + _EXTRA_TABLE_BITS))
+        size = 1 << bits
+        self.shift = shift = 32 - bits
+        self.half = half = size >> 1 if signed else 0
+        if not n:
+            self.direct: list[object] = []
+            self.starts = array("I")
+            return
+        # points per bucket, then each bucket's first point index (in bucket order)
+        counts = Counter(map(operator.rshift, points, repeat(shift)))
+        first = -half
+        self.starts = starts = array(
+            "I" if n < 1 << 32 else "Q",
+            accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0),
+        )
+        direct: list[object] = list(map(owners.__getitem__, islice(starts, size)))
+        deque(map(direct.__setitem__, map(operator.add, counts, repeat(half)), repeat(_MISS)), 0)
+        if half:
+            direct = direct[half:] + direct[:half]  # bucket b at index b % size
+        self.direct = direct
+
+
+def _lookup_function(
+    ring: _Ring[N], key_hash: Callable[[str | bytes], int], find: Callable[..., int]
+) -> Callable[[str | bytes], N]:
+    """The lookup of one ring state: hash, one prefix-table index, and for the few keys
+    whose bucket holds points, a bisect bounded to that bucket (``find`` is bisect_left,
+    or bisect_right for libketama's first point strictly greater)."""
+    points, owners, direct, starts = ring.points, ring.owners, ring.direct, ring.starts
+    shift, half, miss = ring.shift, ring.half, _MISS
+
+    def lookup(key: str | bytes) -> N:
+        """The node that owns ``key``."""
+        h = key_hash(key)
+        try:
+            node = direct[h >> shift]
+        except IndexError:
+            raise EmptyRingError("lookup on an empty ring: add a node first") from None
+        if node is miss:
+            j = (h >> shift) + half
+            return owners[find(points, h, starts[j], starts[j + 1])]
+        return node  # type: ignore[return-value]
+
+    return lookup
 
 
 class Ketama(Generic[N]):
@@ -202,7 +279,6 @@ class Ketama(Generic[N]):
         "_max_points",
         "_point_fn",
         "_ring",
-        "_seq",
         "lookup",
     )
 
@@ -228,14 +304,10 @@ class Ketama(Generic[N]):
         # libketama finds the first point strictly greater than the key's hash.
         self._bisect = bisect.bisect_right if flavor == "libketama" else bisect.bisect_left
         self._lock = threading.Lock()
-        self._seq = 0
-        seq: dict[N, int] = {}
         for node in weight_map:
             self._check_node(node)
-            seq[node] = self._seq
-            self._seq += 1
         self._check_size(weight_map)
-        self._publish(self._build(weight_map, seq))
+        self._publish(self._build(weight_map))
 
     # -- building --------------------------------------------------------------------
 
@@ -249,31 +321,32 @@ class Ketama(Generic[N]):
         points = sum(count(w, nodes, total) for w in weights.values())
         check_ring_size(points, self._max_points, f"a {self._flavor} ring of {nodes} nodes")
 
-    def _node_points(self, node: N, weights: dict[N, int]) -> list[int]:
-        return self._point_fn(str(node), weights[node], len(weights), sum(weights.values()))
+    def _node_points(self, node: N, weights: dict[N, int], total: int) -> Iterable[int]:
+        return self._point_fn(str(node), weights[node], len(weights), total)
 
-    def _build(self, weights: dict[N, int], seq: dict[N, int]) -> _Ring[N]:
-        entries: list[tuple[int, int, N]] = []
-        node_points: dict[N, list[int]] = {}
-        for node in weights:
-            pts = self._node_points(node, weights)
-            node_points[node] = pts
-            s = seq[node]
-            entries.extend((p, s, node) for p in pts)
-        # equal points keep the order nodes were added in (nginx keeps the first)
-        entries.sort(key=lambda e: (e[0], e[1]))
-        return _Ring([e[0] for e in entries], [e[2] for e in entries], weights, node_points, seq)
+    def _build(self, weights: dict[N, int]) -> _Ring[N]:
+        # ``weights`` lists the nodes in the order they were added: of equal points the
+        # earlier node comes first (nginx keeps the first in configuration order). Each
+        # point is packed with its node's rank as ``point * 2**bits + rank`` (exact in a
+        # float: 32 + bits < 53 bits), so one sort of plain floats, the fastest sort
+        # CPython has, orders by (point, rank); negative (signed) points pack as well.
+        nodes = list(weights)
+        total = sum(weights.values())
+        bits = max(1, (len(nodes) - 1).bit_length())
+        scale = float(1 << bits)
+        packed: list[float] = []
+        add, mul = operator.add, operator.mul
+        for rank, node in enumerate(nodes):
+            pts = self._node_points(node, weights, total)
+            packed += map(add, map(mul, pts, repeat(scale)), repeat(float(rank)))
+        packed.sort()
+        exact = list(map(int, packed))
+        points = array("q", map(operator.rshift, exact, repeat(bits)))
+        owners = list(map(nodes.__getitem__, map(operator.and_, exact, repeat((1 << bits) - 1))))
+        return _Ring(points, owners, weights, self._flavor == "fast")
 
     def _publish(self, ring: _Ring[N]) -> None:
-        points, owners, key_hash, find = ring.points, ring.owners, self._hash, self._bisect
-
-        def lookup(key: str | bytes) -> N:
-            """The node that owns ``key``."""
-            try:
-                return owners[find(points, key_hash(key))]
-            except IndexError:
-                raise EmptyRingError("lookup on an empty ring: add a node first") from None
-
+        ring.lookup = lookup = _lookup_function(ring, self._hash, self._bisect)
         # Two references, each consistent on its own: a call uses one or the other.
         self._ring = ring
         self.lookup: Callable[[str | bytes], N] = lookup
@@ -289,21 +362,18 @@ class Ketama(Generic[N]):
             self._check_node(node)
             weights = {**old.weights, node: weight}
             self._check_size(weights)
-            seq = {**old.seq, node: self._seq}
-            self._seq += 1
             if self._global_points and len(set(weights.values())) > 1:
                 # libketama: with unequal weights every node's point count depends on the total.
-                self._publish(self._build(weights, seq))
+                self._publish(self._build(weights))
                 return
-            pts = self._node_points(node, weights)
             # One pass of slice copies: O(points + k log k), not k list inserts. The new
             # node is the newest, so of equal points it goes after the others (bisect_right):
             # nginx keeps the first in configuration order.
             old_points, old_owners = old.points, old.owners
-            points: list[int] = []
+            points = array("q")
             owners: list[N] = []
             lo = 0
-            for p in sorted(pts):
+            for p in sorted(self._node_points(node, weights, sum(weights.values()))):
                 i = bisect.bisect_right(old_points, p, lo)
                 points += old_points[lo:i]
                 owners += old_owners[lo:i]
@@ -312,7 +382,7 @@ class Ketama(Generic[N]):
                 lo = i
             points += old_points[lo:]
             owners += old_owners[lo : len(old_points)]
-            self._publish(_Ring(points, owners, weights, {**old.node_points, node: pts}, seq))
+            self._publish(_Ring(points, owners, weights, self._flavor == "fast"))
 
     def remove(self, node: N) -> None:
         """Take ``node`` off the ring; only its keys move (to the next points clockwise).
@@ -324,16 +394,15 @@ class Ketama(Generic[N]):
             check_known_node(old.weights, node, "on the ring")
             equal_before = len(set(old.weights.values())) == 1
             weights = {n: w for n, w in old.weights.items() if n != node}
-            seq = {n: s for n, s in old.seq.items() if n != node}
             if self._global_points and not equal_before:
-                self._publish(self._build(weights, seq))
+                self._publish(self._build(weights))
                 return
-            node_points = {n: p for n, p in old.node_points.items() if n != node}
+            # the ring always holds what _build(old.weights) makes: recompute the node's points
             old_points, old_owners = old.points, old.owners
-            points = []
-            owners = []
+            points = array("q")
+            owners: list[N] = []
             lo = 0
-            for p in sorted(old.node_points[node]):
+            for p in sorted(self._node_points(node, old.weights, sum(old.weights.values()))):
                 i = bisect.bisect_left(old_points, p, lo)
                 while old_owners[i] != node:  # equal points of other nodes
                     i += 1
@@ -342,37 +411,33 @@ class Ketama(Generic[N]):
                 lo = i + 1
             points += old_points[lo:]
             owners += old_owners[lo : len(old_points)]
-            self._publish(_Ring(points, owners, weights, node_points, seq))
+            self._publish(_Ring(points, owners, weights, self._flavor == "fast"))
 
     # -- lookups ---------------------------------------------------------------------
 
     def lookup_many(self, keys: Iterable[str | bytes]) -> list[N]:
-        """The nodes of many keys at once, in order (markedly faster per key than ``lookup``).
+        """The nodes of many keys at once, in order (faster per key than ``lookup``).
 
-        Uses a bucket table over the top bits of the hash, built on first use of each ring
-        state: a key whose bucket holds no ring point is answered by one table index; the
-        others (a few percent) by a binary search.
+        Most keys are answered by one index into the prefix table, all in C; the few whose
+        bucket holds ring points are then looked up one by one.
         """
         ring = self._ring
+        lookup = ring.lookup
         if not ring.points:
             raise EmptyRingError("lookup on an empty ring: add a node first")
-        table = ring.table
-        if table is None:
-            table = ring.table = _BucketTable.build(ring.points, ring.owners, self._flavor)
         key_list = keys if isinstance(keys, (list, tuple)) else list(keys)
-        key_hash = self._hash
         found: list[object] = list(
             map(
-                table.owners.__getitem__,
-                map(operator.rshift, map(key_hash, key_list), repeat(table.shift)),
+                ring.direct.__getitem__,
+                map(operator.rshift, map(self._hash, key_list), repeat(ring.shift)),
             )
         )
-        points, owners, find, miss = ring.points, ring.owners, self._bisect, _MISS
+        miss = _MISS
         i = -1
         try:
             while True:
                 i = found.index(miss, i + 1)
-                found[i] = owners[find(points, key_hash(key_list[i]))]
+                found[i] = lookup(key_list[i])
         except ValueError:
             pass
         return found  # type: ignore[return-value]
@@ -458,46 +523,3 @@ class Ketama(Generic[N]):
     def __repr__(self) -> str:
         ring = self._ring
         return f"<Ketama {self._flavor} nodes={len(ring.weights)} points={len(ring.points)}>"
-
-
-class _Miss:
-    """Marks a bucket that holds ring points: its keys need a binary search."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<bucket needs bisect>"
-
-
-_MISS = _Miss()
-
-
-class _BucketTable:
-    """Owner of every bucket of ``2**(32 - shift)`` hash values that holds no ring point."""
-
-    __slots__ = ("owners", "shift")
-
-    def __init__(self, owners: list[object], shift: int) -> None:
-        self.owners = owners
-        self.shift = shift
-
-    @classmethod
-    def build(cls, points: list[int], owners: Sequence[object], flavor: str) -> _BucketTable:
-        # about sixteen buckets per point: ~94% of buckets then hold no point at all
-        bits = min(20, max(10, (16 * len(points)).bit_length()))
-        shift = 32 - bits
-        size = 1 << bits
-        table: list[object] = [_MISS] * size
-        # signed hashes (mmh3) index from the end for negative values: bucket v sits at v % size
-        first = -(size >> 1) if flavor == "fast" else 0
-        i = 0
-        n = len(points)
-        for v in range(first, first + size):
-            hi = (v + 1) << shift
-            j = i
-            while j < n and points[j] < hi:
-                j += 1
-            if j == i:
-                table[v % size] = owners[i]  # owners[n] is the wrap entry
-            i = j
-        return cls(table, shift)
