@@ -110,8 +110,8 @@ def _peers(nodes: list[str]) -> dict[str, Callable[[str], object]]:
     return out
 
 
-def bench_lookup(n_keys: int, repeats: int) -> Result:
-    nodes = [f"10.0.{i // 250}.{i % 250}:11211" for i in range(100)]
+def bench_lookup(n_keys: int, repeats: int, count: int = 100) -> Result:
+    nodes = [f"10.0.{i // 250}.{i % 250}:11211" for i in range(count)]
     keys = _keys(n_keys)
     floor = _floor(nodes)
     fast = lbkit.Ketama(nodes)
@@ -307,6 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not name.startswith(("lbkit", "floor")):
             print(f"  lbkit fast lookup is {value / fast:.2f}x faster than {name}")
 
+    lookup_1000 = bench_lookup(n_lookup, repeats, count=1000)
+    results["lookup_ns_1000"] = lookup_1000
+    _print_table(
+        f"lookup, 1,000 nodes, {n_lookup} random keys (median ns/op; ratio to the floor)",
+        lookup_1000,
+        "ns",
+        "floor (mmh3 + bisect + index)",
+    )
+
     build = bench_build(repeats)
     results["build_ms"] = build
     for count, row in build.items():
@@ -352,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plots:
         from plots import draw
 
-        draw(results, args.plots)
+        draw({"bench_rings": results}, [], args.plots)
     return 0
 
 
