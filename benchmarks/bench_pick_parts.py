@@ -27,7 +27,6 @@ import bisect
 import gc
 import itertools
 import json
-import random
 import socket
 import statistics
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import lbkit
+from bench_pick import make_inputs, make_servers
 from lbkit.hashing import crc32_key, ip_hash_step, memcached_crc15
 from lbkit.rings import nginx_ring
 
@@ -58,24 +58,6 @@ HASH_METHODS: dict[str, tuple[Callable[[], lbkit.Method], str]] = {
     "hash": (lambda: lbkit.Hash("$request_uri"), "key"),
     "ip_hash": (lbkit.IpHash, "client_addr"),
 }
-
-
-def make_servers(peers: int) -> list[lbkit.Server]:
-    """``peers`` servers 10.0.x.y:80 with weights 1, 2, 3, 1, 2, 3..."""
-    return [
-        lbkit.Server(f"10.0.{i // 250}.{i % 250 + 1}:80", weight=1 + i % 3) for i in range(peers)
-    ]
-
-
-def make_inputs(n: int, seed: int = 7) -> tuple[list[str], list[str]]:
-    """``n`` request URIs (hash keys) and ``n`` IPv4 client addresses, as text."""
-    rng = random.Random(seed)
-    keys = [f"/item/{rng.getrandbits(40):x}?page={rng.randrange(100)}" for _ in range(n)]
-    addrs = [
-        f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
-        for _ in range(n)
-    ]
-    return keys, addrs
 
 
 def lookups(servers: list[lbkit.Server]) -> dict[str, Callable[[str], str]]:

@@ -243,35 +243,37 @@ def ring_goal_rows(results: Results) -> list[Row]:
         )
     table = _lookup_table(results, 100)
     jump_name, jump = jump_c(table)
-    value = table.get("lbkit JumpHash: lookup")
-    rows.append(
-        Row(
-            area="ring",
-            path="JumpHash lookup, 100 nodes",
-            unit="ns",
-            value=value,
-            filed="4.5-5x floor",
-            goal="≤ 1.5x the C package",
-            score=_at_most(value, None if jump is None else 1.5 * jump),
-            floor=_ref("mmh3 + bisect + index", table.get(RING_FLOOR)),
-            peers=_refs((jump_name, jump)),
-        )
-    )
     c_name, c_value = libketama_c(table)
-    value = table.get("lbkit Ketama libketama: lookup")
-    rows.append(
-        Row(
-            area="ring",
-            path="libketama flavour lookup, 100 nodes",
-            unit="ns",
-            value=value,
-            filed="3x floor",
-            goal="≤ 1.5x libketama C",
-            score=_at_most(value, None if c_value is None else 1.5 * c_value),
-            floor=_ref("mmh3 + bisect + index", table.get(RING_FLOOR)),
-            peers=_refs((c_name or "libketama C (not installed)", c_value)),
+    for path, lbkit_row, (peer_name, peer), filed, goal in (
+        (
+            "JumpHash lookup",
+            "lbkit JumpHash: lookup",
+            (jump_name, jump),
+            "4.5-5x floor",
+            "≤ 1.5x the C package",
+        ),
+        (
+            "libketama flavour lookup",
+            "lbkit Ketama libketama: lookup",
+            (c_name, c_value),
+            "3x floor",
+            "≤ 1.5x libketama C",
+        ),
+    ):
+        value = table.get(lbkit_row)
+        rows.append(
+            Row(
+                area="ring",
+                path=f"{path}, 100 nodes",
+                unit="ns",
+                value=value,
+                filed=filed,
+                goal=goal,
+                score=_at_most(value, None if peer is None else 1.5 * peer),
+                floor=_ref("mmh3 + bisect + index", table.get(RING_FLOOR)),
+                peers=_refs((peer_name, peer)),
+            )
         )
-    )
     build = results.get("bench_footprint", {}).get("build_s", {})
     lbkit_build = _first(build, lambda n: n.startswith("lbkit"))[1]
     floor_build = _first(build, lambda n: n.startswith("floor"))[1]
