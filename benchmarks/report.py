@@ -37,8 +37,11 @@ import run_all  # noqa: E402
 
 Results = dict[str, Any]
 
-#: What the run is allowed per script before it counts as failed (seconds).
+#: What the run allows each script before it counts as failed (seconds)...
 TIMEOUT = {"quick": 240.0, "full": 600.0}
+#: ... and the whole run: scripts left when it is spent are skipped (their rows then read
+#: "not measured"). Quick runs take ~5 min and full ones ~15 min on a busy 2-core machine.
+BUDGET = {"quick": 600.0, "full": 1500.0}
 
 #: The file the run's own facts are kept in, beside the scripts' JSON.
 RUN_FILE = "run.json"
@@ -614,7 +617,13 @@ def environment(mode: str) -> dict[str, Any]:
     }
 
 
-def measure(folder: Path, quick: bool, only: Sequence[str], timeout: float | None) -> int:
+def measure(
+    folder: Path,
+    quick: bool,
+    only: Sequence[str],
+    timeout: float | None = None,
+    budget: float | None = None,
+) -> int:
     """Run the scripts into ``folder`` and record the run (``run.json``); failures count."""
     mode = "quick" if quick else "full"
     run = environment(mode)
@@ -623,7 +632,9 @@ def measure(folder: Path, quick: bool, only: Sequence[str], timeout: float | Non
     for stale in folder.glob("bench_*.json"):
         stale.unlink()
     scripts = run_all.discover(only)
-    outcomes = run_all.run_scripts(scripts, quick, folder, timeout or TIMEOUT[mode])
+    outcomes = run_all.run_scripts(
+        scripts, quick, folder, timeout or TIMEOUT[mode], budget or BUDGET[mode]
+    )
     run_all.print_summary(outcomes)
     run["seconds"] = time.perf_counter() - started
     run["loadavg_end"] = list(os.getloadavg())
@@ -664,7 +675,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", action="append", default=[], metavar="WORD", help="run only these scripts"
     )
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"per script (default {TIMEOUT['quick']:g} quick, {TIMEOUT['full']:g} full)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"whole run (default {BUDGET['quick']:g} quick, {BUDGET['full']:g} full)",
+    )
     parser.add_argument(
         "--docs", type=Path, default=DOCS, help="the docs folder to write into (default docs/)"
     )
@@ -678,7 +702,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = args.from_json
     else:
         folder = args.json_dir or HERE / "results" / ("quick" if args.quick else "full")
-        failed = measure(folder, args.quick, args.only, args.timeout)
+        failed = measure(folder, args.quick, args.only, args.timeout, args.budget)
     page = write(folder, args.docs)
     print(f"wrote {page} and its figures from {folder}")
     return 1 if failed else 0

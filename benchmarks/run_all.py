@@ -54,17 +54,33 @@ def run_one(script: Path, args: list[str], timeout: float | None) -> tuple[str, 
 
 
 def run_scripts(
-    scripts: Sequence[Path], quick: bool, json_dir: Path | None, timeout: float | None
+    scripts: Sequence[Path],
+    quick: bool,
+    json_dir: Path | None,
+    timeout: float | None,
+    budget: float | None = None,
 ) -> list[Outcome]:
-    """Run each script in turn (``--quick`` and ``--json`` passed on); their outcomes."""
+    """Run each script in turn (``--quick`` and ``--json`` passed on); their outcomes.
+
+    ``timeout`` bounds each script; ``budget`` bounds the whole run: a script gets at most
+    what is left of it, and once it is spent the remaining scripts are "skipped".
+    """
     outcomes: list[Outcome] = []
+    deadline = None if budget is None else time.monotonic() + budget
     for script in scripts:
+        limit = timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                outcomes.append(Outcome(script.name, "skipped", 0.0))
+                continue
+            limit = left if limit is None else min(limit, left)
         script_args = ["--quick"] if quick else []
         if json_dir is not None:
             json_dir.mkdir(parents=True, exist_ok=True)
             script_args += ["--json", str(json_dir.resolve() / f"{script.stem}.json")]
         print(f"\n===== {script.name} {' '.join(script_args)}".rstrip(), flush=True)
-        outcome, seconds = run_one(script, script_args, timeout)
+        outcome, seconds = run_one(script, script_args, limit)
         outcomes.append(Outcome(script.name, outcome, seconds))
     return outcomes
 
@@ -103,6 +119,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fail a script that runs longer than this (default: no limit)",
     )
     parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="bound the whole run: later scripts get what is left, then are skipped",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="then regenerate docs/benchmarks.md and its figures (python benchmarks/report.py)",
@@ -121,12 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             forward += ["--json-dir", str(args.json_dir)]
         if args.timeout is not None:
             forward += ["--timeout", str(args.timeout)]
+        if args.budget is not None:
+            forward += ["--budget", str(args.budget)]
         return report.main(forward)
     scripts = discover(args.only)
     if not scripts:
         print(f"no bench_*.py matching {args.only} in {HERE}", file=sys.stderr)
         return 1
-    outcomes = run_scripts(scripts, args.quick, args.json_dir, args.timeout)
+    outcomes = run_scripts(scripts, args.quick, args.json_dir, args.timeout, args.budget)
     print_summary(outcomes)
     return 0 if all(o.ok for o in outcomes) else 1
 
