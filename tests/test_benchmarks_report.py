@@ -262,3 +262,15 @@ def test_the_scripts_json_is_what_the_report_reads(tmp_path: Path) -> None:
         line = _goal_line(page, path)
         assert "not measured" not in line, line
         assert "a figure is missing" not in line, line
+
+
+def test_a_spent_budget_skips_the_scripts_left(tmp_path: Path) -> None:
+    import run_all
+
+    scripts = run_all.discover(["bench_pick_parts"])
+    assert [s.name for s in scripts] == ["bench_pick_parts.py"]
+    outcomes = run_all.run_scripts(scripts, True, tmp_path, timeout=None, budget=0.0)
+    assert [(o.script, o.outcome, o.ok) for o in outcomes] == [
+        ("bench_pick_parts.py", "skipped", False)
+    ]
+    assert not list(tmp_path.iterdir())
