@@ -127,7 +127,9 @@ def goals_section(rows: list[goals.Row]) -> list[str]:
         f"Every row of issue 14's table against its goal: {met} met, {missed} missed, "
         f"{open_} without a verdict (no goal, or not measured in this run). *When filed* "
         "quotes the issue's measurement. Ratios are lbkit's figure over the floor's or "
-        "the peer's, from the same run.",
+        "the peer's, from the same run. The goals in absolute time (1 µs, 5 µs, 1 s) assume "
+        "a quiet machine: when the load average above is higher than the number of CPUs, "
+        "the floor's own time in the same row shows how much slower everything ran.",
         "",
     ]
     body = []
