@@ -12,20 +12,16 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, session
 
+from _servers import redis_server, running
 from lbkit import sessions
 from lbkit.integrations.flask import SessionInterface
 
@@ -36,32 +32,6 @@ SESSION = {
     "csrf": "x" * 43,
     "n": 0,
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _redis(port: int) -> Iterator[None]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server not found: apt-get install -y redis-server")
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    proc = subprocess.Popen([*args, "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
 
 
 def _app(interface: Any | None) -> Flask:
@@ -104,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = 200 if args.quick else 2000
     repeats = 3 if args.quick else 5
     results: dict[str, float] = {}
-    port = _free_port()
-    with _redis(port):
+    with tempfile.TemporaryDirectory() as tmp, running(redis_server(Path(tmp))) as redis_proc:
+        port = redis_proc.port
         apps = {
             "Flask cookie session (floor)": _app(None),
             "lbkit SessionInterface, MemoryStore": _app(SessionInterface(sessions.MemoryStore())),

@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.conformance.servers import free_ports, wait_for_port  # noqa: E402
+from _servers import ROOT, Process, free_ports, running
 
 CONFIG = """
 events {{ }}
@@ -59,27 +57,25 @@ async def _round(url: str, host: str | None, requests: int, concurrency: int) ->
         return requests / (time.perf_counter() - started)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="200 requests, 2 rounds")
-    args = parser.parse_args()
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.rounds = 200, 2
     backend_port, proxy_port = free_ports(2)
     conf = Path(tempfile.mkdtemp()) / "nginx.conf"
     conf.write_text(CONFIG.format(backend=backend_port))
-    backend = subprocess.Popen(
-        [sys.executable, "-m", "tests.examples.backend", "b", str(backend_port)], cwd=ROOT
-    )
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "examples.proxy", str(conf), "--port", str(proxy_port)], cwd=ROOT
-    )
-    try:
-        wait_for_port(backend_port, backend, 20)
-        wait_for_port(proxy_port, proxy, 20)
+    backend_args = [sys.executable, "-m", "tests.examples.backend", "b", str(backend_port)]
+    proxy_args = [sys.executable, "-m", "examples.proxy", str(conf), "--port", str(proxy_port)]
+    with (
+        running(Process(backend_args, backend_port, cwd=ROOT, timeout=20)),
+        running(Process(proxy_args, proxy_port, cwd=ROOT, timeout=20)),
+    ):
         cases = {
             "direct": (f"http://127.0.0.1:{backend_port}/x", None),
             "proxy (no keepalive)": (f"http://127.0.0.1:{proxy_port}/x", "plain.test"),
@@ -93,19 +89,19 @@ def main() -> None:
                 samples[name].append(
                     asyncio.run(_round(url, host, args.requests, args.concurrency))
                 )
-        floor = statistics.median(samples["direct"])
-        print(f"{'case':<24}{'median req/s':>14}{'min':>10}{'max':>10}{'vs direct':>11}")
-        for name, values in samples.items():
-            median = statistics.median(values)
-            print(
-                f"{name:<24}{median:>14.0f}{min(values):>10.0f}{max(values):>10.0f}"
-                f"{median / floor:>10.2f}x"
-            )
-    finally:
-        for proc in (proxy, backend):
-            proc.terminate()
-            proc.wait(10)
+    floor = statistics.median(samples["direct"])
+    print(f"{'case':<24}{'median req/s':>14}{'min':>10}{'max':>10}{'vs direct':>11}")
+    for name, values in samples.items():
+        median = statistics.median(values)
+        print(
+            f"{name:<24}{median:>14.0f}{min(values):>10.0f}{max(values):>10.0f}"
+            f"{median / floor:>10.2f}x"
+        )
+    if args.json:
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        args.json.write_text(json.dumps({"requests_per_s": medians}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

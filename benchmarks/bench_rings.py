@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plots:
         from plots import draw
 
-        draw(results, args.plots)
+        draw({"bench_rings": results}, [], args.plots)
     return 0
 
 

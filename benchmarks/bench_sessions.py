@@ -10,45 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from _servers import memcached_server, redis_server, running
 from lbkit import sessions
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _server(args: list[str], port: int) -> Iterator[None]:
-    if shutil.which(args[0]) is None:
-        raise SystemExit(f"{args[0]} not found: apt-get install -y redis-server memcached")
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
 
 
 def _ops_per_s(fn: Callable[[int], object], n: int, repeats: int) -> float:
@@ -71,13 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     value = b"x" * 512
     keys = [f"bench-{i}" for i in range(n)]
     results: dict[str, float] = {}
-    rport, mport = _free_port(), _free_port()
-    redis_args = ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", ""]
-    redis_args += ["--appendonly", "no"]
-    mc_args = ["memcached", "-p", str(mport), "-l", "127.0.0.1", "-U", "0", "-t", "1"]
-    if os.geteuid() == 0:
-        mc_args += ["-u", "root"]
-    with _server(redis_args, rport), _server(mc_args, mport), tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running(redis_server(Path(tmp))) as redis_proc,
+        running(memcached_server(None, "-t", "1")) as mc_proc,
+    ):
+        rport, mport = redis_proc.port, mc_proc.port
         import redis
 
         # the raw clients get the same settings as lbkit's: timeouts, acknowledged writes

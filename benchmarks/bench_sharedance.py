@@ -21,36 +21,17 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from _servers import Process, free_ports, running
 from lbkit.sharedance.protocol import encode_fetch, encode_store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def build_original(source: Path, into: Path) -> Path:
@@ -69,21 +50,6 @@ def build_original(source: Path, into: Path) -> Path:
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(step)} failed (libevent-dev installed?):\n{done.stderr}")
     return tree / "src" / "sharedanced"
-
-
-@contextlib.contextmanager
-def serve(args: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait(port, proc)
-        yield
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 async def _one(port: int, request: bytes) -> bytes:
@@ -156,23 +122,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         names = ["lbkit"]
-        ports = {"lbkit": _free_port()}
+        lbkit_port, c_port = free_ports(2)
+        ports = {"lbkit": lbkit_port}
         (root / "lbkit-data").mkdir()
         lbkit_args = [
             sys.executable, "-m", "lbkit.sharedance", "--port", str(ports["lbkit"]),
             "--directory", str(root / "lbkit-data"),
         ]  # fmt: skip
         with contextlib.ExitStack() as servers:
-            servers.enter_context(serve(lbkit_args, ports["lbkit"]))
+            servers.enter_context(running(Process(lbkit_args, ports["lbkit"])))
             if args.sharedance_src:
                 daemon = build_original(Path(args.sharedance_src), root)
-                ports["c"] = _free_port()
+                ports["c"] = c_port
                 (root / "c-data").mkdir()
                 c_args = [
                     str(daemon), "--ip=127.0.0.1", f"--port={ports['c']}",
                     f"--directory={root / 'c-data'}",
                 ]  # fmt: skip
-                servers.enter_context(serve(c_args, ports["c"]))
+                servers.enter_context(running(Process(c_args, ports["c"])))
                 names.append("c")
             print(f"{'clients':>7} {'lbkit req/s':>12} {'C req/s':>10} {'lbkit/C':>8}")
             for clients in (int(c) for c in args.clients.split(",")):

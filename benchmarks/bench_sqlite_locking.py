@@ -10,6 +10,7 @@ the store's documentation describes.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import statistics
 import sys
@@ -74,14 +75,26 @@ def run(processes: int, writes: int) -> tuple[float, float, float, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SqliteStore with concurrent writers")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", type=Path, help="accepted for run_all; results are printed")
+    parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     writes = 100 if args.quick else 500
     print(f"SqliteStore, {writes} writes per process (512-byte values, WAL, synchronous=NORMAL)")
     print(f"  {'processes':>9} {'writes/s':>10} {'median ms':>10} {'p99 ms':>8} {'>10 ms':>7}")
+    rows = []
     for processes in (1, 2, 4, 8):
         rate, median, p99, waited = run(processes, writes)
         print(f"  {processes:>9} {rate:10.0f} {median * 1e3:10.2f} {p99 * 1e3:8.2f} {waited:7d}")
+        rows.append(
+            {
+                "processes": processes,
+                "writes_per_s": rate,
+                "median_ms": median * 1e3,
+                "p99_ms": p99 * 1e3,
+                "waited": waited,
+            }
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
     return 0
 
 

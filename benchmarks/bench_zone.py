@@ -1,12 +1,15 @@
 """The zone's cost per pick against in-process state, and the 4-process least_conn spread.
 
-Run: ``.venv/bin/python benchmarks/bench_zone.py``. Rounds of pick+done are interleaved
-(in-process, zone) in one run; medians and the ratio are printed. Then 4 worker processes
-each take 6 connections with least_conn, with and without a shared zone.
+Run: ``.venv/bin/python benchmarks/bench_zone.py [--quick] [--json PATH]``. Rounds of
+pick+done are interleaved (in-process, zone) in one run; medians and the ratio are printed.
+Then 4 worker processes each take 6 connections with least_conn, with and without a shared
+zone.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import multiprocessing
 import os
 import statistics
@@ -14,6 +17,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lbkit import Upstream
@@ -29,11 +34,11 @@ def make(method: Any, zone: str | None) -> Upstream:
     return Upstream([parse_server_line(s) for s in SERVERS], method, name="b", zone=zone)
 
 
-def per_pick(up: Upstream) -> float:
+def per_pick(up: Upstream, picks: int = PICKS) -> float:
     start = time.perf_counter()
-    for _ in range(PICKS):
+    for _ in range(picks):
         up.done(up.pick())
-    return (time.perf_counter() - start) / PICKS * 1e6
+    return (time.perf_counter() - start) / picks * 1e6
 
 
 def hold(zone: str, picks: int, ready: Any, out: Any, release: str) -> None:
@@ -68,25 +73,37 @@ def spread(shared: bool, workers: int = 4, picks: int = 6) -> Counter[str]:
     return got
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 1,000 picks")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    rounds, picks = (3, 1000) if args.quick else (ROUNDS, PICKS)
     os.environ.setdefault("LBKIT_ZONE_DIR", tempfile.mkdtemp())
+    results: dict[str, Any] = {"pick_us": {}}
     for label, method in (("round robin", RoundRobin), ("least_conn", LeastConn)):
         plain, zoned = make(method(), None), make(method(), "bench" + uuid.uuid4().hex[:8])
         a, b = [], []
-        for _ in range(ROUNDS):
-            a.append(per_pick(plain))
-            b.append(per_pick(zoned))
+        for _ in range(rounds):
+            a.append(per_pick(plain, picks))
+            b.append(per_pick(zoned, picks))
         ma, mb = statistics.median(a), statistics.median(b)
+        results["pick_us"][label] = {"in-process": ma, "zone": mb}
         print(
             f"{label:12} 8 servers, pick+done: in-process {ma:.2f} us, zone {mb:.2f} us, "
             f"ratio {mb / ma:.2f}x"
         )
     alone = make(LeastConn(), None)
-    one = Counter(alone.pick().name for _ in range(24))
-    print("least_conn, 24 connections held by one process:", sorted(one.values()))
-    print("4 processes x 6, one shared zone:             ", sorted(spread(True).values()))
-    print("4 processes x 6, no shared zone:              ", sorted(spread(False).values()))
+    one = sorted(Counter(alone.pick().name for _ in range(24)).values())
+    shared, unshared = sorted(spread(True).values()), sorted(spread(False).values())
+    results["spread"] = {"one process": one, "shared zone": shared, "no shared zone": unshared}
+    print("least_conn, 24 connections held by one process:", one)
+    print("4 processes x 6, one shared zone:             ", shared)
+    print("4 processes x 6, no shared zone:              ", unshared)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

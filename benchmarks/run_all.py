@@ -4,7 +4,8 @@
 ``--json-dir DIR`` gives each script ``--json DIR/<script name>.json``. Each script runs in
 its own process with the same interpreter; a script that exits non-zero, dies, or outlives
 ``--timeout`` counts as failed, the others still run, and the exit status is 1 when any
-failed (0 otherwise).
+failed (0 otherwise). ``--report`` then regenerates docs/benchmarks.md and its figures
+from the JSON (as ``python benchmarks/report.py`` does).
 """
 
 from __future__ import annotations
@@ -14,9 +15,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one script's run ended: "ok", "exit N" or "timeout", and the seconds it took."""
+
+    script: str
+    outcome: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
 
 
 def discover(only: Sequence[str] = ()) -> list[Path]:
@@ -36,6 +51,48 @@ def run_one(script: Path, args: list[str], timeout: float | None) -> tuple[str, 
         return "timeout", time.perf_counter() - started
     outcome = "ok" if code == 0 else f"exit {code}"
     return outcome, time.perf_counter() - started
+
+
+def run_scripts(
+    scripts: Sequence[Path],
+    quick: bool,
+    json_dir: Path | None,
+    timeout: float | None,
+    budget: float | None = None,
+) -> list[Outcome]:
+    """Run each script in turn (``--quick`` and ``--json`` passed on); their outcomes.
+
+    ``timeout`` bounds each script; ``budget`` bounds the whole run: a script gets at most
+    what is left of it, and once it is spent the remaining scripts are "skipped".
+    """
+    outcomes: list[Outcome] = []
+    deadline = None if budget is None else time.monotonic() + budget
+    for script in scripts:
+        limit = timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                outcomes.append(Outcome(script.name, "skipped", 0.0))
+                continue
+            limit = left if limit is None else min(limit, left)
+        script_args = ["--quick"] if quick else []
+        if json_dir is not None:
+            json_dir.mkdir(parents=True, exist_ok=True)
+            script_args += ["--json", str(json_dir.resolve() / f"{script.stem}.json")]
+        print(f"\n===== {script.name} {' '.join(script_args)}".rstrip(), flush=True)
+        outcome, seconds = run_one(script, script_args, limit)
+        outcomes.append(Outcome(script.name, outcome, seconds))
+    return outcomes
+
+
+def print_summary(outcomes: Sequence[Outcome]) -> None:
+    print("\n===== summary")
+    width = max(len(o.script) for o in outcomes)
+    for o in outcomes:
+        print(f"  {o.script:<{width}}  {o.outcome:<8} {o.seconds:7.1f} s")
+    failed = [o.script for o in outcomes if not o.ok]
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,33 +118,42 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="fail a script that runs longer than this (default: no limit)",
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="bound the whole run: later scripts get what is left, then are skipped",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="then regenerate docs/benchmarks.md and its figures (python benchmarks/report.py)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        import report
+
+        forward = ["--quick"] if args.quick else []
+        forward += [f"--only={word}" for word in args.only]
+        if args.json_dir is not None:
+            forward += ["--json-dir", str(args.json_dir)]
+        if args.timeout is not None:
+            forward += ["--timeout", str(args.timeout)]
+        if args.budget is not None:
+            forward += ["--budget", str(args.budget)]
+        return report.main(forward)
     scripts = discover(args.only)
     if not scripts:
         print(f"no bench_*.py matching {args.only} in {HERE}", file=sys.stderr)
         return 1
-    outcomes: list[tuple[str, str, float]] = []
-    for script in scripts:
-        script_args = ["--quick"] if args.quick else []
-        if args.json_dir is not None:
-            args.json_dir.mkdir(parents=True, exist_ok=True)
-            script_args += ["--json", str(args.json_dir.resolve() / f"{script.stem}.json")]
-        print(f"\n===== {script.name} {' '.join(script_args)}".rstrip(), flush=True)
-        outcome, seconds = run_one(script, script_args, args.timeout)
-        outcomes.append((script.name, outcome, seconds))
-    print("\n===== summary")
-    width = max(len(name) for name, _, _ in outcomes)
-    for name, outcome, seconds in outcomes:
-        print(f"  {name:<{width}}  {outcome:<8} {seconds:7.1f} s")
-    failed = [name for name, outcome, _ in outcomes if outcome != "ok"]
-    if failed:
-        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    outcomes = run_scripts(scripts, args.quick, args.json_dir, args.timeout, args.budget)
+    print_summary(outcomes)
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 if __name__ == "__main__":

@@ -27,18 +27,31 @@ def _binary(name: str, package: str) -> str:
 class Process:
     """A server process started by a test and stopped by its PID."""
 
-    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.args = args
         self.port = port
         self.env = env
+        self.cwd = cwd
+        self.timeout = timeout
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
+            self.args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
         )
         try:
-            wait_for_port(self.port, proc)
+            wait_for_port(self.port, proc, self.timeout)
         except Exception:
             proc.kill()
             raise
@@ -79,12 +92,12 @@ def redis_server(workdir: Path, port: int | None = None, *extra: str) -> Process
     return Process(args, port)
 
 
-def memcached_server(port: int | None = None) -> Process:
+def memcached_server(port: int | None = None, *extra: str) -> Process:
     port = port or free_port()
     args = [_binary("memcached", "memcached"), "-p", str(port), "-l", "127.0.0.1", "-U", "0"]
     if os.geteuid() == 0:
         args += ["-u", "root"]
-    return Process(args, port)
+    return Process([*args, *extra], port)
 
 
 def sharedance_server(directory: Path, port: int | None = None, expiration: int = 600) -> Process:

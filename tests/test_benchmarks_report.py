@@ -1,0 +1,276 @@
+"""benchmarks/report.py: the page and figures come from the scripts' JSON, every goal row listed.
+
+No timing is asserted: the JSON is either written here (canned figures chosen so that some
+goals are met and some missed) or produced by the real scripts in a tiny mode, to check
+that what they write is what the report reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import goals  # noqa: E402
+import report  # noqa: E402
+
+#: Every row of issue 14's table, as the page names it.
+ISSUE_ROWS = [
+    "`pick()`+`done()` round robin, 10 peers",
+    "`pick()`+`done()` round robin, 100 peers",
+    "`pick()`+`done()` round robin, 1,000 peers",
+    "`pick()`+`done()` least_conn, 10 peers",
+    "`pick()`+`done()` least_conn, 100 peers",
+    "`pick()`+`done()` least_conn, 1,000 peers",
+    "`pick()`+`done()` hash consistent, 10 peers",
+    "`pick()`+`done()` hash, 10 peers",
+    "`pick()`+`done()` ip_hash, 10 peers",
+    "fixed cost of one pick (round robin), 10 peers",
+    "ring lookup (fast flavour), 100 nodes",
+    "ring lookup (fast flavour), 1,000 nodes",
+    "JumpHash lookup, 100 nodes",
+    "libketama flavour lookup, 100 nodes",
+    "ring build (fast flavour), 10,000 nodes",
+    "`Router.match`, exact name among 10,000",
+    "`Router.match`, leading wildcard",
+    "`Router.match`, trailing wildcard",
+    "`Router.match`, last of 100 regexes",
+    "`Router.match`, no match among 100 regexes",
+    "memory of a 1,000-peer upstream",
+    "memory of a 10,000-node ring",
+]
+
+FIGURES = ["goals.png", "picks.png", "lookup_ns.png", "balance.png", "disruption.png"]
+
+
+def _pick_json() -> dict[str, Any]:
+    rows = []
+    for peers in (10, 100, 1000):
+        for method, ns in (
+            ("floor: random.choice(list)", 150.0),
+            ("peer: SmoothSchedule.next()", 30.0),
+            ("round robin", 900.0),  # flat and under 1 µs: met at every size
+            ("least_conn", 5000.0 * peers / 10),  # grows: missed at every size
+        ):
+            rows.append({"method": method, "peers": peers, "median_ns": ns, "min_ns": ns})
+    return {
+        "floor": "floor: random.choice(list)",
+        "repeats": 1,
+        "picks_per_run": 10,
+        "results": rows,
+    }
+
+
+def _lookup(floor: float) -> dict[str, float]:
+    return {
+        "floor (mmh3 + bisect + index)": floor,
+        "lbkit Ketama fast: lookup": floor * 0.6,
+        "lbkit Ketama libketama: lookup": floor * 2,
+        "lbkit JumpHash: lookup": 300.0,
+        "uhashring (md5, 160 vnodes)": 1200.0,
+        "libketama C (ketama)": floor,
+        "jump-consistent-hash (+mmh3)": 150.0,
+    }
+
+
+CANNED: dict[str, Any] = {
+    "bench_pick": _pick_json(),
+    "bench_pick_parts": {
+        "peers": 10,
+        "fixed_cost_ns": {
+            "pick() + done()": 1800.0,
+            "pick() alone": 900.0,
+            "done() alone": 850.0,
+            "the choice: SmoothSchedule.next()": 30.0,
+            "two lock round trips (RLock)": 270.0,
+            "two clock reads (time.monotonic)": 80.0,
+        },
+        "hash_vs_lookup_ns": {
+            "hash consistent: pick() + done()": 500.0,
+            "hash consistent: lookup": 400.0,
+            "hash: pick() + done()": 2600.0,
+            "hash: lookup": 200.0,
+            "ip_hash: pick() + done()": 2600.0,
+            "ip_hash: lookup": 380.0,
+        },
+    },
+    "bench_rings": {
+        "lookup_ns": _lookup(300.0),
+        "lookup_ns_1000": _lookup(450.0),
+        "build_ms": {"100": {"lbkit Ketama fast": 9.0}},
+        "memory_bytes": {"lbkit Ketama fast (160 points/node)": 1_000_000},
+        "balance": {"10": {"ring (fast)": [1.09, 0.07]}},
+        "disruption": {"10": {"ring (fast)": [0.1, 0.1, 0.0]}},
+    },
+    "bench_footprint": {
+        "repeats": 1,
+        "build_s": {"floor ring, 10,000 nodes": 1.5, "lbkit Ketama fast, 10,000 nodes": 0.8},
+        "memory_bytes": {
+            "floor ring, 10,000 nodes": 78_000_000,
+            "lbkit Ketama fast, 10,000 nodes": 90_000_000,
+            "floor peer table, 1,000 slotted peers": 137_000,
+            "lbkit Upstream, 1,000 peers (round robin)": 420_000,
+        },
+    },
+    "bench_routing": {
+        "plain dict lookup (floor)": 40.0,
+        "exact": 800.0,
+        "leading wildcard": 900.0,
+        "trailing wildcard": 2000.0,
+        "regex (last of 100)": 30000.0,
+        "no match (default)": 4000.0,
+    },
+}
+
+RUN = {
+    "mode": "quick",
+    "date": "2026-11-30 10:00 UTC",
+    "python": "3.11.7",
+    "implementation": "CPython",
+    "machine": "Linux x86_64",
+    "cpus": 2,
+    "seconds": 123.0,
+    "loadavg_start": [1.5, 1.25, 1.0],
+    "loadavg_end": [2.5, 1.75, 1.125],
+    "outcomes": [{"script": "bench_pick.py", "outcome": "ok", "seconds": 3.0}],
+}
+
+
+def _write(folder: Path, results: dict[str, Any], run: dict[str, Any] | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, data in results.items():
+        (folder / f"{stem}.json").write_text(json.dumps(data))
+    if run is not None:
+        (folder / report.RUN_FILE).write_text(json.dumps(run))
+
+
+def _goal_line(page: str, path: str) -> str:
+    lines = [line for line in page.splitlines() if line.startswith(f"| {path}")]
+    assert len(lines) == 1, (path, lines)
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The page and figures written once from the canned JSON: (page text, docs folder)."""
+    root = tmp_path_factory.mktemp("report")
+    _write(root / "json", CANNED, RUN)
+    page = report.write(root / "json", root / "docs")
+    return page.read_text(), root / "docs"
+
+
+def _page(folder: Path) -> str:
+    """The page alone (no figures) from the JSON in ``folder``."""
+    return report.render(report.load_results(folder), {})
+
+
+def test_every_issue_row_is_on_the_page_with_a_verdict(written: tuple[str, Path]) -> None:
+    page, _ = written
+    for path in ISSUE_ROWS:
+        line = _goal_line(page, path)
+        assert "not measured" not in line, line
+    assert len(goals.goal_rows(CANNED)) == len(ISSUE_ROWS)
+
+
+@pytest.mark.parametrize(
+    ("path", "mark"),
+    [
+        ("`pick()`+`done()` round robin, 10 peers", "✓ met"),
+        ("`pick()`+`done()` round robin, 1,000 peers", "✓ met"),
+        ("`pick()`+`done()` least_conn, 10 peers", "✗ missed"),
+        ("`pick()`+`done()` least_conn, 1,000 peers", "✗ missed"),
+        ("`pick()`+`done()` hash consistent, 10 peers", "✓ met"),
+        ("`pick()`+`done()` hash, 10 peers", "✗ missed"),
+        ("ring lookup (fast flavour), 100 nodes", "✓ met"),
+        ("JumpHash lookup, 100 nodes", "✗ missed"),
+        ("libketama flavour lookup, 100 nodes", "✗ missed"),
+        ("ring build (fast flavour), 10,000 nodes", "✓ met"),
+        ("`Router.match`, exact name among 10,000", "✓ met"),
+        ("`Router.match`, trailing wildcard", "✗ missed"),
+        ("`Router.match`, no match among 100 regexes", "✓ met"),
+        ("memory of a 1,000-peer upstream", "✗ missed"),
+        ("memory of a 10,000-node ring", "✓ met"),
+    ],
+)
+def test_verdicts_follow_the_goals(written: tuple[str, Path], path: str, mark: str) -> None:
+    assert _goal_line(written[0], path).endswith(f"| {mark} |")
+
+
+def test_ratios_to_floor_and_peer_are_shown(written: tuple[str, Path]) -> None:
+    line = _goal_line(written[0], "`pick()`+`done()` round robin, 10 peers")
+    assert "`random.choice`: 150 ns (lbkit 6.00x)" in line
+    assert "`SmoothSchedule.next()`: 30 ns (lbkit 30.00x)" in line
+    ring = _goal_line(written[0], "ring lookup (fast flavour), 100 nodes")
+    for peer in ("uhashring", "libketama C", "jump-consistent-hash"):
+        assert peer in ring
+
+
+def test_the_page_says_how_the_run_was_made(written: tuple[str, Path]) -> None:
+    page, _ = written
+    assert "**quick** run on 2026-11-30 10:00 UTC, Python 3.11.7" in page
+    assert "at the start 1.50 / 1.25 / 1.00, at the end 2.50 / 1.75 / 1.12" in page
+    assert "| bench_pick.py | ok | 3.0 |" in page
+
+
+def test_figures_are_written_and_deterministic(written: tuple[str, Path], tmp_path: Path) -> None:
+    _, docs = written
+    first = {name: (docs / "img" / name).read_bytes() for name in FIGURES}
+    _write(tmp_path / "json", CANNED, RUN)
+    again = report.write(tmp_path / "json", tmp_path / "again").parent
+    for name, data in first.items():
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (again / "img" / name).read_bytes() == data, name
+
+
+def test_a_missing_script_leaves_its_rows_listed_as_not_measured(tmp_path: Path) -> None:
+    partial = {k: v for k, v in CANNED.items() if k != "bench_routing"}
+    _write(tmp_path / "json", partial)
+    page = _page(tmp_path / "json")
+    for path in ISSUE_ROWS:
+        line = _goal_line(page, path)
+        assert ("not measured" in line) == path.startswith("`Router.match`"), line
+
+
+def _run(script: str, *args: str, json_dir: Path) -> None:
+    out = json_dir / f"{script}.json"
+    subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), *args, "--json", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_the_scripts_json_is_what_the_report_reads(tmp_path: Path) -> None:
+    """The real scripts in a tiny mode: their rows reach the page with a number."""
+    folder = tmp_path / "json"
+    folder.mkdir()
+    tiny = ("--repeats", "1")
+    _run("bench_pick", *tiny, "--picks", "20", json_dir=folder)
+    _run("bench_pick_parts", *tiny, "--ops", "20", json_dir=folder)
+    _run("bench_routing", "--quick", *tiny, json_dir=folder)
+    page = _page(folder)
+    measured = [p for p in ISSUE_ROWS if p.startswith(("`pick()`", "fixed", "`Router"))]
+    for path in measured:
+        line = _goal_line(page, path)
+        assert "not measured" not in line, line
+        assert "a figure is missing" not in line, line
+
+
+def test_a_spent_budget_skips_the_scripts_left(tmp_path: Path) -> None:
+    import run_all
+
+    scripts = run_all.discover(["bench_pick_parts"])
+    assert [s.name for s in scripts] == ["bench_pick_parts.py"]
+    outcomes = run_all.run_scripts(scripts, True, tmp_path, timeout=None, budget=0.0)
+    assert [(o.script, o.outcome, o.ok) for o in outcomes] == [
+        ("bench_pick_parts.py", "skipped", False)
+    ]
+    assert not list(tmp_path.iterdir())
