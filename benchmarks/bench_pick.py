@@ -1,9 +1,9 @@
 """Cost of one ``pick()`` + ``done()`` pair for each nginx method with 3 to 1,000 peers.
 
-For every method (round robin, least_conn, ip_hash, hash, hash consistent, random, random
-two least_conn) and every upstream size, a loop of ``pick()`` + ``done()`` over pre-generated
-keys / IPv4 client addresses is timed with ``time.perf_counter_ns``. Servers have weights
-1, 2, 3, 1, 2, 3... so the weighted code paths run.
+For every method (round robin, least_conn, least_time, ip_hash, hash, hash consistent,
+random, random two least_conn) and every upstream size, a loop of ``pick()`` + ``done()``
+over pre-generated keys / IPv4 client addresses is timed with ``time.perf_counter_ns``.
+Servers have weights 1, 2, 3, 1, 2, 3... so the weighted code paths run.
 
 The machine this runs on is noisy, so:
 
@@ -61,6 +61,11 @@ NO_ARG, KEY, ADDR = "none", "key", "client_addr"
 METHODS: dict[str, tuple[Callable[[], lbkit.Method], str]] = {
     "round robin": (lbkit.RoundRobin, NO_ARG),
     "least_conn": (lbkit.LeastConn, NO_ARG),
+    "least_time header": (lbkit.LeastTimeMethod, NO_ARG),
+    "least_time last_byte inflight": (
+        lambda: lbkit.LeastTimeMethod("last_byte", inflight=True),
+        NO_ARG,
+    ),
     "ip_hash": (lbkit.IpHash, ADDR),
     "hash": (lambda: lbkit.Hash("$request_uri"), KEY),
     "hash consistent": (lambda: lbkit.Hash("$request_uri", consistent=True), KEY),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 U64 = (1 << 64) - 1
 NGX_PEER_FAILED = 2
 NGX_PEER_NEXT = 4
+NGX_HTTP_UPSTREAM_DRAINING = 8
 
 
 def avg(value: int, v: int) -> int:
@@ -30,7 +31,8 @@ class RefPeer:
     max_fails: int
     fail_timeout: int
     max_conns: int
-    down: bool
+    down: int
+    sid: str = ""
     current_weight: int = 0
     effective_weight: int = 0
     conns: int = 0
@@ -53,10 +55,10 @@ class RefPeers:
     peer: list[RefPeer]
     single: bool
     next: RefPeers | None = None
+    tries: int = 0
 
-    @property
-    def tries(self) -> int:
-        return sum(1 for p in self.peer if not p.down)
+    def __post_init__(self) -> None:
+        self.tries = sum(1 for p in self.peer if not p.down)  # at configuration time
 
 
 @dataclass
@@ -65,6 +67,7 @@ class RefRequest:
 
     peers: RefPeers
     tries: int
+    hint: str | None = None
     tried: set[int] = field(default_factory=set)
     current: RefPeer | None = None
     inflight: bool = False
@@ -80,9 +83,30 @@ class RefLeastTime:
         if backup:
             self.peers.next = RefPeers(backup, single=False)
 
-    def init_peer(self) -> RefRequest:
+    def init_peer(self, hint: str | None = None) -> RefRequest:
         tries = self.peers.tries + (self.peers.next.tries if self.peers.next else 0)
-        return RefRequest(self.peers, tries)
+        return RefRequest(self.peers, tries, hint)
+
+    def get_rr_peer_by_sid(self, rrp: RefRequest, now: int) -> tuple[RefPeer, int] | None:
+        if rrp.hint is None:
+            return None
+        i = next((i for i, p in enumerate(rrp.peers.peer) if p.sid == rrp.hint), -1)
+        if i < 0:
+            return None
+        peer = rrp.peers.peer[i]
+        if i in rrp.tried:
+            return None
+        if peer.down & ~NGX_HTTP_UPSTREAM_DRAINING:
+            return None
+        if (
+            peer.max_fails
+            and peer.fails >= peer.max_fails
+            and now - peer.checked <= peer.fail_timeout
+        ):
+            return None
+        if peer.max_conns and peer.conns >= peer.max_conns:
+            return None
+        return peer, i
 
     def eta(self, peer: RefPeer, now: int) -> int:
         rt = peer.header_time if self.header else peer.response_time
@@ -96,25 +120,33 @@ class RefLeastTime:
             rt += 20 - rt % 20
         return (rt * (1 + peer.conns)) & U64
 
-    def get_round_robin_single(self, rrp: RefRequest) -> RefPeer | None:
-        peer = rrp.peers.peer[0]
-        if peer.down:
-            return None
-        if peer.max_conns and peer.conns >= peer.max_conns:
-            return None
+    def get_round_robin_single(self, rrp: RefRequest, now: int) -> RefPeer | None:
+        found = self.get_rr_peer_by_sid(rrp, now)
+        if found is not None:
+            peer = found[0]
+        else:
+            peer = rrp.peers.peer[0]
+            if peer.down:
+                return None
+            if peer.max_conns and peer.conns >= peer.max_conns:
+                return None
         rrp.current = peer
         peer.conns += 1
         return peer
 
     def get(self, ltp: RefRequest, now: int, current_msec: int) -> RefPeer | None:
         if ltp.peers.single:
-            return self.get_round_robin_single(ltp)
+            return self.get_round_robin_single(ltp, now)
         peers = ltp.peers
         best: RefPeer | None = None
         total = 0
         many = False
         p = 0
         best_eta = 0
+        found = self.get_rr_peer_by_sid(ltp, now)
+        if found is not None:
+            best, p = found
+            return self.best_chosen(ltp, best, p, now, current_msec)
         for i, peer in enumerate(peers.peer):
             if i in ltp.tried:
                 continue
@@ -174,6 +206,11 @@ class RefLeastTime:
                     best = peer
                     p = i
         best.current_weight -= total
+        return self.best_chosen(ltp, best, p, now, current_msec)
+
+    def best_chosen(
+        self, ltp: RefRequest, best: RefPeer, p: int, now: int, current_msec: int
+    ) -> RefPeer:
         if self.use_inflight:
             if best.inflight_reqs > 0:
                 best.inflight_last = (

@@ -471,7 +471,8 @@ _server = st.fixed_dictionaries(
     }
 )
 _op = st.one_of(
-    st.tuples(st.just("start")),
+    st.tuples(st.just("start"), st.none() | st.integers(0, 6)),
+    st.tuples(st.just("drain"), st.integers(0, 6)),
     st.tuples(st.just("header"), st.integers(0, 7), st.none() | st.integers(0, 6000)),
     st.tuples(
         st.just("end"),
@@ -523,10 +524,14 @@ def test_matches_a_transcription_of_nginxs_c_code(
         Server(name, backup=i >= len(primary), **spec)  # type: ignore[arg-type]
         for i, (name, spec) in enumerate(zip(names, primary + backup, strict=True))
     ]
-    up = Upstream(
-        servers, LeastTime("header" if header else "last_byte", inflight=inflight), clock=clock
-    )
-    refs = [RefPeer(name, **spec) for name, spec in zip(names, primary + backup, strict=True)]
+    # sticky routes: r0, r1... (hints r5, r6 name no server)
+    method = LeastTime("header" if header else "last_byte", inflight=inflight)
+    routes = {name: f"r{i}" for i, name in enumerate(names)}
+    up = Upstream(servers, StickyMethod(method, Sticky("route", routes=routes)), clock=clock)
+    refs = [
+        RefPeer(name, sid=routes[name], **spec)
+        for name, spec in zip(names, primary + backup, strict=True)
+    ]
     ref = RefLeastTime(refs[: len(primary)], refs[len(primary) :], header, inflight)
     # running attempts: lbkit's iterator and peer, the reference's request, start, header
     running: list[tuple[object, lbkit.Peer, RefRequest, int, int | None]] = []
@@ -555,7 +560,12 @@ def test_matches_a_transcription_of_nginxs_c_code(
     for op in ops:
         s, ms = now()
         if op[0] == "start":
-            next_attempt(up.attempts(), ref.init_peer(), True)
+            hint = None if op[1] is None else f"r{op[1]}"
+            next_attempt(up.attempts(sticky=hint), ref.init_peer(hint), True)
+        elif op[0] == "drain":
+            drained = refs[op[1] % len(refs)]  # type: ignore[operator]
+            up.drain(drained.name)
+            drained.down = 8  # nginx's drain: down = NGX_HTTP_UPSTREAM_DRAINING
         elif op[0] == "tick":
             clock.ms += op[1]  # type: ignore[operator]
         elif running:

@@ -4,6 +4,8 @@ Usage (from the repository root, with an nginx built from source outside the rep
 
     .venv/bin/python -m tests.golden.record_nginx /path/to/nginx [--only sticky,resolve]
 
+(groups: least_time, least_time_health, sticky, sticky_methods, resolve)
+
 The nginx binary needs the least_time, sticky and zone modules (built by default since 1.31)
 and is started in the foreground on 127.0.0.1 with one worker, in front of small Python
 backends whose delays and cookies each scenario sets. A scenario is a list of steps; for
@@ -45,6 +47,22 @@ LOG_FORMAT = (
     "$request_uri|$upstream_addr|$upstream_status|$upstream_header_time|"
     "$upstream_response_time|$msec"
 )
+
+
+class DeadBackend:
+    """A backend address where nothing listens: connecting is refused at once."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def close(self) -> None:
+        return
 
 
 class Backend:
@@ -142,12 +160,16 @@ def setup(
 ) -> Iterator[tuple[Nginx, dict[str, Backend], list[tuple[str, str]]]]:
     """Start the backends and an nginx proxying ``/`` to ``upstream u { ... }``."""
     arrivals: list[tuple[str, str]] = []
-    started: dict[str, Backend] = {}
+    started: dict[str, Any] = {}
     ports = free_ports(len(backends) + 1)
     nginx_port = ports[-1]
     with tempfile.TemporaryDirectory(prefix="lbkit-golden-") as tmp:
         try:
             for spec, port in zip(backends, ports, strict=False):
+                if spec.get("dead"):
+                    host = spec.get("host", "127.0.0.1")
+                    started[spec["name"]] = DeadBackend(spec["name"], host, port)
+                    continue
                 b = Backend(
                     spec["name"], spec.get("host", "127.0.0.1"), spec.get("port", port), arrivals
                 )
@@ -377,6 +399,75 @@ def least_time_scenarios(binary: str) -> list[dict[str, Any]]:
                 {"do": "requests", "count": 6},
             ],
             "rt >>= (now - checked) / (fail_timeout + 1) when now - checked > fail_timeout",
+        )
+    )
+    return out
+
+
+def least_time_health_scenarios(binary: str) -> list[dict[str, Any]]:
+    """least_time with passive health and backups: refused connections, retries, the
+    fail_timeout probe, and the backup group choosing by its own estimates."""
+    out = []
+    out.append(
+        scenario(
+            binary,
+            "least_time header: a refusing peer fails, is skipped for fail_timeout, probed",
+            "least_time header;\nserver {a} max_fails=1 fail_timeout=2s;\n"
+            "server {dead} max_fails=1 fail_timeout=2s;\nserver {b} max_fails=2;",
+            [
+                {"name": "a", "header_ms": 30},
+                {"name": "dead", "dead": True},
+                {"name": "b", "header_ms": 50},
+            ],
+            [
+                {"do": "requests", "count": 6},
+                {"do": "sleep", "seconds": 3.2},
+                {"do": "requests", "count": 6},
+            ],
+            "a failed attempt is not averaged; the request goes on to the next estimate; "
+            "the failed peer is out until now - checked > fail_timeout, then probed once",
+        )
+    )
+    for mode in ("header", "last_byte inflight"):
+        out.append(
+            scenario(
+                binary,
+                f"least_time {mode}: every primary refuses, the backups share by time",
+                f"least_time {mode};\nserver {{d1}} max_fails=1 fail_timeout=3s;\n"
+                "server {d2} max_fails=1 fail_timeout=3s;\nserver {y} backup;\n"
+                "server {z} backup weight=2;",
+                [
+                    {"name": "d1", "dead": True},
+                    {"name": "d2", "dead": True},
+                    {"name": "y", "header_ms": 10, "body_ms": 20},
+                    {"name": "z", "header_ms": 30},
+                ],
+                [
+                    {"do": "requests", "count": 8},
+                    {"do": "concurrent", "count": 6, "spacing": 0.01},
+                    {"do": "sleep", "seconds": 4.2},
+                    {"do": "requests", "count": 4},
+                ],
+                "primaries fail (tried, not averaged), then the backup group is chosen by "
+                "least_time with its own ties and weights; after fail_timeout the primaries "
+                "are probed again",
+            )
+        )
+    out.append(
+        scenario(
+            binary,
+            "least_time header: max_conns and down",
+            "least_time header;\nserver {a} max_conns=1;\nserver {b} down;\nserver {c} weight=3;",
+            [
+                {"name": "a", "header_ms": 10},
+                {"name": "b", "header_ms": 10},
+                {"name": "c", "header_ms": 90},
+            ],
+            [
+                {"do": "requests", "count": 4},
+                {"do": "concurrent", "count": 6, "spacing": 0.005},
+            ],
+            "a full peer (max_conns) and a down peer are skipped; weights divide the estimate",
         )
     )
     return out
@@ -633,13 +724,16 @@ def resolve_scenarios(binary: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nginx", help="path of the nginx binary to record")
-    parser.add_argument("--only", default="least_time,sticky,sticky_methods,resolve")
+    parser.add_argument(
+        "--only", default="least_time,least_time_health,sticky,sticky_methods,resolve"
+    )
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args()
     version = nginx_version(args.nginx)
     out = Path(args.out)
     groups = {
         "least_time": least_time_scenarios,
+        "least_time_health": least_time_health_scenarios,
         "sticky": sticky_scenarios,
         "sticky_methods": sticky_method_scenarios,
         "resolve": resolve_scenarios,

@@ -9,6 +9,7 @@ it ended.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable
 from fractions import Fraction
@@ -18,12 +19,15 @@ from typing import Any
 import pytest
 
 import lbkit.balancers._least_time as least_time_module
-from lbkit import Peer, Upstream
+from lbkit import Attempts, Peer, Upstream
 from lbkit.balancers import LeastTime
 from lbkit.nginx import parse_upstream
 
-VECTORS = json.loads((Path(__file__).parent / "nginx_least_time.json").read_text())
-SCENARIOS = VECTORS["scenarios"]
+HERE = Path(__file__).parent
+VECTORS = json.loads((HERE / "nginx_least_time.json").read_text())
+#: least_time with refused connections, retries, fail_timeout probes, backups, max_conns, down
+HEALTH = json.loads((HERE / "nginx_least_time_health.json").read_text())
+SCENARIOS = VECTORS["scenarios"] + HEALTH["scenarios"]
 
 
 class ReplayClock:
@@ -41,7 +45,8 @@ def build(scenario: dict[str, Any], clock: Callable[[], float]) -> tuple[Upstrea
     addresses: dict[str, str] = {}
     for rec in scenario["records"]:
         if "n" in rec:
-            addresses[rec["backend"]] = rec["upstream_addr"]
+            tried = rec["upstream_addr"].split(", ")
+            addresses.update(zip(rec["upstream_names"], tried, strict=True))
     text = scenario["upstream"]
     for i, backend in enumerate(b["name"] for b in scenario["backends"]):
         text = text.replace("{" + backend + "}", addresses.get(backend, f"127.0.0.2:{1000 + i}"))
@@ -54,46 +59,72 @@ def ms(seconds: str) -> int:
     return round(float(seconds) * 1000)
 
 
-def replay(scenario: dict[str, Any]) -> tuple[str, str]:
-    """Replay nginx's recorded times; returns (lbkit's choices, nginx's choices)."""
+def attempts_of(rec: dict[str, Any]) -> list[tuple[str, int, int, int | None]]:
+    """(backend, start ms, end ms, header ms or None) of each attempt nginx made for one
+    request; an attempt starts when the one before it ended."""
+    names = rec["upstream_names"]
+    responses = [ms(t) for t in rec["upstream_response_time"].split(", ")]
+    headers = [None if t == "-" else ms(t) for t in rec["upstream_header_time"].split(", ")]
+    end = round(float(rec["msec"]) * 1000)
+    out: list[tuple[str, int, int, int | None]] = []
+    for name, response, header in reversed(list(zip(names, responses, headers, strict=True))):
+        out.append((name, end - response, end, header))
+        end -= response
+    return out[::-1]
+
+
+def request_events(n: int, rec: dict[str, Any]) -> list[tuple[int, int, str, float, int]]:
+    """One request's events in order: (ms, kind, what, seconds, attempt), where kind orders
+    events of different requests at the same millisecond: ends, then headers, then picks."""
+    events: list[tuple[int, int, str, float, int]] = []
+    for i, (_, start, end, header) in enumerate(attempts_of(rec)):
+        events.append((start, 2, "pick", 0.0, i))
+        if header is None:
+            events.append((end, 0, "fail", (end - start) / 1000, i))
+            continue
+        events.append((start + header, 1, "header", header / 1000, i))
+        events.append((end, 0, "end", (end - start) / 1000, i))
+    return events
+
+
+def replay(scenario: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """Replay nginx's recorded times; returns (lbkit's attempts, nginx's attempts)."""
     clock = ReplayClock()
     up, names = build(scenario, clock)
-    events: list[tuple[int, int, int, int, str, dict[str, Any]]] = []
-    for rec in scenario["records"]:
-        if "n" not in rec:
-            continue
-        n = rec["n"]
-        end = round(float(rec["msec"]) * 1000)
-        start = end - ms(rec["upstream_response_time"])
-        header = start + ms(rec["upstream_header_time"])
-        # at the same millisecond: ends first (a request's header just before its own end),
-        # then headers, then new picks
-        events += [
-            (start, 2, n, 0, "pick", rec),
-            (header, 0 if header == end else 1, n, 0, "header", rec),
-            (end, 0, n, 1, "end", rec),
-        ]
-    running: dict[int, Peer] = {}
-    picks: dict[int, str] = {}
-    for at, _, n, _, what, rec in sorted(events, key=lambda e: e[:4]):
+    records = {rec["n"]: rec for rec in scenario["records"] if "n" in rec}
+    chains = {n: request_events(n, rec) for n, rec in records.items()}
+    # each request's events stay in order; requests interleave by time
+    ready = [(chain[0][0], chain[0][1], n, 0) for n, chain in chains.items()]
+    heapq.heapify(ready)
+    loops: dict[int, Attempts] = {}
+    current: dict[int, Peer] = {}
+    got: dict[int, list[str]] = {n: [] for n in records}
+    while ready:
+        _, _, n, index = heapq.heappop(ready)
+        at, _, what, seconds, _ = chains[n][index]
         clock.ms = at
         if what == "pick":
-            running[n] = up.pick()
-            picks[n] = names.get(running[n].name, running[n].name)
+            loop = loops.setdefault(n, up.attempts())
+            current[n] = next(loop)
+            got[n].append(names.get(current[n].name, current[n].name))
         elif what == "header":
-            up.header(running[n], float(rec["upstream_header_time"]))
+            up.header(current[n], seconds)
         else:
-            up.done(running.pop(n), elapsed=float(rec["upstream_response_time"]))
+            up.done(current[n], failed=what == "fail", elapsed=seconds)
+        if index + 1 < len(chains[n]):
+            follow = chains[n][index + 1]
+            heapq.heappush(ready, (follow[0], follow[1], n, index + 1))
     assert all(p.conns == 0 for p in up.peers)
-    got = "".join(picks[n] for n in sorted(picks))
-    want = "".join(r["backend"] for r in scenario["records"] if "n" in r)
-    return got, want
+    want = [records[n]["upstream_names"] for n in sorted(records)]
+    return [got[n] for n in sorted(records)], want
 
 
 def test_vectors_come_from_a_newer_nginx() -> None:
-    major, minor, _ = (int(x) for x in VECTORS["nginx_version"].split("."))
-    assert (major, minor) >= (1, 31)
-    assert len(SCENARIOS) >= 10
+    for vectors in (VECTORS, HEALTH):
+        major, minor, _ = (int(x) for x in vectors["nginx_version"].split("."))
+        assert (major, minor) >= (1, 31)
+    assert len(SCENARIOS) >= 14
+    assert any(len(rec.get("upstream_names", ())) > 1 for s in SCENARIOS for rec in s["records"])
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s["name"])
