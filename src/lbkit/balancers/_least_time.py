@@ -155,8 +155,12 @@ class _LeastTimePicker:
         """The peer with the least ``eta / weight``; ties by smooth weighted round robin."""
         header = self._header
         tried = request.tried
+        # the usable peers with their estimates, in order: nginx's tie pass walks the same
+        # peers from the best one on, recomputing the same estimates
+        candidates: list[tuple[PeerState, int]] = []
         best: PeerState | None = None
         best_eta = 0
+        best_at = 0
         many = False
         for peer in group.peers:
             if tried >> peer.index & 1 or peer.blocked_until >= now:  # see PeerState.refresh
@@ -171,6 +175,7 @@ class _LeastTimePicker:
                 ) & MSEC_MASK
                 times.inflight_time = response_time_avg(times.inflight_time, ift)
             e = eta(peer, times, header, now)
+            candidates.append((peer, e))
             if best is None:
                 best, best_eta, many = peer, e, False
                 continue
@@ -178,19 +183,14 @@ class _LeastTimePicker:
             mine = e * best.weight & MSEC_MASK
             theirs = best_eta * peer.weight & MSEC_MASK
             if mine < theirs:
-                best, best_eta, many = peer, e, False
+                best, best_eta, best_at, many = peer, e, len(candidates) - 1, False
             elif mine == theirs:
                 many = True
         if best is None or not many:
             return best
         # nginx compares with the *current* best's weight as best changes: keep that
         total = 0
-        for peer in group.peers[best.index :]:
-            if tried >> peer.index & 1 or peer.blocked_until >= now:
-                continue
-            times = peer.times
-            assert times is not None
-            e = eta(peer, times, header, now)
+        for peer, e in candidates[best_at:]:
             if e * best.weight & MSEC_MASK != best_eta * peer.weight & MSEC_MASK:
                 continue
             peer.current_weight += peer.effective_weight
