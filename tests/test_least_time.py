@@ -415,6 +415,27 @@ def test_update_keeps_the_averages_of_peers_that_stay() -> None:
     assert running.state.times.response_time == 10
 
 
+def test_backups_alone_while_names_are_unresolved_still_time_attempts() -> None:
+    up = Upstream(
+        [
+            Server("app.svc:80", resolve=True),
+            Server("b:1", backup=True),
+            Server("c:1", backup=True),
+        ],
+        LeastTime("header", inflight=True),
+        resolver=("127.0.0.1:53",),
+        clock=Clock(),
+    )
+    peer = up.pick()
+    assert peer.name == "b:1"
+    assert times(up, "b:1").inflight_reqs == 1
+    up.header(peer, 0.01)
+    up.done(peer, elapsed=0.02)
+    assert times(up, "b:1") == PeerTimes(
+        header_time=10, response_time=20, inflight_reqs_changed=1_000_000
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "method"),
     [

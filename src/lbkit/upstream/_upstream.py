@@ -62,8 +62,9 @@ class _Membership:
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
         #: Whether the picker's ``begin`` does anything (a picker may say it does not).
         self.begins: bool = getattr(picker, "begins", True)
-        #: The picker, if it times attempts (least_time).
-        self.timer = picker if isinstance(picker, AttemptTimer) else None
+        #: The picker, if it times attempts (least_time; also behind _BackupOnly).
+        timed = picker._inner if isinstance(picker, _BackupOnly) else picker
+        self.timer = timed if isinstance(timed, AttemptTimer) else None
         #: The picker's answer for the first attempt of a plain pick(), with no request
         #: state, or None when it needs the full path (see :meth:`Upstream.pick`).
         self.first: Callable[[bytes, bytes, int], PeerState | None] = getattr(
