@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,23 @@ def test_load_config_raises_only_config_errors(
     (root / "x.conf").write_text("server { listen 81; }")
     with contextlib.suppress(lbkit.ConfigError):
         load_config(root / "nginx.conf")
+
+
+def test_upstreams_resolve_with_the_http_resolver(tmp_path: Path) -> None:
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        "http {\n resolver 127.0.0.1:5353 valid=5s;\n resolver_timeout 3s;\n"
+        f" upstream a {{ zone h2lc_a{os.getpid()}; server app.example resolve; }}\n"
+        f" upstream b {{ zone h2lc_b{os.getpid()}; resolver 10.0.0.53;"
+        " server app.example resolve; }\n"
+        "}\n"
+    )
+    config = load_config(conf)
+    assert config.upstreams["a"].resolver == ("127.0.0.1:5353", "valid=5s", "timeout=3s")
+    assert config.upstreams["b"].resolver == ("10.0.0.53", "timeout=3s")  # its own wins
+    assert config.unknown == []
+    conf.write_text(
+        f"http {{ upstream a {{ zone h2lc_c{os.getpid()}; server app.example resolve; }} }}"
+    )
+    with pytest.raises(lbkit.ConfigError, match=r'no resolver defined .* upstream "a"'):
+        load_config(conf)

@@ -135,3 +135,46 @@ def test_route_and_drain_on_a_resolve_server_are_refused_not_misapplied(param: s
         parse_upstream(
             f"upstream u {{ zone {zone()}; sticky cookie s; server a.example resolve {param}; }}"
         )
+
+
+def test_picks_from_16_threads_while_the_answer_changes(tmp_path: Path) -> None:
+    import threading
+
+    dnsmasq = start_dnsmasq(tmp_path, "10.9.5.1 app.svc.priv\n")
+    try:
+        up = parse_upstream(
+            f"upstream app {{ zone {zone()}; least_conn; resolver 127.0.0.1:{dnsmasq.port};"
+            " server app.svc.priv resolve; server 10.0.9.9:80 backup; }"
+        )
+        errors: list[BaseException] = []
+        seen: set[str] = set()
+        stop = threading.Event()
+
+        def worker() -> None:
+            try:
+                while not stop.is_set():
+                    with up.request() as peer:
+                        seen.add(peer.name)
+            except BaseException as exc:  # any escape fails the test
+                errors.append(exc)
+
+        with ResolvingUpstream(up, on_error=errors.append):
+            threads = [threading.Thread(target=worker) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for hosts in (
+                "10.9.5.1 app.svc.priv\n10.9.5.2 app.svc.priv\n",
+                "10.9.5.3 app.svc.priv\n",
+            ):
+                dnsmasq.write_hosts(hosts)
+                last = hosts.split()[-2]
+                wait_until(lambda last=last: f"{last}:80" in {s.address for s in up.servers}, 10)
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert errors == []
+        assert {"10.9.5.1:80", "10.9.5.3:80"} <= seen
+        assert [s.address for s in up.servers] == ["10.0.9.9:80", "10.9.5.3:80"]
+        assert all(p.conns == 0 for p in up.peers)
+    finally:
+        dnsmasq.stop()

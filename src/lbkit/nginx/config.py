@@ -225,12 +225,24 @@ def load_config(
         if d.block is None:
             raise ConfigError(f'directive "http" has no opening "{{" in {d.where}')
         http_resolver: Directive | None = None
+        http_resolving: list[Directive] = []  # what an upstream without its own inherits
         for item in d.block:
             if item.name == "resolver":
                 http_resolver = item
+            if item.name in ("resolver", "resolver_timeout"):
+                http_resolving = [x for x in http_resolving if x.name != item.name] + [item]
         for item in d.block:
             if item.name == "upstream" and item.block is not None:
+                own = {x.name for x in item.block}
+                inherited = [x for x in http_resolving if x.name not in own]
+                if inherited:
+                    item = attrs.evolve(item, block=(*inherited, *item.block))
                 up = _upstream(item, loader)
+                if up.resolve_servers and not any("=" not in w for w in up.resolver):
+                    raise ConfigError(
+                        "no resolver defined to resolve names at run time in upstream "
+                        f'"{up.name}" in {item.where}'
+                    )
                 if up.name in upstreams:
                     raise ConfigError(f'duplicate upstream "{up.name}" in {item.where}')
                 upstreams[up.name] = up
@@ -256,7 +268,7 @@ def load_config(
                     if " in /" in str(exc) or item.source is None:
                         raise
                     raise ConfigError(f"{exc} in {item.source}") from None
-            elif item.name != "resolver":
+            elif item.name not in ("resolver", "resolver_timeout"):
                 loader.keep(item, "http")
     router: Router | None = None
     routers: dict[str, SocketRouter] = {}

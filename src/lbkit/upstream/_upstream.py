@@ -190,6 +190,10 @@ class Upstream:
     bytes, default 1 MiB): round-robin weights, connection counts, failures and drains are
     then shared by every process of the host whose upstream of this ``name`` uses the
     zone (see :class:`~lbkit.upstream.Zone`).
+
+    Servers with ``resolve`` on a name (``Server("app.internal:8080", resolve=True)``) have
+    no peer of their own: :class:`~lbkit.discovery.ResolvingUpstream` makes their addresses
+    peers as DNS answers, with the ``resolver`` words (nginx's ``resolver`` directive).
     """
 
     def __init__(
