@@ -1,33 +1,41 @@
-"""The fast paths of round robin choose exactly what nginx's plain O(n) scan chooses.
+"""The fast paths of the methods choose exactly what nginx's plain O(n) scan chooses.
 
-The reference is a method whose picker only runs the scan (``get_round_robin_peer``); both
-upstreams get the same random configuration and the same random run of picks, held
-connections, failures, clock steps, drains and updates, and must agree on every choice and
-every peer field after every step.
+The reference for round robin and least_conn is a method whose picker only runs nginx's
+scan (``get_round_robin_peer``, ``get_least_conn_peer``); for the hash methods it is the
+same picker without its ``first`` (the answer for a plain pick without request state).
+Both upstreams get the same random configuration and the same random run of picks, held
+connections, failures, clock steps, drains, give-backs, retries and updates, and must agree
+on every choice and every peer field after every step. Deliberately broken fast paths must
+make the property fail (the last tests here), so it is known to catch a wrong one.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import attrs
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import lbkit
-from lbkit.balancers._round_robin import get_round_robin_peer
-from lbkit.upstream import PeerGroup, PeerState, RequestState
+from lbkit.balancers._least_conn import get_least_conn_peer
+from lbkit.balancers._round_robin import SmoothPicker, get_round_robin_peer
+from lbkit.upstream import Method, PeerGroup, PeerState, Picker, RequestState
 from tests.helpers import FakeClock
 
 
 @attrs.frozen
 class _ScanPicker:
+    scan: Callable[[RequestState, int], PeerState | None]
+
     def begin(self, request: RequestState) -> None:
         """Nothing to prepare."""
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        return get_round_robin_peer(request, now)
+        return self.scan(request, now)
 
 
 @attrs.frozen
@@ -40,7 +48,57 @@ class ScanRoundRobin:
     needs_client_addr = False
 
     def bind(self, primary: PeerGroup) -> _ScanPicker:
-        return _ScanPicker()
+        return _ScanPicker(get_round_robin_peer)
+
+
+@attrs.frozen
+class ScanLeastConn:
+    """least_conn by nginx's scan alone: the reference."""
+
+    kind: ClassVar[Literal["least_conn"]] = "least_conn"
+    supports_backup = True
+    needs_key = False
+    needs_client_addr = False
+
+    def bind(self, primary: PeerGroup) -> _ScanPicker:
+        return _ScanPicker(get_least_conn_peer)
+
+
+@attrs.frozen
+class _GetOnlyPicker:
+    inner: Any
+
+    def begin(self, request: RequestState) -> None:
+        self.inner.begin(request)
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        return self.inner.get(request, now)  # type: ignore[no-any-return]
+
+
+@attrs.frozen
+class WithoutFirst:
+    """A method whose picker answers every pick by its full ``get`` (no ``first``)."""
+
+    inner: Method
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def supports_backup(self) -> bool:
+        return self.inner.supports_backup
+
+    @property
+    def needs_key(self) -> bool:
+        return self.inner.needs_key
+
+    @property
+    def needs_client_addr(self) -> bool:
+        return self.inner.needs_client_addr
+
+    def bind(self, primary: PeerGroup) -> Picker:
+        return _GetOnlyPicker(self.inner.bind(primary))
 
 
 def _fields(up: lbkit.Upstream) -> list[tuple[object, ...]]:
@@ -55,6 +113,7 @@ def _fields(up: lbkit.Upstream) -> list[tuple[object, ...]]:
             p.checked,
             p.accessed,
             p.down,
+            p.requests,
         )
         for p in up.peers
     ]
@@ -72,104 +131,142 @@ server_st = st.builds(
 )
 
 op_st = st.one_of(
-    st.tuples(st.just("pick"), st.booleans()),
-    st.tuples(st.just("pick"), st.booleans()),
-    st.tuples(st.just("pick"), st.just(True)),
-    st.tuples(st.just("done"), st.integers(0, 20), st.sampled_from([False, False, True])),
+    st.tuples(st.just("pick"), st.booleans(), st.integers(0, 3)),
+    st.tuples(st.just("pick"), st.booleans(), st.integers(0, 3)),
+    st.tuples(st.just("pick"), st.just(True), st.integers(0, 3)),
+    st.tuples(
+        st.just("done"), st.integers(0, 20), st.sampled_from(["ok", "ok", "failed", "retry"])
+    ),
+    st.tuples(st.just("give_back"), st.integers(0, 20)),
     st.tuples(st.just("tick"), st.integers(0, 4)),
     st.tuples(st.just("drain"), st.integers(0, 20)),
-    st.tuples(st.just("attempts"), st.integers(0, 3)),
+    st.tuples(st.just("attempts"), st.integers(0, 3), st.integers(0, 3)),
+    st.tuples(st.just("update"), st.integers(1, 2**8 - 1)),
     st.tuples(
         st.just("read"),
     ),
 )
 
+#: Hash keys (the empty one falls back to round robin, as in nginx) and client addresses.
+#: Few of them, so that a run often comes back to the peer of an earlier key.
+KEYS = ["/a", "", "/item/1", "\u00e9"]
+ADDRS = ["10.0.0.1", "192.168.7.7", "2001:db8::5", "10.0.1.1"]
 
-@settings(max_examples=300, deadline=None)
-@given(
-    configs=st.lists(server_st, min_size=1, max_size=7),
-    ops=st.lists(op_st, max_size=80),
-    warm=st.integers(0, 30),
-)
-def test_round_robin_fast_path_equals_nginx_scan(
-    configs: list[dict[str, object]], ops: list[tuple[object, ...]], warm: int
+
+def _request_args(method: Method, k: int) -> dict[str, str]:
+    if method.needs_key:
+        return {"key": KEYS[k % len(KEYS)]}
+    if method.needs_client_addr:
+        return {"client_addr": ADDRS[k % len(ADDRS)]}
+    return {}
+
+
+def _step(
+    op: tuple[Any, ...],
+    up: lbkit.Upstream,
+    mine: list[lbkit.upstream.Peer],
+    method: Method,
+    servers: list[lbkit.Server],
+) -> object:
+    """Apply ``op`` to one upstream (``mine``: the peers it holds); what it gives back."""
+    kind = op[0]
+    if kind == "pick":
+        peer = up.pick(**_request_args(method, op[2]))
+        if op[1]:
+            mine.append(peer)
+        else:
+            up.done(peer)
+        return peer.name
+    if kind in ("done", "give_back"):
+        if not mine:
+            return "-"
+        peer = mine.pop(op[1] % len(mine))
+        if kind == "give_back":
+            up.give_back(peer)
+        else:
+            up.done(peer, failed=op[2] == "failed", retry=op[2] == "retry")
+        return peer.name
+    if kind == "drain":
+        return up.drain(servers[op[1] % len(servers)].address)
+    if kind == "update":
+        keep = [s for i, s in enumerate(servers) if op[1] >> i & 1]
+        return up.update(keep if keep and not all(s.backup for s in keep) else servers)
+    if kind == "attempts":
+        names = []
+        try:
+            for peer in up.attempts(**_request_args(method, op[2])):
+                names.append(peer.name)
+                up.done(peer, failed=len(names) <= op[1])
+        except lbkit.LbkitError as exc:
+            names.append(type(exc).__name__)
+        return names
+    return _fields(up)
+
+
+def check_fast_path_equals_scan(
+    fast_method: Method,
+    ref_method: Method,
+    configs: list[dict[str, Any]],
+    ops: list[tuple[Any, ...]],
+    warm: int,
 ) -> None:
+    """Run ``ops`` on an upstream of each method; every result and peer field must agree."""
+    if not fast_method.supports_backup:
+        for c in configs:
+            c["backup"] = False
+            c["slow_start"] = 0
     if all(c["backup"] for c in configs):
         configs[0]["backup"] = False
-    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]  # type: ignore[arg-type]
+    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]
     clocks = [FakeClock(), FakeClock()]
     ups = [
-        lbkit.Upstream(servers, lbkit.RoundRobin(), clock=clocks[0]),
-        lbkit.Upstream(servers, ScanRoundRobin(), clock=clocks[1]),  # type: ignore[arg-type]
+        lbkit.Upstream(servers, fast_method, clock=clocks[0]),
+        lbkit.Upstream(servers, ref_method, clock=clocks[1]),
     ]
     held: list[list[lbkit.upstream.Peer]] = [[], []]
-
-    def both(step: object) -> list[object]:
-        out = []
+    warm_ops = [("pick", False, i) for i in range(warm)]
+    for op in warm_ops + ops:
+        if op[0] == "tick":
+            for clock in clocks:
+                clock.now += op[1]
+            continue
+        results = []
         for up, mine in zip(ups, held, strict=True):
             try:
-                out.append(step(up, mine))  # type: ignore[operator]
-            except lbkit.NoLiveUpstreams:
-                out.append("502")
-        return out
-
-    for _ in range(warm):
-        fast, ref = both(lambda up, mine: up.done(up.pick()))
-        assert fast == ref
-    for op in ops:
-        kind = op[0]
-        if kind == "pick":
-
-            def pick(
-                up: lbkit.Upstream, mine: list[lbkit.upstream.Peer], op: tuple[object, ...] = op
-            ) -> str:
-                peer = up.pick()
-                if op[1]:
-                    mine.append(peer)
-                else:
-                    up.done(peer)
-                return peer.name
-
-            results = both(pick)
-        elif kind == "done":
-
-            def done(
-                up: lbkit.Upstream, mine: list[lbkit.upstream.Peer], op: tuple[object, ...] = op
-            ) -> str:
-                if not mine:
-                    return "-"
-                peer = mine.pop(int(op[1]) % len(mine))  # type: ignore[call-overload]
-                up.done(peer, failed=bool(op[2]))
-                return peer.name
-
-            results = both(done)
-        elif kind == "tick":
-            for clock in clocks:
-                clock.now += int(op[1])  # type: ignore[call-overload]
-            results = [None, None]
-        elif kind == "drain":
-            name = servers[int(op[1]) % len(servers)].address  # type: ignore[call-overload]
-            results = both(lambda up, mine, name=name: up.drain(name))
-        elif kind == "attempts":
-
-            def walk(
-                up: lbkit.Upstream, mine: list[lbkit.upstream.Peer], op: tuple[object, ...] = op
-            ) -> list[str]:
-                names = []
-                fails = int(op[1])  # type: ignore[call-overload]
-                try:
-                    for peer in up.attempts():
-                        names.append(peer.name)
-                        up.done(peer, failed=len(names) <= fails)
-                except lbkit.LbkitError as exc:
-                    names.append(type(exc).__name__)
-                return names
-
-            results = both(walk)
-        else:
-            results = both(lambda up, mine: _fields(up))
+                results.append(_step(op, up, mine, fast_method, servers))
+            except lbkit.LbkitError as exc:  # 502, or a drain of a server updated away
+                results.append(type(exc).__name__)
         assert results[0] == results[1], op
     assert _fields(ups[0]) == _fields(ups[1])
+
+
+#: (method with its fast path, the reference without it), by name.
+PAIRS: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
+    "round_robin": (lbkit.RoundRobin, ScanRoundRobin),
+    "least_conn": (lbkit.LeastConn, ScanLeastConn),
+    "hash": (lambda: lbkit.Hash(), lambda: WithoutFirst(lbkit.Hash())),
+    "hash consistent": (
+        lambda: lbkit.Hash(consistent=True),
+        lambda: WithoutFirst(lbkit.Hash(consistent=True)),
+    ),
+    "ip_hash": (lbkit.IpHash, lambda: WithoutFirst(lbkit.IpHash())),
+}
+
+scenario = {
+    "configs": st.lists(server_st, min_size=1, max_size=7),
+    "ops": st.lists(op_st, max_size=80),
+    "warm": st.integers(0, 30),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**scenario)
+def test_fast_path_equals_nginx_scan(
+    name: str, configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
+) -> None:
+    fast, ref = PAIRS[name]
+    check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
 
 
 def test_fast_path_leaves_a_peer_that_reached_max_conns() -> None:
@@ -215,3 +312,98 @@ def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
     for _ in range(16 * rounds):
         ref.done(ref.pick())
     assert _fields(up) == _fields(ref)
+
+
+# -- the property catches wrong fast paths ----------------------------------------------
+
+
+class _StaleClockPicker(SmoothPicker):
+    """Broken: the fast path never restarts the fail_timeout probe clock (``checked``)."""
+
+    __slots__ = ()
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        return super().first(key, addr, 0)
+
+
+@attrs.frozen
+class _BrokenHashPicker:
+    """Broken: the fast path takes the hashed peer without asking if it is available."""
+
+    inner: Any
+    group: PeerGroup
+
+    def begin(self, request: RequestState) -> None:
+        self.inner.begin(request)
+
+    def get(self, request: RequestState, now: int) -> PeerState | None:
+        return self.inner.get(request, now)  # type: ignore[no-any-return]
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        group = self.group
+        if group.single or not key:
+            return None
+        peer = group.peer_at(lbkit.hashing.memcached_crc15(key) % group.total_weight)
+        return lbkit.upstream.take_first(peer, now)
+
+
+@attrs.frozen
+class _Broken:
+    """A method with a deliberately wrong fast path; ``kind`` and flags of ``like``."""
+
+    like: Method
+    make: Callable[[PeerGroup], Picker]
+
+    @property
+    def kind(self) -> str:
+        return self.like.kind
+
+    @property
+    def supports_backup(self) -> bool:
+        return self.like.supports_backup
+
+    @property
+    def needs_key(self) -> bool:
+        return self.like.needs_key
+
+    @property
+    def needs_client_addr(self) -> bool:
+        return self.like.needs_client_addr
+
+    def bind(self, primary: PeerGroup) -> Picker:
+        return self.make(primary)
+
+
+BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
+    "least_conn ignoring busy peers": (
+        lambda: _Broken(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
+        ScanLeastConn,
+    ),
+    "round robin not restarting checked": (
+        lambda: _Broken(lbkit.RoundRobin(), _StaleClockPicker),
+        ScanRoundRobin,
+    ),
+    "hash ignoring availability": (
+        lambda: _Broken(lbkit.Hash(), lambda g: _BrokenHashPicker(lbkit.Hash().bind(g), g)),
+        lambda: WithoutFirst(lbkit.Hash()),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_property_fails_for_a_broken_fast_path(name: str) -> None:
+    fast, ref = BROKEN[name]
+
+    @settings(
+        max_examples=1000,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(**scenario)
+    def prop(configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int) -> None:
+        check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
+
+    with pytest.raises(AssertionError):
+        prop()

@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.balancers._round_robin import get_round_robin_peer, switch_to_backup
+from lbkit.balancers._round_robin import SmoothPicker, get_round_robin_peer, switch_to_backup
 from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer
 
 __all__ = ["LeastConn", "get_least_conn_peer"]
@@ -62,18 +62,6 @@ def get_least_conn_peer(request: RequestState, now: int) -> PeerState | None:
 
 
 @attrs.frozen(slots=True)
-class _LeastConnPicker:
-    """Runtime side of :class:`LeastConn`."""
-
-    def begin(self, request: RequestState) -> None:
-        """Nothing to prepare for least_conn."""
-
-    def get(self, request: RequestState, now: int) -> PeerState | None:
-        """The least-loaded available peer."""
-        return get_least_conn_peer(request, now)
-
-
-@attrs.frozen(slots=True)
 class LeastConn:
     """nginx's ``least_conn`` directive."""
 
@@ -82,6 +70,7 @@ class LeastConn:
     needs_key = False
     needs_client_addr = False
 
-    def bind(self, primary: PeerGroup) -> _LeastConnPicker:
-        """least_conn needs no precomputed structure."""
-        return _LeastConnPicker()
+    def bind(self, primary: PeerGroup) -> SmoothPicker:
+        """nginx's scan, with round robin's precomputed order while every peer is idle
+        (all tied at 0 connections: least_conn's tie-break is then round robin's step)."""
+        return SmoothPicker(primary, get_least_conn_peer, idle_only=True)

@@ -8,15 +8,22 @@ peer is considered it recovers by one.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import attrs
 
 from lbkit.balancers._schedule import smooth_wrr_from
-from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer, take_single_peer
+from lbkit.upstream import (
+    AVAILABLE,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    take_peer,
+    take_single_peer,
+)
 
-__all__ = ["RoundRobin", "get_round_robin_peer", "switch_to_backup"]
+__all__ = ["RoundRobin", "SmoothPicker", "get_round_robin_peer", "switch_to_backup"]
 
 
 def _smooth_wrr(request: RequestState, now: int) -> PeerState | None:
@@ -67,24 +74,53 @@ def get_round_robin_peer(request: RequestState, now: int) -> PeerState | None:
 MAX_FAST_PERIOD = 100_000
 
 
-class _RoundRobinPicker:
-    """Runtime side of :class:`RoundRobin`: nginx's scan, with an O(1) fast path.
+class SmoothPicker:
+    """Runtime side of :class:`RoundRobin` (and of :class:`~lbkit.LeastConn`): nginx's scan,
+    with an O(1) fast path.
 
     While every peer of the primary group is available with no time limit (not down, not
     failed, not full), at full effective weight and not ramping up, nginx's choices from
     the current weights are fixed: they are precomputed (:func:`smooth_wrr_from`) and a
     fresh request takes the next one. The peers' ``current_weight`` then lags; :meth:`sync`
     writes it back (the upstream calls it before anything else reads or changes a peer)
-    and returns to the scan, which tries the fast path again every ``len(peers)`` picks.
+    and returns to the scan (``scan``), which tries the fast path again every
+    ``len(peers)`` picks.
+
+    With ``idle_only`` (least_conn) the fast path also needs every peer idle: least_conn
+    then finds all peers tied at 0 connections and runs exactly round robin's step among
+    them. The peers it handed out are remembered; any of them still busy sends the pick to
+    the scan.
     """
 
-    __slots__ = ("_base", "_countdown", "_fast", "_group", "_order", "_pos", "_weights")
+    __slots__ = (
+        "_base",
+        "_busy",
+        "_countdown",
+        "_fast",
+        "_group",
+        "_idle_only",
+        "_order",
+        "_peers",
+        "_pos",
+        "_scan",
+        "_weights",
+    )
 
     #: :meth:`begin` does nothing: the upstream may skip it.
     begins = False
 
-    def __init__(self, primary: PeerGroup) -> None:
+    def __init__(
+        self,
+        primary: PeerGroup,
+        scan: Callable[[RequestState, int], PeerState | None] = get_round_robin_peer,
+        *,
+        idle_only: bool = False,
+    ) -> None:
         self._group = primary
+        self._peers = primary.peers
+        self._scan = scan
+        self._idle_only = idle_only
+        self._busy: list[PeerState] = []
         self._fast = False
         self._order: list[int] = []
         self._base: list[int] = []
@@ -96,29 +132,48 @@ class _RoundRobinPicker:
     def begin(self, request: RequestState) -> None:
         """Nothing to prepare for round robin."""
 
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """The first peer of a plain pick from the precomputed order, or None when the
+        fast path is off (the upstream then builds a request and calls :meth:`get`)."""
+        if not self._fast:
+            return None
+        busy = self._busy
+        if busy:
+            for peer in busy:
+                if peer.conns:
+                    return None
+            busy.clear()
+        pos = self._pos
+        order = self._order
+        peer = self._peers[order[pos]]
+        pos += 1
+        if pos == len(order):
+            self._next_period()
+        else:
+            self._pos = pos
+        # take_first() for a peer of the fast path: available with no time limit, so only
+        # reaching max_conns may change that (then back to the scan).
+        peer.conns += 1
+        if now - peer.checked > peer.fail_timeout:
+            peer.checked = now
+        if self._idle_only:
+            busy.append(peer)
+        if peer.max_conns:
+            peer.refresh()
+            if peer.blocked_until != AVAILABLE:
+                self.sync()
+        return peer
+
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        """Next peer in smooth weighted round-robin order."""
+        """Next peer in nginx's order."""
         if self._fast:
             if request.tried == 0 and request.group is self._group:
-                pos = self._pos
-                order = self._order
-                peer = self._group.peers[order[pos]]
-                pos += 1
-                if pos == len(order):
-                    self._next_period()
-                else:
-                    self._pos = pos
-                # take_peer() for a peer known available: only max_conns can stop it.
-                peer.conns += 1
-                if now - peer.checked > peer.fail_timeout:
-                    peer.checked = now
-                request.tried = 1 << peer.index
-                if peer.max_conns and peer.conns >= peer.max_conns:
-                    peer.refresh()
-                    self.sync()
-                return peer
+                peer = self.first(b"", b"", now)
+                if peer is not None:
+                    request.tried = 1 << peer.index
+                    return peer
             self.sync()
-        chosen = get_round_robin_peer(request, now)
+        chosen = self._scan(request, now)
         self._countdown -= 1
         if self._countdown <= 0:
             self._try_fast()
@@ -152,11 +207,12 @@ class _RoundRobinPicker:
             return
         for p in peers:
             if (
-                p.blocked_until != -math.inf
+                p.blocked_until != AVAILABLE
                 or p.effective_weight != p.weight
                 or p.ramp_start is not None
             ):
                 return
+        self._busy = [p for p in peers if p.conns] if self._idle_only else []
         weights = [p.weight for p in peers]
         base = [p.current_weight for p in peers]
         if weights != self._weights or base != self._base:
@@ -188,6 +244,6 @@ class RoundRobin:
     needs_key = False
     needs_client_addr = False
 
-    def bind(self, primary: PeerGroup) -> _RoundRobinPicker:
+    def bind(self, primary: PeerGroup) -> SmoothPicker:
         """A picker with nginx's scan and its precomputed fast path."""
-        return _RoundRobinPicker(primary)
+        return SmoothPicker(primary)

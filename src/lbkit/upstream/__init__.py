@@ -18,6 +18,7 @@ from lbkit.upstream._method import (
 )
 from lbkit.upstream._peer_times import MSEC_MASK, MSEC_MAX, PeerTimes, response_time_avg
 from lbkit.upstream._peers import (
+    AVAILABLE,
     MAX_HASH_TRIES,
     Peer,
     PeerGroup,
@@ -25,7 +26,9 @@ from lbkit.upstream._peers import (
     RequestState,
     can_take,
     hash_tries_exhausted,
+    release_attempt,
     release_peer,
+    take_first,
     take_peer,
     take_single_peer,
 )
@@ -48,6 +51,7 @@ from lbkit.upstream._validation import (
 from lbkit.upstream._zone import Zone, ZonePeers, ZoneSessions, open_zone
 
 __all__ = [
+    "AVAILABLE",
     "MAX_ADDRESS_LENGTH",
     "MAX_HASH_TRIES",
     "MAX_KEY_LENGTH",
@@ -84,10 +88,12 @@ __all__ = [
     "parse_count",
     "parse_duration",
     "parse_server_line",
+    "release_attempt",
     "release_peer",
     "response_time_avg",
     "server_from_params",
     "set_default_method",
+    "take_first",
     "take_peer",
     "take_single_peer",
 ]

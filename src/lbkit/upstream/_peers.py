@@ -23,6 +23,7 @@ from lbkit.upstream._peer_times import PeerTimes
 from lbkit.upstream._server import Server
 
 __all__ = [
+    "AVAILABLE",
     "MAX_HASH_TRIES",
     "Peer",
     "PeerGroup",
@@ -30,10 +31,15 @@ __all__ = [
     "RequestState",
     "can_take",
     "hash_tries_exhausted",
+    "release_attempt",
     "release_peer",
+    "take_first",
     "take_peer",
     "take_single_peer",
 ]
+
+#: ``PeerState.blocked_until`` of a peer available with no time limit.
+AVAILABLE = -math.inf
 
 #: Probes a hash-based method (hash, hash consistent, ip_hash, random) makes for one
 #: request before it falls back to round robin: nginx's ``if (++hp->tries > 20)``.
@@ -239,11 +245,21 @@ def take_peer(request: RequestState, peer: PeerState, now: int) -> PeerState:
     """What choosing ``peer`` for ``request`` changes: one more connection, the fail_timeout
     probe clock (``checked``) restarted when it ran out, and the peer marked tried.
     """
+    request.tried |= 1 << peer.index
+    return take_first(peer, now)
+
+
+def take_first(peer: PeerState, now: int) -> PeerState:
+    """:func:`take_peer` for the first attempt of a request that keeps no per-request state
+    (a plain :meth:`~lbkit.Upstream.pick` answered by a method's fast path): nothing is
+    marked tried, since that request never asks for a second peer."""
     peer.conns += 1
     if now - peer.checked > peer.fail_timeout:
         peer.checked = now
-    request.tried |= 1 << peer.index
-    peer.refresh()
+    if peer.max_conns or peer.blocked_until != AVAILABLE:
+        # Otherwise the peer stays available: no max_conns, not failed, and not down
+        # (it was just chosen), so refresh() would give -inf again.
+        peer.refresh()
     return peer
 
 
@@ -268,6 +284,15 @@ def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int)
         request.tries_left = 0
         peer.refresh()
         return
+    release_attempt(peer, failed, now)
+    if request.tries_left:
+        request.tries_left -= 1
+
+
+def release_attempt(peer: PeerState, failed: bool, now: int) -> None:
+    """:func:`release_peer` for a peer taken from a group of several (nginx's
+    ``ngx_http_upstream_free_round_robin_peer`` after its ``single`` shortcut), without
+    the request's count of tries left."""
     if failed:
         peer.fails += 1
         peer.accessed = now
@@ -281,9 +306,7 @@ def release_peer(request: RequestState, peer: PeerState, failed: bool, now: int)
             peer.ramp_start = now
         peer.fails = 0
     peer.conns -= 1
-    if request.tries_left:
-        request.tries_left -= 1
-    if failed or peer.blocked_until != -math.inf:
+    if failed or peer.blocked_until != AVAILABLE:
         # An available peer stays available when a connection ends without a failure.
         peer.refresh()
 
@@ -296,7 +319,9 @@ class Peer:
     """
 
     state: PeerState
-    request: RequestState
+    #: The request's state between attempts; ``None`` for a plain :meth:`~lbkit.Upstream.pick`
+    #: answered by the method's fast path (a first attempt from a group of several peers).
+    request: RequestState | None
     #: The upstream that handed this peer out (``done()`` refuses a peer of another one).
     owner: object = None
     reported: bool = False

@@ -12,7 +12,14 @@ from lbkit.hashing import as_bytes, client_address_bytes
 from lbkit.latency import check_sample, ewma_update
 from lbkit.upstream._attempts import AsyncAttempts, Attempts
 from lbkit.upstream._method import AttemptOutcome, AttemptTimer, Method, Picker, default_method
-from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState, release_peer
+from lbkit.upstream._peers import (
+    Peer,
+    PeerGroup,
+    PeerState,
+    RequestState,
+    release_attempt,
+    release_peer,
+)
 from lbkit.upstream._server import Server, parse_server_line
 from lbkit.upstream._sticky_hint import check_sticky_hint
 from lbkit.upstream._validation import check_keepalive, check_servers
@@ -34,6 +41,7 @@ class _Membership:
     __slots__ = (
         "begins",
         "by_name",
+        "first",
         "generation",
         "picker",
         "primary",
@@ -56,6 +64,11 @@ class _Membership:
         self.begins: bool = getattr(picker, "begins", True)
         #: The picker, if it times attempts (least_time).
         self.timer = picker if isinstance(picker, AttemptTimer) else None
+        #: The picker's answer for the first attempt of a plain pick(), with no request
+        #: state, or None when it needs the full path (see :meth:`Upstream.pick`).
+        self.first: Callable[[bytes, bytes, int], PeerState | None] = getattr(
+            picker, "first", _no_first
+        )
         self.generation = generation
         backup = primary.backup
         peers = primary.peers + (backup.peers if backup else [])
@@ -125,6 +138,10 @@ def _check_resolver(words: Sequence[str]) -> tuple[str, ...]:
             "('127.0.0.1:53', 'valid=30s')"
         )
     return tuple(words)
+
+
+def _no_first(key: bytes, addr: bytes, now: int) -> None:
+    """The ``first`` of a picker without a fast path: always the full path."""
 
 
 def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGroup:
@@ -316,6 +333,28 @@ class Upstream:
         client_addr: str | bytes | None,
         sticky: str | None = None,
     ) -> RequestState:
+        key_bytes, addr = self._inputs(key, client_addr)
+        # No lock: the membership is one reference, and begin() only writes the request.
+        # An update() between here and the pick is caught by the generation in _get().
+        hint = None if sticky is None else check_sticky_hint(sticky)
+        return self._request(self._members, key_bytes, addr, hint)
+
+    @staticmethod
+    def _request(
+        members: _Membership, key: bytes, addr: bytes, sticky: str | None = None
+    ) -> RequestState:
+        """A new request on ``members``, begun by its method."""
+        request = RequestState(
+            members.primary, members.tries, 0, key, addr, 0, 0, 0, members.generation, sticky
+        )
+        if members.begins:
+            members.picker.begin(request)
+        return request
+
+    def _inputs(
+        self, key: str | bytes | None, client_addr: str | bytes | None
+    ) -> tuple[bytes, bytes]:
+        """The key and client address of a pick as bytes, checked against the method."""
         method = self.method
         key_bytes = b""
         addr = b""
@@ -334,16 +373,7 @@ class Upstream:
             addr = client_address_bytes(client_addr)
         elif method.needs_client_addr:
             raise RequestError("ip_hash needs client_addr=: pass the client's IPv4 or IPv6 text")
-        # No lock: the membership is one reference, and begin() only writes the request.
-        # An update() between here and the pick is caught by the generation in _get().
-        members = self._members
-        request = RequestState(
-            members.primary, members.tries, 0, key_bytes, addr, 0, 0, 0, members.generation
-        )
-        if sticky is not None:
-            request.sticky = check_sticky_hint(sticky)
-        members.picker.begin(request)
-        return request
+        return key_bytes, addr
 
     def _follow(self, request: RequestState, members: _Membership) -> None:
         """Move a request begun before an :meth:`update` onto the current membership:
@@ -418,21 +448,25 @@ class Upstream:
         :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
         ``sticky`` is the server id a sticky client asks for (see :class:`~lbkit.balancers.Sticky`).
         """
-        if key is None and client_addr is None and sticky is None and self._plain:
+        if sticky is None and key is None and client_addr is None and self._plain:
+            key_bytes = addr = b""
+        elif sticky is None and self._zone is None:
+            key_bytes, addr = self._inputs(key, client_addr)
+        else:
+            return self._get(self._new_request(key, client_addr, sticky))
+        now = int(self._clock())
+        lock = self._lock
+        lock.acquire()
+        try:
             members = self._members
-            request = RequestState(
-                members.primary, members.tries, 0, b"", b"", 0, 0, 0, members.generation
-            )
-            if members.begins:
-                members.picker.begin(request)
-            with self._lock:
-                if members is not self._members or self._ramping:
-                    return self._get_locked(request)
-                state = members.picker.get(request, int(self._clock()))
+            # The method answers a first attempt alone while no slow start runs (the ramp
+            # moves with time; _get_locked applies it).
+            state = None if self._ramping else members.first(key_bytes, addr, now)
             if state is None:
-                raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
-            return Peer(state, request, self)
-        return self._get(self._new_request(key, client_addr, sticky))
+                return self._get_locked(self._request(members, key_bytes, addr))
+        finally:
+            lock.release()
+        return Peer(state, None, self)
 
     def done(
         self,
@@ -463,7 +497,9 @@ class Upstream:
             elapsed = check_sample(elapsed)
         if header_time is not None:
             header_time = check_sample(header_time)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if peer.reported:
                 raise UsageError(f"{peer!r} was already reported to done()")
             if peer.owner is not self:
@@ -471,25 +507,45 @@ class Upstream:
             if header_time is not None and peer.header_ms is not None:
                 raise UsageError(f"the header time of {peer!r} was already reported by header()")
             state = peer.state
-            failed = bool(failed)
             timer = self._members.timer
             if timer is not None:
                 outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
                 timer.attempt_ended(peer, outcome, elapsed, header_time)
             peer.reported = True
-            peer.failed = failed
-            peer.retry = bool(retry) and not failed
-            if failed:
-                self._members.sync()
             # The clock matters only to a failure or to the end of a fail_timeout probe.
-            now = int(self._clock()) if failed or state.accessed < state.checked else 0
-            with self._synced((state,)):
-                release_peer(peer.request, state, failed, now)
+            if failed:
+                failed = peer.failed = True
+                self._members.sync()
+                now = int(self._clock())
+            else:
+                failed = False
+                if retry:
+                    peer.retry = True
+                now = int(self._clock()) if state.accessed < state.checked else 0
+            request = peer.request
+            if self._zone is not None:
+                with self._zone.synced((state,)):
+                    self._release(request, state, failed, now)
+            elif request is None:
+                release_attempt(state, failed, now)
+            else:
+                release_peer(request, state, failed, now)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
             state.requests += 1
             if elapsed is not None:
                 state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _release(request: RequestState | None, state: PeerState, failed: bool, now: int) -> None:
+        """:func:`release_peer`, or :func:`release_attempt` for a peer picked without
+        request state (always from a group of several peers)."""
+        if request is None:
+            release_attempt(state, failed, now)
+        else:
+            release_peer(request, state, failed, now)
 
     def header(self, peer: Peer, elapsed: float | None = None) -> None:
         """Report that the response header from ``peer`` arrived, ``elapsed`` seconds after
