@@ -1,4 +1,4 @@
-"""Cost of one ``pick()`` + ``done()`` pair for each nginx method with 3, 10 and 100 peers.
+"""Cost of one ``pick()`` + ``done()`` pair for each nginx method with 3 to 1,000 peers.
 
 For every method (round robin, least_conn, ip_hash, hash, hash consistent, random, random
 two least_conn) and every upstream size, a loop of ``pick()`` + ``done()`` over pre-generated
@@ -14,7 +14,10 @@ The machine this runs on is noisy, so:
 - the figure reported is the MEDIAN ns per pick, with the minimum beside it;
 - every median is also given as a ratio to a floor measured the same way: a plain Python
   loop doing ``random.choice(names)`` over the list of server names and nothing else.
-  Ratios move much less than nanoseconds from one machine or one run to the next.
+  Ratios move much less than nanoseconds from one machine or one run to the next;
+- each hash method (hash, hash consistent, ip_hash) is also measured beside its lookup
+  alone (``lookup: ...`` rows: the key or client address to a server through the method's
+  own table or ring, no upstream around it), and the ``x lookup`` column divides by it.
 
 ``--json PATH`` writes every sample and the environment, for later comparisons.
 """
@@ -22,8 +25,10 @@ The machine this runs on is noisy, so:
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime
 import gc
+import itertools
 import json
 import os
 import platform
@@ -43,6 +48,9 @@ FLOOR = "floor: random.choice(list)"
 #: The peer row: lbkit's precomputed nginx order alone, what a pick at least costs.
 SCHEDULE = "peer: SmoothSchedule.next()"
 
+#: The ring/table lookup alone of each hash method: what its pick() at least costs.
+LOOKUP = "lookup: "
+
 #: Upstream sizes measured (round robin and least_conn must stay flat from 10 to 1,000).
 PEER_COUNTS: tuple[int, ...] = (3, 10, 100, 1000)
 
@@ -59,6 +67,9 @@ METHODS: dict[str, tuple[Callable[[], lbkit.Method], str]] = {
     "random": (lambda: lbkit.Random(seed=1), NO_ARG),
     "random two least_conn": (lambda: lbkit.Random(two=True, least_conn=True, seed=1), NO_ARG),
 }
+
+#: The methods measured beside their lookup alone (:func:`lookup_loop`).
+LOOKUPS = ("ip_hash", "hash", "hash consistent")
 
 #: (picks per timed run, repeats) for each mode.
 QUICK = (3_000, 5)
@@ -125,6 +136,44 @@ def schedule_loop(servers: list[lbkit.Server], inputs: list[str]) -> Callable[[]
     return run
 
 
+def lookup_loop(
+    label: str, servers: list[lbkit.Server], keys: list[str], addrs: list[str]
+) -> Callable[[], None]:
+    """The lookup floor of a hash method: the key (or address) to its server through the
+    method's own table or ring, with no upstream around it (no health, no accounting)."""
+    names = [s.address for s in servers]
+    starts = list(itertools.accumulate((s.weight for s in servers), initial=0))[:-1]
+    total = sum(s.weight for s in servers)
+    bisect_right = bisect.bisect_right
+    if label == "hash consistent":
+        hashes, owners = lbkit.rings.nginx_ring((s.address, s.weight) for s in servers)
+        bisect_left = bisect.bisect_left
+        crc32 = lbkit.hashing.crc32
+        number = len(hashes)
+
+        def run_ring() -> None:
+            for k in keys:
+                owners[bisect_left(hashes, crc32(k.encode())) % number]
+
+        return run_ring
+    if label == "hash":
+        crc15 = lbkit.hashing.memcached_crc15
+
+        def run_table() -> None:
+            for k in keys:
+                names[bisect_right(starts, crc15(k.encode()) % total) - 1]
+
+        return run_table
+    step = lbkit.hashing.ip_hash_step
+    address_bytes = lbkit.hashing.client_address_bytes
+
+    def run_ip() -> None:
+        for a in addrs:
+            names[bisect_right(starts, step(89, address_bytes(a)) % total) - 1]
+
+    return run_ip
+
+
 def pick_loop(
     up: lbkit.Upstream, arg: str, keys: list[str], addrs: list[str]
 ) -> Callable[[], None]:
@@ -162,6 +211,10 @@ def build_cases(n: int, peer_counts: Sequence[int], methods: Sequence[str]) -> l
         cases.append(Case(SCHEDULE, peers, n, schedule_loop(servers, keys)))
         for label in methods:
             make, arg = METHODS[label]
+            if label in LOOKUPS:
+                cases.append(
+                    Case(LOOKUP + label, peers, n, lookup_loop(label, servers, keys, addrs))
+                )
             up = lbkit.Upstream(servers, make())
             cases.append(Case(label, peers, n, pick_loop(up, arg, keys, addrs), up))
     return cases
@@ -208,27 +261,37 @@ def floors(cases: list[Case]) -> dict[int, float]:
     return {c.peers: c.median for c in cases if c.method == FLOOR}
 
 
-def _table_order(case: Case) -> tuple[int, int]:
-    """Floor first, then the methods in :data:`METHODS` order, each by number of peers."""
-    return ([FLOOR, SCHEDULE, *METHODS].index(case.method), case.peers)
+def _table_order(case: Case) -> tuple[int, int, int]:
+    """Floor first, then the methods in :data:`METHODS` order (a hash method after its
+    lookup alone), each by number of peers."""
+    method = case.method.removeprefix(LOOKUP)
+    return (
+        [FLOOR, SCHEDULE, *METHODS].index(method),
+        0 if case.method.startswith(LOOKUP) else 1,
+        case.peers,
+    )
 
 
 def format_table(cases: list[Case]) -> str:
     floor_by_peers = floors(cases)
     width = max(len(c.method) for c in cases)
     at_ten = {c.method: c.median for c in cases if c.peers == 10}
+    lookups = {(c.method, c.peers): c.median for c in cases if c.method.startswith(LOOKUP)}
     header = (
         f"{'method':<{width}} {'peers':>5} {'median ns':>10} {'min ns':>10} {'x floor':>8}"
-        f" {'x 10 peers':>10}"
+        f" {'x 10 peers':>10} {'x lookup':>8}"
     )
     lines = [header, "-" * len(header)]
     for case in sorted(cases, key=_table_order):
         ratio = case.median / floor_by_peers[case.peers]
         # How the cost grows with the upstream: the goal is flat (at most 1.5x at 1,000).
         growth = f"{case.median / at_ten[case.method]:>10.2f}" if case.method in at_ten else ""
+        # A hash method against its lookup alone: the goal is at most 1.5x.
+        lookup = lookups.get((LOOKUP + case.method, case.peers))
+        versus = f" {case.median / lookup:>8.2f}" if lookup else ""
         lines.append(
             f"{case.method:<{width}} {case.peers:>5} {case.median:>10,.0f} {case.minimum:>10,.0f}"
-            f" {ratio:>8.1f} {growth}".rstrip()
+            f" {ratio:>8.1f} {growth:>10}{versus}".rstrip()
         )
     return "\n".join(lines)
 
@@ -247,7 +310,7 @@ def format_comparison(cases: list[Case], path: Path) -> str:
     lines = [f"(earlier run: {env.get('date', '?')}, python {env.get('python', '?')})", header]
     for case in sorted(cases, key=_table_order):
         before = old.get((case.method, case.peers))
-        if case.method in (FLOOR, SCHEDULE) or before is None:
+        if case.method in (FLOOR, SCHEDULE) or case.method.startswith(LOOKUP) or before is None:
             continue
         ratio = case.median / floor_by_peers[case.peers]
         change = ratio / before["ratio_to_floor"] - 1

@@ -18,6 +18,7 @@ from lbkit.upstream import (
     RequestState,
     can_take,
     hash_tries_exhausted,
+    take_first,
     take_peer,
 )
 
@@ -27,6 +28,19 @@ __all__ = ["Hash"]
 @attrs.frozen(slots=True)
 class _HashPicker:
     """Runtime side of ``hash KEY`` (not consistent): Cache::Memcached-compatible rehashing."""
+
+    group: PeerGroup
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """The first probe of :meth:`get` for a plain pick when its peer can take it;
+        None otherwise (the full path then runs from the start: nothing was changed)."""
+        group = self.group
+        if group.single or not key:
+            return None
+        peer = group.peer_at(memcached_crc15(key) % group.total_weight)
+        if peer.blocked_until >= now:  # not available (see PeerState.refresh)
+            return None
+        return take_first(peer, now)
 
     def begin(self, request: RequestState) -> None:
         """Each request starts at hash 0, rehash 0."""
@@ -59,6 +73,22 @@ class _ConsistentHashPicker:
     hashes: list[int]
     owners: list[str]
     peers: dict[str, PeerState]
+    #: The group has one peer: nginx then uses round robin's single-peer shortcut.
+    single: bool
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """The first probe of :meth:`get` for a plain pick when its peer can take it;
+        None otherwise (the full path then runs from the start: nothing was changed)."""
+        if self.single or not key:
+            return None
+        hashes = self.hashes
+        point = bisect.bisect_left(hashes, crc32(key))
+        peer = self.peers[self.owners[point % len(hashes)]]
+        if peer.blocked_until >= now:  # not available (see PeerState.refresh)
+            return None
+        if peer.effective_weight < peer.weight:
+            peer.effective_weight += 1
+        return take_first(peer, now)
 
     def begin(self, request: RequestState) -> None:
         """Find the first ring point >= crc32(key) (may equal the ring size: it wraps)."""
@@ -121,8 +151,10 @@ class Hash:
     def bind(self, primary: PeerGroup) -> _HashPicker | _ConsistentHashPicker:
         """Build the ring for the consistent flavour."""
         if not self.consistent:
-            return _HashPicker()
+            return _HashPicker(primary)
         hashes, owners = nginx_ring(
             ((p.name, p.weight) for p in primary.peers), max_points=self.max_points
         )
-        return _ConsistentHashPicker(hashes, owners, {p.name: p for p in primary.peers})
+        return _ConsistentHashPicker(
+            hashes, owners, {p.name: p for p in primary.peers}, primary.single
+        )

@@ -15,19 +15,36 @@ from lbkit.upstream import (
     RequestState,
     can_take,
     hash_tries_exhausted,
+    take_first,
     take_peer,
 )
 
 __all__ = ["IpHash"]
+
+#: nginx starts every request's hash at 89.
+START = 89
 
 
 @attrs.frozen(slots=True)
 class _IpHashPicker:
     """Runtime side of :class:`IpHash`."""
 
+    group: PeerGroup
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """The first probe of :meth:`get` for a plain pick when its peer can take it;
+        None otherwise (the full path then runs from the start: nothing was changed)."""
+        group = self.group
+        if group.single:
+            return None
+        peer = group.peer_at(ip_hash_step(START, addr) % group.total_weight)
+        if peer.blocked_until >= now:  # not available (see PeerState.refresh)
+            return None
+        return take_first(peer, now)
+
     def begin(self, request: RequestState) -> None:
         """nginx starts every request's hash at 89."""
-        request.hash = 89
+        request.hash = START
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """nginx's ``ngx_http_upstream_get_ip_hash_peer``."""
@@ -57,4 +74,4 @@ class IpHash:
 
     def bind(self, primary: PeerGroup) -> _IpHashPicker:
         """ip_hash needs no precomputed structure."""
-        return _IpHashPicker()
+        return _IpHashPicker(primary)
