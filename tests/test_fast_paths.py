@@ -407,3 +407,59 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
 
     with pytest.raises(AssertionError):
         prop()
+
+
+def test_least_conn_fast_path_from_16_threads_leaves_nothing_counted() -> None:
+    """least_conn from 16 threads at once (peers busy at the same time, so the fast path
+    and the scan alternate): every pick is counted once, no connection stays counted, and
+    afterwards the fast path chooses what the scan chooses from the same state."""
+    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(48)]
+    up = lbkit.Upstream(servers, lbkit.LeastConn())
+    rounds = 300
+
+    def work() -> None:
+        for _ in range(rounds):
+            up.done(up.pick())
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(p.requests for p in up.peers) == 16 * rounds
+    assert all(p.conns == 0 for p in up.peers)
+    ref = lbkit.Upstream(servers, ScanLeastConn())  # type: ignore[arg-type]
+    for mine, theirs in zip(up.peers, ref.peers, strict=True):
+        theirs.current_weight = mine.current_weight
+    assert [up.pick().name for _ in range(200)] == [ref.pick().name for _ in range(200)]
+
+
+@pytest.mark.parametrize("name", ["hash", "hash consistent", "ip_hash"])
+def test_hash_fast_path_from_16_threads_sends_each_key_to_its_peer(name: str) -> None:
+    """Hash picks from 16 threads at once: with every peer healthy each key goes to the
+    peer the scan gives it, every time; nothing stays counted."""
+    fast, ref = PAIRS[name]
+    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(20)]
+    up = lbkit.Upstream(servers, fast())
+    reference = lbkit.Upstream(servers, ref())
+    method = up.method
+    choices = {k: reference.pick(**_request_args(method, k)).name for k in (1, 2, 3)}
+    if not method.needs_client_addr:
+        del choices[1]  # the empty key: round robin, not the hash
+    seen: list[list[tuple[int, str]]] = [[] for _ in range(16)]
+
+    def work(out: list[tuple[int, str]]) -> None:
+        for i in range(200):
+            k = 3 if i % 2 else 2 if method.needs_key else 1 + i % 3
+            peer = up.pick(**_request_args(method, k))
+            out.append((k, peer.name))
+            up.done(peer)
+
+    threads = [threading.Thread(target=work, args=(out,)) for out in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(name == choices[k] for out in seen for k, name in out)
+    assert sum(p.requests for p in up.peers) == 16 * 200
+    assert all(p.conns == 0 for p in up.peers)

@@ -208,9 +208,9 @@ class _LeastTimePicker:
         """Remember when the attempt started and whether it counts as in flight."""
         peer.started = self._clock()
         # in-flight accounting happened in _choose: not on the single-peer path
+        # (a peer picked without request state comes from a group of several)
         request = peer.request
-        assert request is not None  # least_time has no request-free fast path
-        peer.in_flight = self._inflight and not request.group.single
+        peer.in_flight = self._inflight and (request is None or not request.group.single)
 
     def _elapsed_ms(self, peer: Peer, now_ms: int) -> int:
         return (now_ms - int(peer.started * 1000)) & MSEC_MASK

@@ -32,7 +32,14 @@ AttemptOutcome = Literal["ok", "failed", "next", "abandoned"]
 
 
 class Picker(Protocol):
-    """The runtime half of a method, bound to one upstream's peer groups."""
+    """The runtime half of a method, bound to one upstream's peer groups.
+
+    Optional, found by name: ``first(key, addr, now)`` answers the first attempt of a
+    plain :meth:`~lbkit.Upstream.pick` from the primary group without request state (take
+    the peer as :func:`~lbkit.upstream.take_first` does, or return ``None`` having changed
+    nothing, for the full ``begin``/``get`` path); ``sync()`` writes back peer fields such a
+    fast path lets lag; ``begins = False`` says ``begin`` does nothing.
+    """
 
     def begin(self, request: RequestState) -> None:
         """Prepare per-request state (hash position, client address...) before the first get."""
