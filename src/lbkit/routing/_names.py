@@ -37,7 +37,7 @@ NameKind = Literal["exact", "wildcard_head", "wildcard_tail", "regex"]
 NO_NAMED: Mapping[str, str] = MappingProxyType({})
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)  # fills the instance dict: cheaper to build than slots (see RouteMatch)
 class NameMatch(Generic[T]):
     """Which entry matched a host, how, and the regex captures when a regex matched.
 
@@ -178,6 +178,11 @@ class ServerNames(Generic[T]):
     def exact(self) -> Mapping[str, NameMatch[T]]:
         """The exact names (``.x`` claims ``x`` too), lowercase, with their shared matches."""
         return MappingProxyType(self._exact)
+
+    @property
+    def wildcards(self) -> list[NameMatch[T]]:
+        """The shared matches of the leading, then trailing, wildcard names."""
+        return [*self._head.values(), *self._tail.values()]
 
     def find_wildcard(self, host: str) -> NameMatch[T] | None:
         """The longest leading wildcard matching ``host``, else the longest trailing one."""

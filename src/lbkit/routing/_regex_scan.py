@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from lbkit.routing._regex import ServerRegex, miss_test, pcre2_module, pcre2_subject
+from lbkit.routing._regex import ServerRegex, low_match, pcre2_module, pcre2_subject
 
 __all__ = ["PREFILTER_MATCH_LIMIT", "RegexScan"]
 
@@ -133,14 +133,14 @@ def _compile_pcre2(parts: list[Any]) -> tuple[Callable[[str], bool], int, set[st
         compiled = pcre2.compile(source)
     except Exception:  # pcre2.PatternError
         return None
-    low_miss = miss_test(pcre2, compiled)
+    low = low_match(pcre2, compiled)
     search = compiled.search
 
     def none_match(host: str) -> bool:
         subject = pcre2_subject(host)
         try:
-            if low_miss is not None:
-                return bool(low_miss(subject))
+            if low is not None:
+                return low(subject) is None
             return search(subject) is None
         except Exception:  # pcre2.LibraryError: the prefilter's limit; scan one by one
             return False
