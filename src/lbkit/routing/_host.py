@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "CLEAN_HOST",
     "LINE_OVERHEAD",
+    "LOWERCASE_CLEAN_HOST",
     "MAX_HEADER_LINE",
     "MAX_HOST_LENGTH",
     "ascii_lower",
@@ -37,6 +38,8 @@ _BAD = bytes(range(0x21)) + b"/\x7f"
 #: A host that nginx keeps as it is, but for ASCII case: dot-separated labels of letters,
 #: digits, "-" and "_" (no space, port, bracket, empty label or trailing dot to handle).
 CLEAN_HOST = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*").fullmatch
+#: The same, already lowercase: nginx's ``$host`` is the header value itself.
+LOWERCASE_CLEAN_HOST = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*").fullmatch
 
 
 def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
@@ -98,7 +101,7 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
 
 def is_clean_host(host: str) -> bool:
     """Whether ``normalize_host(host)`` is ``host`` itself by the fast path's rule."""
-    return CLEAN_HOST(host) is not None and host == host.lower()
+    return LOWERCASE_CLEAN_HOST(host) is not None
 
 
 _UPPER_TEXT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -11,13 +11,20 @@ from lbkit.errors import ConfigError, LbkitError, RequestError
 from lbkit.routing._host import (
     CLEAN_HOST,
     LINE_OVERHEAD,
+    LOWERCASE_CLEAN_HOST,
     MAX_HEADER_LINE,
     ascii_lower,
     is_clean_host,
     normalize_host,
 )
 from lbkit.routing._listen import WILDCARDS, Listen, show, socket_key
-from lbkit.routing._names import NO_NAMED, NameMatch, ServerNames
+from lbkit.routing._names import (
+    NO_NAMED,
+    NameMatch,
+    ServerNames,
+    WildcardTables,
+    find_wildcard_in,
+)
 from lbkit.routing._template import expand
 from lbkit.upstream import Upstream
 
@@ -140,8 +147,9 @@ class _Table:
         self.deferred: frozenset[str] = frozenset()
         # per block whose proxy_pass has no variables: its match but for host and name
         self.protos: dict[int, RouteMatch] = {}
-        # per wildcard name (of such a block): its match but for host
-        self.wild: dict[str, RouteMatch] = {}
+        # the names' wildcard tables with each entry's match but for host (the entry's
+        # NameMatch where the block's proxy_pass has variables)
+        self.wild: WildcardTables[RouteMatch | NameMatch[int]] | None = None
 
 
 class Router:
@@ -274,10 +282,24 @@ class Router:
                 table.quick[key] = route
                 table.quick_len = max(table.quick_len, len(key))
         table.deferred = frozenset(deferred)
-        for found in table.names.wildcards:
-            proto = table.protos.get(found.value)
-            if proto is not None:
-                table.wild[found.name] = attrs.evolve(proto, name=found.name)
+        names = table.names.wildcards
+
+        def with_route(
+            entries: Mapping[str, NameMatch[int]],
+        ) -> dict[str, RouteMatch | NameMatch[int]]:
+            out: dict[str, RouteMatch | NameMatch[int]] = {}
+            for key, found in entries.items():
+                proto = table.protos.get(found.value)
+                out[key] = found if proto is None else attrs.evolve(proto, name=found.name)
+            return out
+
+        if names.head or names.tail:
+            table.wild = WildcardTables(
+                with_route(names.head),
+                names.head_lengths,
+                with_route(names.tail),
+                names.tail_lengths,
+            )
         table.names.prepare()
 
     def match(
@@ -298,9 +320,14 @@ class Router:
                 route = table.quick.get(host)  # an exact name, as nginx would normalise it
                 if route is not None:
                     return route
-            if len(host) <= self._host_limit and CLEAN_HOST(host):
-                normalized = host.lower()  # normalize_host's own fast path, without the call
-                looked_up = normalized == host  # ``quick`` holds every such exact name
+            # normalize_host's own fast path, without the call
+            if len(host) > self._host_limit:
+                normalized = normalize_host(host, max_line=self.max_line)  # (refuses it)
+            elif LOWERCASE_CLEAN_HOST(host):
+                normalized = host
+                looked_up = True  # ``quick`` holds every such exact name
+            elif CLEAN_HOST(host):
+                normalized = host.lower()
             else:
                 normalized = normalize_host(host, max_line=self.max_line)
         elif host is None:
@@ -316,17 +343,19 @@ class Router:
                 route = table.routes.get(normalized)
                 if route is not None:
                     return route
-            names = table.names
+            wild = table.wild
             if table.deferred and normalized in table.deferred:
-                found = names.exact[normalized]
-            else:
-                found = names.find_wildcard(normalized)
-                if found is None:  # (normalize_host never returns "": regexes run)
-                    found = names.find_regex(normalized)
-                else:
-                    proto = table.wild.get(found.name)
-                    if proto is not None:
-                        return _with_host(proto, normalized)
+                found = table.names.exact[normalized]
+            elif wild is not None and (
+                hit := find_wildcard_in(
+                    normalized, wild.head, wild.head_lengths, wild.tail, wild.tail_lengths
+                )
+            ):
+                if type(hit) is RouteMatch:
+                    return _with_host(hit, normalized)
+                found = hit  # type: ignore[assignment]
+            else:  # (normalize_host never returns "": regexes run)
+                found = table.names.find_regex(normalized)
         server = self.servers[found.value] if found else table.default
         assert server is not None
         return self._result(server, normalized, found, table)
