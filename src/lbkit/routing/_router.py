@@ -10,6 +10,7 @@ import attrs
 from lbkit.errors import ConfigError, LbkitError, RequestError
 from lbkit.routing._host import (
     CLEAN_HOST,
+    FAST_HOST_LENGTH,
     LINE_OVERHEAD,
     LOWERCASE_CLEAN_HOST,
     MAX_HEADER_LINE,
@@ -184,6 +185,7 @@ class Router:
             raise ConfigError(f"invalid max_line={max_line!r}: expected bytes >= 16")
         self.max_line = max_line
         self._host_limit = max_line - LINE_OVERHEAD
+        self._fast_limit = min(self._host_limit, FAST_HOST_LENGTH)  # see normalize_host
         host_name = (socket.gethostname() if hostname is None else hostname).lower()
         self.servers: tuple[ServerBlock, ...] = tuple(_with_hostname(s, host_name) for s in servers)
         self.upstreams: dict[str, Upstream] = dict(upstreams or {})
@@ -321,8 +323,8 @@ class Router:
                 if route is not None:
                     return route
             # normalize_host's own fast path, without the call
-            if len(host) > self._host_limit:
-                normalized = normalize_host(host, max_line=self.max_line)  # (refuses it)
+            if len(host) > self._fast_limit:
+                normalized = normalize_host(host, max_line=self.max_line)
             elif LOWERCASE_CLEAN_HOST(host):
                 normalized = host
                 looked_up = True  # ``quick`` holds every such exact name
