@@ -223,3 +223,17 @@ def test_proxy_pass_ports_out_of_range_are_request_errors(port: str) -> None:
 def test_proxy_pass_ports_may_have_leading_zeros(port: str, expected: int) -> None:
     route = plan_route(_TARGETED, Request("a.test", f"/h:{port}"))
     assert (route.host, route.port) == ("h", expected)
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"), [("80", 80), ("000080", 80), ("0" * 40 + "8080", 8080)]
+)
+def test_listen_ports_may_have_leading_zeros(port: str, expected: int) -> None:
+    router = parse_servers(f"server {{ listen 127.0.0.1:{port}; }}")
+    assert router.sockets == [f"127.0.0.1:{expected}"]
+    assert lbkit.Server(f"10.0.0.1:{port}").address.endswith(port)  # accepted as nginx does
+
+
+def test_an_empty_proxy_pass_port_is_refused_as_nginx_refuses_it() -> None:
+    with pytest.raises(RequestError, match="invalid port in proxy_pass target"):
+        plan_route(_TARGETED, Request("a.test", "/h:"))

@@ -12,6 +12,7 @@ from lbkit.nginx.upstream import upstream_from_directive
 from lbkit.routing._host import MAX_HEADER_LINE
 from lbkit.routing._listen import Listen
 from lbkit.routing._names import ServerNames
+from lbkit.routing._resolution import parse_nameservers
 from lbkit.routing._router import Router, ServerBlock
 from lbkit.upstream import Upstream
 
@@ -73,7 +74,13 @@ def _parse_resolver(item: Directive) -> tuple[tuple[str, ...], int | None, bool]
             if a not in ("ipv6=on", "ipv6=off"):
                 raise ConfigError(f'invalid parameter "{a}": expected ipv6=on|off', line=item.line)
             ipv6 = a == "ipv6=on"
-    return tuple(a for a in item.args if "=" not in a), valid, ipv6
+    addresses = tuple(a for a in item.args if "=" not in a)
+    if addresses:
+        try:  # nginx reads each address with ngx_parse_url at start-up, port rule included
+            parse_nameservers(addresses)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} in resolver", line=item.line) from None
+    return addresses, valid, ipv6
 
 
 def server_from_directive(

@@ -2,12 +2,15 @@
 
 One place for the syntax every address reader shares (proxy_pass targets, ``resolve``
 server lines, nameservers); each caller keeps its own policy for a missing port and its
-own error.
+own error. The port rule itself (:func:`port_number`) lives in :mod:`lbkit._port`, below
+the upstream model, which reads ``server`` addresses with it too.
 """
 
 from __future__ import annotations
 
 import ipaddress
+
+from lbkit._port import port_number
 
 __all__ = ["is_address", "port_number", "split_host_port"]
 
@@ -35,18 +38,3 @@ def split_host_port(address: str) -> tuple[str, str | None]:
         host, port = address.split(":")
         return host, port
     return address, None
-
-
-def port_number(text: str) -> int | None:
-    """The port ``text`` names (ASCII digits, 1..65535), or None if it names none.
-
-    Leading zeros are allowed, as nginx's ``ngx_atoi`` allows them; a long run of digits
-    is refused before ``int()`` sees it (Python refuses over 4300 digits with ValueError).
-    """
-    if not (text.isascii() and text.isdigit()):
-        return None
-    digits = text.lstrip("0")
-    if len(digits) > 5:
-        return None
-    number = int(digits or "0")
-    return number if 1 <= number <= 65535 else None

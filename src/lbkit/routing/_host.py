@@ -12,7 +12,9 @@ from __future__ import annotations
 
 __all__ = [
     "CLEAN_HOST",
+    "FAST_HOST_LENGTH",
     "LINE_OVERHEAD",
+    "LOWERCASE_CLEAN_HOST",
     "MAX_HEADER_LINE",
     "MAX_HOST_LENGTH",
     "ascii_lower",
@@ -36,7 +38,12 @@ _UPPER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuv
 _BAD = bytes(range(0x21)) + b"/\x7f"
 #: A host that nginx keeps as it is, but for ASCII case: dot-separated labels of letters,
 #: digits, "-" and "_" (no space, port, bracket, empty label or trailing dot to handle).
-CLEAN_HOST = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*").fullmatch
+CLEAN_HOST = re.compile(r"[A-Za-z0-9_-]++(?:\.[A-Za-z0-9_-]++)*+").fullmatch
+#: The same, already lowercase: nginx's ``$host`` is the header value itself.
+LOWERCASE_CLEAN_HOST = re.compile(r"[a-z0-9_-]++(?:\.[a-z0-9_-]++)*+").fullmatch
+#: Longest host the fast path looks at (a DNS name has at most 253 characters); a longer
+#: one takes the long way, whose checks are single passes in C.
+FAST_HOST_LENGTH = 255
 
 
 def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
@@ -49,7 +56,12 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
     a header line that does not fit ``large_client_header_buffers``. The length bound and
     every byte check run before any pattern matching.
     """
-    if type(raw) is str and len(raw) + LINE_OVERHEAD <= max_line and CLEAN_HOST(raw):
+    if (
+        type(raw) is str
+        and len(raw) <= FAST_HOST_LENGTH
+        and len(raw) + LINE_OVERHEAD <= max_line
+        and CLEAN_HOST(raw)
+    ):
         return raw.lower()  # the common case; ASCII only, so str.lower is nginx's ngx_strlow
     if isinstance(raw, str):
         try:
@@ -98,7 +110,7 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
 
 def is_clean_host(host: str) -> bool:
     """Whether ``normalize_host(host)`` is ``host`` itself by the fast path's rule."""
-    return CLEAN_HOST(host) is not None and host == host.lower()
+    return LOWERCASE_CLEAN_HOST(host) is not None
 
 
 _UPPER_TEXT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

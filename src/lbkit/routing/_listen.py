@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from lbkit._port import port_number
 from lbkit.errors import ConfigError, RequestError
 
 __all__ = ["Listen", "parse_listen_address", "socket_key"]
@@ -13,9 +14,10 @@ WILDCARDS = ("*", "[::]")
 
 
 def _port(text: str, source: str, error: type[Exception]) -> int:
-    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+    number = port_number(text)  # nginx's rule: leading zeros allowed (listen 000080)
+    if number is None:
         raise error(f'invalid port in "{source}": expected 1..65535')
-    return int(text)
+    return number
 
 
 def parse_listen_address(text: str, *, error: type[Exception] = ConfigError) -> tuple[str, int]:

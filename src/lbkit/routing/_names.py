@@ -15,7 +15,7 @@ wildcard half still claims ``x``, and a ``.x`` after an exact ``x`` is dropped e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
@@ -26,7 +26,14 @@ from lbkit.routing._host import ascii_lower
 from lbkit.routing._regex import ServerRegex, compile_server_regex
 from lbkit.routing._regex_scan import RegexScan
 
-__all__ = ["NO_NAMED", "NameKind", "NameMatch", "ServerNames"]
+__all__ = [
+    "NO_NAMED",
+    "NameKind",
+    "NameMatch",
+    "ServerNames",
+    "WildcardTables",
+    "find_wildcard_in",
+]
 
 T = TypeVar("T")
 #: How a name matched: an exact name, a leading or trailing wildcard, or a regex.
@@ -37,7 +44,7 @@ NameKind = Literal["exact", "wildcard_head", "wildcard_tail", "regex"]
 NO_NAMED: Mapping[str, str] = MappingProxyType({})
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)  # fills the instance dict: cheaper to build than slots (see RouteMatch)
 class NameMatch(Generic[T]):
     """Which entry matched a host, how, and the regex captures when a regex matched.
 
@@ -66,6 +73,50 @@ def _check_name(name: str) -> None:
             f'invalid server name or wildcard "{name}": "*" only at the start ("*.") or '
             'the end (".*")'
         )
+
+
+V = TypeVar("V")
+
+
+@attrs.frozen
+class WildcardTables(Generic[V]):
+    """Wildcard tables keyed as :func:`find_wildcard_in` looks them up."""
+
+    head: Mapping[str, V]
+    head_lengths: Sequence[int]
+    tail: Mapping[str, V]
+    tail_lengths: Sequence[int]
+
+
+def find_wildcard_in(
+    host: str,
+    head: Mapping[str, V],
+    head_lengths: Sequence[int],
+    tail: Mapping[str, V],
+    tail_lengths: Sequence[int],
+) -> V | None:
+    """The wildcard lookup: the longest leading wildcard, else the longest trailing one.
+
+    ``head`` maps the labels after ``*.`` (``example.com``) and ``tail`` those before
+    ``.*`` (``www.example``), each with its numbers of labels, longest first. A wildcard
+    needs at least one label of the host before (head) or after (tail) its own.
+    """
+    dots = host.count(".")
+    # n labels with at least one label before (head) or after (tail) them: one split from
+    # the other end gives them as one string, the table's key
+    if head:
+        for n in head_lengths:
+            if n <= dots:
+                hit = head.get(host.split(".", dots + 1 - n)[-1])
+                if hit is not None:
+                    return hit
+    if tail:
+        for n in tail_lengths:
+            if n <= dots:
+                hit = tail.get(host.rsplit(".", dots + 1 - n)[0])
+                if hit is not None:
+                    return hit
+    return None
 
 
 class ServerNames(Generic[T]):
@@ -179,28 +230,18 @@ class ServerNames(Generic[T]):
         """The exact names (``.x`` claims ``x`` too), lowercase, with their shared matches."""
         return MappingProxyType(self._exact)
 
+    @property
+    def wildcards(self) -> WildcardTables[NameMatch[T]]:
+        """The leading and trailing wildcard tables (read them, don't change them)."""
+        return WildcardTables(self._head, self._head_lengths, self._tail, self._tail_lengths)
+
     def find_wildcard(self, host: str) -> NameMatch[T] | None:
         """The longest leading wildcard matching ``host``, else the longest trailing one."""
         if not (self._head or self._tail):
             return None
-        dots = host.count(".")
-        # n labels with at least one label before (head) or after (tail) them: one split
-        # from the other end gives them as one string, the table's key
-        if self._head:
-            head = self._head
-            for n in self._head_lengths:
-                if n <= dots:
-                    hit = head.get(host.split(".", dots + 1 - n)[-1])
-                    if hit is not None:
-                        return hit
-        if self._tail:
-            tail = self._tail
-            for n in self._tail_lengths:
-                if n <= dots:
-                    hit = tail.get(host.rsplit(".", dots + 1 - n)[0])
-                    if hit is not None:
-                        return hit
-        return None
+        return find_wildcard_in(
+            host, self._head, self._head_lengths, self._tail, self._tail_lengths
+        )
 
     def find_regex(self, host: str) -> NameMatch[T] | None:
         """The first regex name in configuration order matching ``host``, with captures."""

@@ -30,7 +30,7 @@ __all__ = [
     "compile_regex",
     "compile_server_regex",
     "default_engine",
-    "miss_test",
+    "low_match",
     "pcre2_module",
     "pcre2_source",
     "pcre2_subject",
@@ -155,8 +155,10 @@ class ServerRegex:
     """
 
     __slots__ = (
-        "_miss",
+        "_groupindex",
+        "_low",
         "_search",
+        "_substring",
         "caseless",
         "engine",
         "groups",
@@ -170,12 +172,18 @@ class ServerRegex:
         self.engine = engine
         self.caseless = caseless
         self.max_host: int | None = None
-        self._miss: Any = None
+        self._low: Any = None
+        self._substring: Any = None
+        self._groupindex: dict[str, int] = {}
         #: The text the engine compiled: PCRE2's bytes, or the pattern translated for ``re``.
         self.source: str | bytes
         if engine == "pcre2":
             self.source = pcre2_source(pattern)
-            self._search, self.groups, self._miss = _compile_pcre2(pattern, caseless)
+            compiled, self._low = _compile_pcre2(pattern, caseless)
+            self._search, self.groups = compiled.search, int(compiled.groups)
+            if self._low is not None:
+                self._substring = pcre2_module()._cy.match_substring_bynumber
+                self._groupindex = {str(k): int(v) for k, v in compiled.groupindex.items()}
         else:
             compiled = _compile_re(pattern, caseless)
             self.source = compiled.pattern
@@ -205,20 +213,25 @@ class ServerRegex:
     def _pcre2_search(self, host: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
         subject = pcre2_subject(host)
         try:
-            if self._miss is not None and self._miss(subject):
-                return None  # the common case, without building a Match object
-            m = self._search(subject)
+            if self._low is not None:  # no Match object: most regexes miss most hosts
+                data = self._low(subject)
+                if data is None:
+                    return None
+                substring = self._substring
+                found = [substring(data, subject, g) for g in range(1, self.groups + 1)]
+            else:
+                m = self._search(subject)
+                if m is None:
+                    return None
+                found = list(m.groups())
         except Exception as exc:  # pcre2.LibraryError: match or depth limit
             raise RegexLimitError(
                 f"server_name regex ~{self.pattern} stopped on this host: PCRE2 {exc} "
                 "(nginx: pcre2_match() failed, connection closed)"
             ) from None
-        if m is None:
-            return None
-        groups = tuple("" if g is None else g.decode("latin-1") for g in m.groups())
-        named = {
-            str(k): ("" if v is None else v.decode("latin-1")) for k, v in m.groupdict().items()
-        }
+        groups = tuple("" if g is None else g.decode("latin-1") for g in found)
+        # as the binding's groupdict: each name takes the group the name table gives it
+        named = {name: groups[number - 1] for name, number in self._groupindex.items()}
         return groups, named
 
     def __repr__(self) -> str:
@@ -246,38 +259,49 @@ def pcre2_module() -> Any:
     return pcre2
 
 
-def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, int, Any]:
+def _compile_pcre2(pattern: str, caseless: bool) -> tuple[Any, Any]:
     pcre2 = pcre2_module()
     flags = pcre2.IGNORECASE if caseless else 0
     try:
         compiled = pcre2.compile(pcre2_source(pattern), flags)
     except Exception as exc:
         raise ConfigError(f"invalid server_name regex {pattern!r}: PCRE2 says {exc}") from None
-    return compiled.search, int(compiled.groups), miss_test(pcre2, compiled)
+    return compiled, low_match(pcre2, compiled)
 
 
-def miss_test(pcre2: Any, compiled: Any) -> Any:
-    """A faster "does not match" test through the binding's low-level call, or None.
+def low_match(pcre2: Any, compiled: Any) -> Any:
+    """``subject -> match data or None`` through the binding's low-level call, or None.
 
-    ``Pattern.search`` builds a Match object on every call; most regexes miss most hosts,
-    so a miss is answered by the binding's ``_cy.match`` directly when it behaves as
-    expected on a probe (else None: the public API is used alone).
+    ``Pattern.search`` builds a Match object (and its group accessors loop in Python) on
+    every call; the router needs a yes/no and the groups by number, so it calls the
+    binding's ``_cy.match`` directly when that behaves as expected on a probe (else None:
+    the public API is used alone).
     """
-    low = getattr(pcre2, "_cy", None)
+    cy = getattr(pcre2, "_cy", None)
     code = getattr(compiled, "_pcre2_code", None)
     context = getattr(pcre2, "_EMPTY_MATCH_CONTEXT", None)
-    if low is None or code is None or context is None or compiled.callout is not None:
+    if cy is None or code is None or context is None or compiled.callout is not None:
         return None
-    match = low.match
+    match = cy.match
 
-    def miss(subject: bytes) -> bool:
-        return match(code, subject, len(subject), 0, context, 0)[0] is None
+    def low(subject: bytes) -> Any:
+        return match(code, subject, len(subject), 0, context, 0)[0]
 
     try:
-        probe = miss(b"") == (compiled.search(b"") is None)
+        for probe in (b"", b"a.b"):
+            data, m = low(probe), compiled.search(probe)
+            if (data is None) != (m is None) or (
+                m is not None and _low_groups(pcre2, data, probe, compiled.groups) != m.groups()
+            ):
+                return None
     except Exception:
         return None
-    return miss if probe else None
+    return low
+
+
+def _low_groups(pcre2: Any, data: Any, subject: bytes, groups: int) -> tuple[bytes | None, ...]:
+    substring = pcre2._cy.match_substring_bynumber
+    return tuple(substring(data, subject, g) for g in range(1, groups + 1))
 
 
 def _compile_re(pattern: str, caseless: bool) -> re.Pattern[str]:

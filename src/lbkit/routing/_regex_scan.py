@@ -5,7 +5,7 @@ matches none pays for every regex. lbkit first runs one alternation of them all
 (``(?:r1)|(?i:r2)|...``, each with its own case rule): when it finds nothing, no regex
 matches and the scan is skipped. When it finds something, or stops at its own work bound,
 the regexes run one by one exactly as nginx runs them, so the winner, its captures and
-any match-limit error are nginx's.
+any match-limit error are nginx's. Hosts longer than a DNS name skip the combined pass.
 
 A regex whose meaning could change inside the alternation is left out of it and always
 run on its own, in its place: back references and subroutine calls (group numbers
@@ -22,13 +22,17 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from lbkit.routing._regex import ServerRegex, miss_test, pcre2_module, pcre2_subject
+from lbkit.routing._regex import ServerRegex, low_match, pcre2_module, pcre2_subject
 
-__all__ = ["PREFILTER_MATCH_LIMIT", "RegexScan"]
+__all__ = ["PREFILTER_MATCH_LIMIT", "PREFILTER_MAX_HOST", "RegexScan"]
 
 T = TypeVar("T")
 #: PCRE2's match limit for the combined pass (the one-by-one scan keeps PCRE2's default).
-PREFILTER_MATCH_LIMIT = 200_000
+PREFILTER_MATCH_LIMIT = 100_000
+#: Longest host the combined pass runs on (a DNS name has at most 253 characters). On a
+#: longer one it would lose to the one-by-one scan, whose regexes each skip hosts without
+#: their required characters at once; such hosts are scanned one by one, as nginx does.
+PREFILTER_MAX_HOST = 255
 
 _UNSAFE = re.compile(
     r"\\[1-9gkQ]"  # back references, \g subroutines, \Q quoting
@@ -52,8 +56,7 @@ class RegexScan(Generic[T]):
         #: the entries the combined pass does not answer for, in configuration order
         self._loose = tuple(e for e, c in zip(self.entries, covered, strict=True) if not c)
         bounds = [r.max_host for (r, _, _), c in zip(self.entries, covered, strict=True) if c]
-        known = [b for b in bounds if b is not None]
-        self._max_host = min(known) if known else None
+        self._max_host = min([PREFILTER_MAX_HOST, *(b for b in bounds if b is not None)])
 
     @property
     def combined(self) -> int:
@@ -67,11 +70,7 @@ class RegexScan(Generic[T]):
         """
         entries = self.entries
         none_match = self._none_match
-        if (
-            none_match is not None
-            and (self._max_host is None or len(host) <= self._max_host)
-            and none_match(host)
-        ):
+        if none_match is not None and len(host) <= self._max_host and none_match(host):
             entries = self._loose
         for entry in entries:
             found = entry[0].search(host)
@@ -133,14 +132,14 @@ def _compile_pcre2(parts: list[Any]) -> tuple[Callable[[str], bool], int, set[st
         compiled = pcre2.compile(source)
     except Exception:  # pcre2.PatternError
         return None
-    low_miss = miss_test(pcre2, compiled)
+    low = low_match(pcre2, compiled)
     search = compiled.search
 
     def none_match(host: str) -> bool:
         subject = pcre2_subject(host)
         try:
-            if low_miss is not None:
-                return bool(low_miss(subject))
+            if low is not None:
+                return low(subject) is None
             return search(subject) is None
         except Exception:  # pcre2.LibraryError: the prefilter's limit; scan one by one
             return False

@@ -50,7 +50,7 @@ def parse_nameservers(nameservers: Sequence[str]) -> list[tuple[str, int]]:
             raise ConfigError(f"invalid nameserver {item!r}: expected 'ADDRESS[:PORT]'")
         host, port = split_host_port(item)
         number = 53 if port is None else port_number(port)
-        if number is None or (port is not None and len(port) > 5):
+        if number is None:  # (leading zeros are fine: resolver 127.0.0.1:000053)
             raise ConfigError(f"invalid nameserver {item!r}: expected ADDRESS[:PORT]")
         out.append((host, number))
     return out

@@ -107,7 +107,7 @@ def _split_target(target: str) -> tuple[str, str, str]:
 
 def _host_port(hostport: str, default: int) -> tuple[str, int]:
     host, port = split_host_port(hostport)
-    if not port:
+    if port is None:  # (a bare ":" is an empty port: nginx's ngx_atoi refuses it)
         return host, default
     number = port_number(port)
     if number is None:

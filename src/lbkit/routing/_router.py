@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
 from lbkit.errors import ConfigError, LbkitError, RequestError
 from lbkit.routing._host import (
     CLEAN_HOST,
+    FAST_HOST_LENGTH,
     LINE_OVERHEAD,
+    LOWERCASE_CLEAN_HOST,
     MAX_HEADER_LINE,
     ascii_lower,
     is_clean_host,
     normalize_host,
 )
 from lbkit.routing._listen import WILDCARDS, Listen, show, socket_key
-from lbkit.routing._names import NO_NAMED, NameMatch, ServerNames
+from lbkit.routing._names import (
+    NO_NAMED,
+    NameMatch,
+    ServerNames,
+    WildcardTables,
+    find_wildcard_in,
+)
 from lbkit.routing._template import expand
 from lbkit.upstream import Upstream
 
@@ -59,7 +67,9 @@ class ServerBlock:
         return first if first.startswith("~") else ascii_lower(first)
 
 
-@attrs.frozen(slots=True)
+# slots=False: a frozen attrs class without slots fills the instance dict directly, where a
+# slotted one calls object.__setattr__ per field; Router.match builds one per request.
+@attrs.frozen(slots=False)
 class RouteMatch:
     """The outcome of routing one request.
 
@@ -103,55 +113,28 @@ class RouteMatch:
         return self.expand(self.server.target)
 
 
-def _slot_setters() -> Callable[..., RouteMatch]:
-    """``RouteMatch(...)`` with all eight fields given, built by the slots' own setters.
-
-    A frozen attrs class sets each field through ``object.__setattr__`` in its ``__init__``;
-    the slot descriptors do the same store with less call overhead, which matters on the
-    routing fast path. The object is the one the constructor would build (a test checks).
-    """
-    names = [f.name for f in attrs.fields(RouteMatch)]
-    assert names == ["index", "server", "host", "captures", "named", "name", "upstream", "listen"]
-    setters = [getattr(RouteMatch, n).__set__ for n in names]
-    s_index, s_server, s_host, s_captures, s_named, s_name, s_upstream, s_listen = setters
-    new = object.__new__
-
-    def route_match(
-        index: int,
-        server: ServerBlock,
-        host: str,
-        captures: tuple[str, ...],
-        named: Mapping[str, str],
-        name: str | None,
-        upstream: Upstream | None,
-        listen: str,
-    ) -> RouteMatch:
-        match: RouteMatch = new(RouteMatch)
-        s_index(match, index)
-        s_server(match, server)
-        s_host(match, host)
-        s_captures(match, captures)
-        s_named(match, named)
-        s_name(match, name)
-        s_upstream(match, upstream)
-        s_listen(match, listen)
-        return match
-
-    return route_match
-
-
-_route_match = _slot_setters()
-
-
 class _Table:
     """The server blocks of one listen socket: their names and the default server.
 
     ``routes`` holds the match of every exact name, built once; ``quick`` those of them a
     raw Host header can be looked up by before normalisation (already lowercase, nothing
-    for nginx to strip), ``quick_len`` the longest of these.
+    for nginx to strip), ``quick_len`` the longest of these. ``deferred`` are the exact
+    names whose match raises (a ``proxy_pass`` nginx refuses): built per request.
     """
 
-    __slots__ = ("default", "lookup", "names", "quick", "quick_len", "routes", "servers", "where")
+    __slots__ = (
+        "default",
+        "deferred",
+        "lookup",
+        "names",
+        "protos",
+        "quick",
+        "quick_len",
+        "routes",
+        "servers",
+        "where",
+        "wild",
+    )
 
     def __init__(self, where: str, regex_engine: str) -> None:
         self.where = where
@@ -162,6 +145,12 @@ class _Table:
         self.routes: dict[str, RouteMatch] = {}
         self.quick: dict[str, RouteMatch] = {}
         self.quick_len = 0
+        self.deferred: frozenset[str] = frozenset()
+        # per block whose proxy_pass has no variables: its match but for host and name
+        self.protos: dict[int, RouteMatch] = {}
+        # the names' wildcard tables with each entry's match but for host (the entry's
+        # NameMatch where the block's proxy_pass has variables)
+        self.wild: WildcardTables[RouteMatch | NameMatch[int]] | None = None
 
 
 class Router:
@@ -196,6 +185,7 @@ class Router:
             raise ConfigError(f"invalid max_line={max_line!r}: expected bytes >= 16")
         self.max_line = max_line
         self._host_limit = max_line - LINE_OVERHEAD
+        self._fast_limit = min(self._host_limit, FAST_HOST_LENGTH)  # see normalize_host
         host_name = (socket.gethostname() if hostname is None else hostname).lower()
         self.servers: tuple[ServerBlock, ...] = tuple(_with_hostname(s, host_name) for s in servers)
         self.upstreams: dict[str, Upstream] = dict(upstreams or {})
@@ -235,6 +225,11 @@ class Router:
                     table.default = server
         for table in self._tables.values():
             for server in table.servers:
+                if server.target is None or "$" not in server.target:
+                    upstream = self._fixed_upstream.get(server.index)
+                    table.protos[server.index] = RouteMatch(
+                        server.index, server, "", upstream=upstream, listen=table.where
+                    )
                 names = server.names or ("",)
                 lines = server.name_lines or (server.line,) * len(names)
                 for name, line in zip(names, lines, strict=True):
@@ -277,15 +272,36 @@ class Router:
     def _prepare(self, table: _Table) -> None:
         """Build the matches of the exact names and the regex scan of a looked-up table."""
         limit = self._host_limit
+        deferred = set()
         for key, found in table.names.exact.items():
             try:
                 route = self._result(self.servers[found.value], key, found, table)
             except LbkitError:  # a proxy_pass nginx would refuse: the error comes per request
+                deferred.add(key)
                 continue
             table.routes[key] = route
             if len(key) <= limit and is_clean_host(key):
                 table.quick[key] = route
                 table.quick_len = max(table.quick_len, len(key))
+        table.deferred = frozenset(deferred)
+        names = table.names.wildcards
+
+        def with_route(
+            entries: Mapping[str, NameMatch[int]],
+        ) -> dict[str, RouteMatch | NameMatch[int]]:
+            out: dict[str, RouteMatch | NameMatch[int]] = {}
+            for key, found in entries.items():
+                proto = table.protos.get(found.value)
+                out[key] = found if proto is None else attrs.evolve(proto, name=found.name)
+            return out
+
+        if names.head or names.tail:
+            table.wild = WildcardTables(
+                with_route(names.head),
+                names.head_lengths,
+                with_route(names.tail),
+                names.tail_lengths,
+            )
         table.names.prepare()
 
     def match(
@@ -300,13 +316,20 @@ class Router:
         """
         table = self._first if listen is None else self._table(listen)
         found: NameMatch[int] | None = None
+        looked_up = False  # whether the exact names were already tried for ``normalized``
         if type(host) is str:
             if len(host) <= table.quick_len:
                 route = table.quick.get(host)  # an exact name, as nginx would normalise it
                 if route is not None:
                     return route
-            if len(host) <= self._host_limit and CLEAN_HOST(host):
-                normalized = host.lower()  # normalize_host's own fast path, without the call
+            # normalize_host's own fast path, without the call
+            if len(host) > self._fast_limit:
+                normalized = normalize_host(host, max_line=self.max_line)
+            elif LOWERCASE_CLEAN_HOST(host):
+                normalized = host
+                looked_up = True  # ``quick`` holds every such exact name
+            elif CLEAN_HOST(host):
+                normalized = host.lower()
             else:
                 normalized = normalize_host(host, max_line=self.max_line)
         elif host is None:
@@ -318,10 +341,23 @@ class Router:
         else:
             normalized = normalize_host(host, max_line=self.max_line)
         if table.lookup:
-            route = table.routes.get(normalized)
-            if route is not None:
-                return route
-            found = table.names.find(normalized)  # (an exact name without a route: see _prepare)
+            if not looked_up:
+                route = table.routes.get(normalized)
+                if route is not None:
+                    return route
+            wild = table.wild
+            if table.deferred and normalized in table.deferred:
+                found = table.names.exact[normalized]
+            elif wild is not None and (
+                hit := find_wildcard_in(
+                    normalized, wild.head, wild.head_lengths, wild.tail, wild.tail_lengths
+                )
+            ):
+                if type(hit) is RouteMatch:
+                    return _with_host(hit, normalized)
+                found = hit  # type: ignore[assignment]
+            else:  # (normalize_host never returns "": regexes run)
+                found = table.names.find_regex(normalized)
         server = self.servers[found.value] if found else table.default
         assert server is not None
         return self._result(server, normalized, found, table)
@@ -329,16 +365,23 @@ class Router:
     def _result(
         self, server: ServerBlock, host: str, found: NameMatch[int] | None, table: _Table
     ) -> RouteMatch:
+        proto = table.protos.get(server.index)
+        if proto is not None:
+            route = _with_host(proto, host)
+            if found is not None:
+                fields = route.__dict__  # (still being built: see _with_host)
+                fields["captures"] = found.captures
+                fields["named"] = found.named
+                fields["name"] = found.name
+            return route
         index, where, target = server.index, table.where, server.target
+        assert target is not None  # (a block without proxy_pass has a proto)
         if found is None:
-            captures: tuple[str, ...] = ()
-            named, name = NO_NAMED, None
+            match = RouteMatch(index, server, host, listen=where)
         else:
-            captures, named, name = found.captures, found.named, found.name
-        if target is None or "$" not in target:
-            upstream = self._fixed_upstream.get(index)
-            return _route_match(index, server, host, captures, named, name, upstream, where)
-        match = _route_match(index, server, host, captures, named, name, None, where)
+            match = RouteMatch(
+                index, server, host, found.captures, found.named, found.name, None, where
+            )
         upstream = (
             self.upstreams.get(_target_host(match.expand(target))) if self.upstreams else None
         )
@@ -349,6 +392,22 @@ class Router:
             f"<Router servers={len(self.servers)} sockets={len(self._tables)} "
             f"names={sum(len(t.names) for t in self._tables.values())}>"
         )
+
+
+_new_object = object.__new__
+
+
+def _with_host(proto: RouteMatch, host: str) -> RouteMatch:
+    """``attrs.evolve(proto, host=host)`` at a fraction of its cost (a per-request path).
+
+    A frozen attrs class without slots keeps its fields in the instance dict, which is
+    where its own ``__init__`` writes them; so does this copy, before anyone sees it.
+    """
+    route: RouteMatch = _new_object(RouteMatch)
+    fields = route.__dict__
+    fields.update(proto.__dict__)
+    fields["host"] = host
+    return route
 
 
 def _with_hostname(server: ServerBlock, hostname: str) -> ServerBlock:

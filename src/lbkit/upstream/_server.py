@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from lbkit._port import port_number
 from lbkit.errors import ConfigError
 from lbkit.upstream._durations import parse_duration
 
@@ -59,9 +60,7 @@ def _check_address(_: object, attribute: attrs.Attribute[str], value: str) -> No
     host, port = _host_port_for_validation(value)
     if not host:
         raise ConfigError(f"invalid server address {value!r}: no host")
-    if port is not None and not (
-        port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535
-    ):
+    if port is not None and port_number(port) is None:  # nginx's rule: 000080 is 80
         raise ConfigError(f"invalid port in server address {value!r}: expected 1..65535")
 
 
