@@ -160,10 +160,11 @@ _FLAVOR_FUNCS: dict[
 #: Other names accepted for the flavours.
 _ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
 
-#: Bucket bits of the prefix table: about four buckets per point, at most 2**21 buckets
-#: (a 10,000-node ring: ~25 MB of table beside ~26 MB of points and owners).
+#: Bucket bits of the prefix table: four to eight buckets per point (three in four keys
+#: answered directly), at most 2**20 buckets: a 10,000-node ring (1.6 million points) then
+#: has ~13 MB of table beside ~26 MB of points and owners, and two points per bucket.
 _MIN_TABLE_BITS = 8
-_MAX_TABLE_BITS = 21
+_MAX_TABLE_BITS = 20
 _EXTRA_TABLE_BITS = 2
 
 
@@ -221,10 +222,10 @@ class _Ring(Generic[N]):
             "I" if n < 1 << 32 else "Q",
             accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0),
         )
-        direct: list[object] = list(map(owners.__getitem__, islice(starts, size)))
-        deque(map(direct.__setitem__, map(operator.add, counts, repeat(half)), repeat(_MISS)), 0)
-        if half:
-            direct = direct[half:] + direct[:half]  # bucket b at index b % size
+        # bucket b at index b % size: for signed hashes the upper half holds b < 0
+        in_index_order = chain(islice(starts, half, size), islice(starts, half))
+        direct: list[object] = list(map(owners.__getitem__, in_index_order))
+        deque(map(direct.__setitem__, counts, repeat(_MISS)), 0)
         self.direct = direct
 
 
