@@ -219,7 +219,7 @@ class _Ring(Generic[N]):
         counts = Counter(map(operator.rshift, points, repeat(shift)))
         first = -half
         self.starts = starts = array(
-            "I" if n < 1 << 32 else "Q",
+            "H" if n < 1 << 16 else "I" if n < 1 << 32 else "Q",  # the smallest that holds n
             accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0),
         )
         # bucket b at index b % size: for signed hashes the upper half holds b < 0
