@@ -247,3 +247,28 @@ def test_placement_is_what_it_always_was() -> None:
     rendezvous = lbkit.Rendezvous([f"s{i}" for i in range(50)], [1 + i % 4 for i in range(50)])
     got["rendezvous"] = _digest(rendezvous.lookup_many(keys[:1000]))
     assert got == _PINNED
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@settings(max_examples=60, deadline=None)
+@given(
+    points=st.lists(
+        st.lists(st.integers(-(2**31), 2**31 - 1), max_size=12), min_size=1, max_size=40
+    )
+)
+def test_float_packed_sort_equals_the_int_packed_sort(
+    signed: bool, points: list[list[int]]
+) -> None:
+    """Both ways of sorting (point, node order) agree with a plain sort of tuples."""
+    if not signed:
+        points = [[p % 2**32 for p in pts] for pts in points]
+    nodes = [f"n{i}" for i in range(len(points))]
+    by_node = dict(zip(nodes, points, strict=True))
+    want = sorted((p, rank) for rank, pts in enumerate(points) for p in pts)
+    floats = _ketama._sort_points(nodes, by_node.__getitem__, signed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_ketama, "_FLOAT_BITS_READABLE", False)
+        ints = _ketama._sort_points(nodes, by_node.__getitem__, signed)
+    for got_points, got_owners in (floats, ints):
+        assert list(got_points) == [p for p, _ in want]
+        assert got_owners == [nodes[rank] for _, rank in want]

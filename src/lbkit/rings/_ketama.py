@@ -160,10 +160,11 @@ _FLAVOR_FUNCS: dict[
 #: Other names accepted for the flavours.
 _ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
 
-#: Bucket bits of the prefix table: about four buckets per point, at most 2**21 buckets
-#: (a 10,000-node ring: ~25 MB of table beside ~26 MB of points and owners).
+#: Bucket bits of the prefix table: four to eight buckets per point (three in four keys
+#: answered directly), at most 2**20 buckets: a 10,000-node ring (1.6 million points) then
+#: has ~13 MB of table beside ~26 MB of points and owners, and two points per bucket.
 _MIN_TABLE_BITS = 8
-_MAX_TABLE_BITS = 21
+_MAX_TABLE_BITS = 20
 _EXTRA_TABLE_BITS = 2
 
 
@@ -218,14 +219,61 @@ class _Ring(Generic[N]):
         counts = Counter(map(operator.rshift, points, repeat(shift)))
         first = -half
         self.starts = starts = array(
-            "I" if n < 1 << 32 else "Q",
+            "H" if n < 1 << 16 else "I" if n < 1 << 32 else "Q",  # the smallest that holds n
             accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0),
         )
-        direct: list[object] = list(map(owners.__getitem__, islice(starts, size)))
-        deque(map(direct.__setitem__, map(operator.add, counts, repeat(half)), repeat(_MISS)), 0)
-        if half:
-            direct = direct[half:] + direct[:half]  # bucket b at index b % size
+        # bucket b at index b % size: for signed hashes the upper half holds b < 0
+        in_index_order = chain(islice(starts, half, size), islice(starts, half))
+        direct: list[object] = list(map(owners.__getitem__, in_index_order))
+        deque(map(direct.__setitem__, counts, repeat(_MISS)), 0)
         self.direct = direct
+
+
+#: The IEEE-754 bits of 2.0**52. A double in [2**52, 2**53) is an integer there, and its
+#: bits read as an int64 are this plus (value - 2**52).
+_BITS_OF_2_52 = 0x4330000000000000
+#: Node ranks that fit beside a 32-bit point under 2**52: up to 2**20 nodes.
+_MAX_FLOAT_RANK_BITS = 20
+#: Whether this machine's doubles and int64s share their byte order (every common one).
+_FLOAT_BITS_READABLE = memoryview(array("d", [2.0**52 + 5])).cast("B").cast("q")[0] == (
+    _BITS_OF_2_52 + 5
+)
+
+
+def _sort_points(
+    nodes: list[N], node_points: Callable[[N], Iterable[int]], signed: bool
+) -> tuple[array[int], list[N]]:
+    """Every node's points in ascending order, ties in node order, and the owner of each.
+
+    Each point is packed with its node's rank, ``(point + offset) * 2**bits + rank``, so
+    that one sort of plain numbers orders by (point, rank). As a float plus 2**52 the pack
+    is exact, sorts with CPython's fastest comparison, and its bits read as int64s give the
+    point and the rank back without a float-to-int conversion per point. Past 2**20 nodes
+    (or on a machine whose floats read otherwise) plain ints are packed and sorted instead.
+    """
+    bits = max(1, (len(nodes) - 1).bit_length())
+    mask = (1 << bits) - 1
+    lshift, rshift, and_ = operator.lshift, operator.rshift, operator.and_
+    if bits > _MAX_FLOAT_RANK_BITS or not _FLOAT_BITS_READABLE:
+        exact: list[int] = []
+        for rank, node in enumerate(nodes):
+            exact += map(operator.or_, map(lshift, node_points(node), repeat(bits)), repeat(rank))
+        exact.sort()
+        points = array("q", map(rshift, exact, repeat(bits)))
+        return points, list(map(nodes.__getitem__, map(and_, exact, repeat(mask))))
+    offset = 1 << 31 if signed else 0  # signed 32-bit points -> 0 .. 2**32 - 1
+    scale = float(1 << bits)
+    packed: list[float] = []
+    add, mul = operator.add, operator.mul
+    for rank, node in enumerate(nodes):
+        base = float((offset << bits) + rank + 2**52)
+        packed += map(add, map(mul, node_points(node), repeat(scale)), repeat(base))
+    packed.sort()
+    raw = memoryview(array("d", packed)).cast("B").cast("q")
+    del packed
+    unpack = (_BITS_OF_2_52 >> bits) + offset
+    points = array("q", map(operator.sub, map(rshift, raw, repeat(bits)), repeat(unpack)))
+    return points, list(map(nodes.__getitem__, map(and_, raw, repeat(mask))))
 
 
 def _lookup_function(
@@ -326,24 +374,13 @@ class Ketama(Generic[N]):
 
     def _build(self, weights: dict[N, int]) -> _Ring[N]:
         # ``weights`` lists the nodes in the order they were added: of equal points the
-        # earlier node comes first (nginx keeps the first in configuration order). Each
-        # point is packed with its node's rank as ``point * 2**bits + rank`` (exact in a
-        # float: 32 + bits < 53 bits), so one sort of plain floats, the fastest sort
-        # CPython has, orders by (point, rank); negative (signed) points pack as well.
-        nodes = list(weights)
+        # earlier node comes first (nginx keeps the first in configuration order).
         total = sum(weights.values())
-        bits = max(1, (len(nodes) - 1).bit_length())
-        scale = float(1 << bits)
-        packed: list[float] = []
-        add, mul = operator.add, operator.mul
-        for rank, node in enumerate(nodes):
-            pts = self._node_points(node, weights, total)
-            packed += map(add, map(mul, pts, repeat(scale)), repeat(float(rank)))
-        packed.sort()
-        exact = list(map(int, packed))
-        points = array("q", map(operator.rshift, exact, repeat(bits)))
-        owners = list(map(nodes.__getitem__, map(operator.and_, exact, repeat((1 << bits) - 1))))
-        return _Ring(points, owners, weights, self._flavor == "fast")
+        signed = self._flavor == "fast"
+        points, owners = _sort_points(
+            list(weights), lambda node: self._node_points(node, weights, total), signed
+        )
+        return _Ring(points, owners, weights, signed)
 
     def _publish(self, ring: _Ring[N]) -> None:
         ring.lookup = lookup = _lookup_function(ring, self._hash, self._bisect)
@@ -416,31 +453,12 @@ class Ketama(Generic[N]):
     # -- lookups ---------------------------------------------------------------------
 
     def lookup_many(self, keys: Iterable[str | bytes]) -> list[N]:
-        """The nodes of many keys at once, in order (faster per key than ``lookup``).
+        """The nodes of many keys, in order, all from one state of the ring.
 
-        Most keys are answered by one index into the prefix table, all in C; the few whose
-        bucket holds ring points are then looked up one by one.
+        Saves the caller's loop; each key costs what ``lookup`` costs (mostly one table
+        index).
         """
-        ring = self._ring
-        lookup = ring.lookup
-        if not ring.points:
-            raise EmptyRingError("lookup on an empty ring: add a node first")
-        key_list = keys if isinstance(keys, (list, tuple)) else list(keys)
-        found: list[object] = list(
-            map(
-                ring.direct.__getitem__,
-                map(operator.rshift, map(self._hash, key_list), repeat(ring.shift)),
-            )
-        )
-        miss = _MISS
-        i = -1
-        try:
-            while True:
-                i = found.index(miss, i + 1)
-                found[i] = lookup(key_list[i])
-        except ValueError:
-            pass
-        return found  # type: ignore[return-value]
+        return list(map(self._ring.lookup, keys))
 
     def lookup_distinct(self, key: str | bytes, count: int) -> list[N]:
         """Up to ``count`` distinct nodes met walking clockwise from ``key`` (replicas)."""
