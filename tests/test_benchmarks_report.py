@@ -274,3 +274,21 @@ def test_a_spent_budget_skips_the_scripts_left(tmp_path: Path) -> None:
         ("bench_pick_parts.py", "skipped", False)
     ]
     assert not list(tmp_path.iterdir())
+
+
+def test_ring_size_rows_come_from_bench_rings_when_it_measures_10000_nodes() -> None:
+    rings = dict(CANNED["bench_rings"])
+    rings["build_ms"] = {
+        "10000": {"floor (sorted (point, node) pairs)": 2000.0, "lbkit Ketama fast": 500.0}
+    }
+    rings["memory_bytes_10000"] = {
+        "floor (sorted points + owners)": 100_000_000,
+        "lbkit Ketama fast (160 points/node)": 130_000_000,
+    }
+    results = {**CANNED, "bench_rings": rings}
+    rows = {row.path: row for row in goals.goal_rows(results)}
+    build = rows["ring build (fast flavour), 10,000 nodes"]
+    assert (build.value, build.floor) == (0.5, goals.Ref("the same points sorted once", 2.0))
+    assert build.passed is True
+    memory = rows["memory of a 10,000-node ring"]
+    assert (memory.value, memory.passed) == (130_000_000, False)
