@@ -462,32 +462,26 @@ def servers_section(results: Results) -> list[str]:
         ]
     zone = results.get("bench_zone", {})
     if zone:
+        spread = zone.get("spread", {})
         out += [
             "## Shared zone",
             "",
-            "`bench_zone.py`: pick+done with the state in a zone against in-process state "
-            "(8 servers, rounds alternated), then 24 least_conn connections held by 4 "
-            "processes with and without a shared zone.",
+            "`bench_zone.py`: pick+done with the state in a zone against in-process state, "
+            "rounds alternated.",
             "",
-            table(
-                ["method", "in process", "zone", "zone cost"],
-                [
-                    [
-                        m,
-                        f"{v['in-process']:.2f} µs",
-                        f"{v['zone']:.2f} µs",
-                        ratio(v["zone"], v["in-process"]),
-                    ]
-                    for m, v in zone.get("pick_us", {}).items()
-                ],
-            ),
-            "",
-            table(
-                ["connections per server", "spread"],
-                [[k, ", ".join(map(str, v))] for k, v in zone.get("spread", {}).items()],
-            ),
+            table(["method", "state", "per pick+done", "vs in process"], zone_rows(zone)),
             "",
         ]
+        if spread:
+            out += [
+                "24 least_conn connections held by 4 processes, with and without one zone:",
+                "",
+                table(
+                    ["connections per server", "spread"],
+                    [[k, ", ".join(map(str, v))] for k, v in spread.items()],
+                ),
+                "",
+            ]
     sharedance = results.get("bench_sharedance", {})
     if sharedance:
         out += [
@@ -556,6 +550,28 @@ def servers_section(results: Results) -> list[str]:
             "",
         ]
     return out
+
+
+def zone_rows(zone: dict[str, Any]) -> list[list[str]]:
+    """bench_zone's µs per pick+done, each beside in-process state for the same method.
+
+    Reads ``{"pick_us": {method: {"in-process": µs, "zone": µs}}}`` or the flat
+    ``{"<method> in-process": µs, "<method> <state>": µs}``.
+    """
+    if "pick_us" in zone:
+        flat = {f"{m} {state}": v for m, row in zone["pick_us"].items() for state, v in row.items()}
+    else:
+        flat = {k: float(v) for k, v in zone.items() if isinstance(v, int | float)}
+    suffix = " in-process"
+    base = {k.removesuffix(suffix): v for k, v in flat.items() if k.endswith(suffix)}
+    rows = []
+    for name, value in flat.items():
+        method = max((m for m in base if name.startswith(m + " ")), key=len, default=None)
+        if method is None:
+            continue
+        state = name.removeprefix(method + " ")
+        rows.append([method, state, f"{value:.2f} µs", ratio(value, base[method])])
+    return rows
 
 
 def run_section(run: dict[str, Any]) -> list[str]:

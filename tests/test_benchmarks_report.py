@@ -292,3 +292,16 @@ def test_ring_size_rows_come_from_bench_rings_when_it_measures_10000_nodes() -> 
     assert build.passed is True
     memory = rows["memory of a 10,000-node ring"]
     assert (memory.value, memory.passed) == (130_000_000, False)
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        {"pick_us": {"least_conn": {"in-process": 4.0, "zone": 10.0}}},
+        {"least_conn in-process": 4.0, "least_conn zone": 10.0, "least_conn 1000 zone": 9.0},
+    ],
+)
+def test_zone_rows_set_each_state_beside_in_process(zone: dict[str, Any]) -> None:
+    rows = report.zone_rows(zone)
+    assert ["least_conn", "zone", "10.00 µs", "2.50x"] in rows
+    assert all(row[0] != "least_conn 1000" for row in rows)  # no in-process row to compare
