@@ -177,8 +177,9 @@ def picks_section(results: Results) -> list[str]:
         "",
         f"`bench_pick.py`: median of {data.get('repeats', '?')} interleaved runs of "
         f"{data.get('picks_per_run', 0):,} picks; weights 1, 2, 3...; hash methods get a "
-        "request URI, ip_hash an IPv4 address. The last column is the cost at the largest "
-        "size over the cost at 10 peers (the goal is flat).",
+        "request URI, ip_hash an IPv4 address; a `lookup:` row is that hash method's table or "
+        "ring lookup alone. The last column is the cost at the largest size over the cost "
+        "at 10 peers (the goal is flat).",
         "",
         table(
             ["method", *(f"{p:,} peers" for p in peer_counts), f"{peer_counts[-1]:,} / 10"],
@@ -207,17 +208,6 @@ def parts_section(results: Results) -> list[str]:
     body = [[name, fmt(ns, "ns"), f"{ns / whole:.0%}"] for name, ns in parts.items()]
     rest = whole - accounted
     body.append(["the rest: lbkit's bookkeeping", fmt(rest, "ns"), f"{rest / whole:.0%}"])
-    versus: dict[str, float] = data["hash_vs_lookup_ns"]
-    methods = [k.split(":")[0] for k in versus if k.endswith("lookup")]
-    hash_body = [
-        [
-            m,
-            fmt(versus.get(f"{m}: pick() + done()"), "ns"),
-            fmt(versus.get(f"{m}: lookup"), "ns"),
-            ratio(versus.get(f"{m}: pick() + done()"), versus.get(f"{m}: lookup")),
-        ]
-        for m in methods
-    ]
     return [
         f"## The fixed cost of one pick ({data.get('peers', 10)} peers)",
         "",
@@ -227,11 +217,6 @@ def parts_section(results: Results) -> list[str]:
         "handed out, health and connection accounting).",
         "",
         table(["part", "median", "share of pick()+done()"], body),
-        "",
-        "The hash methods against the bare lookup each makes (lbkit's public hashing "
-        "functions, no health state):",
-        "",
-        table(["method", "pick()+done()", "lookup", "ratio"], hash_body),
         "",
     ]
 
@@ -273,14 +258,19 @@ def rings_section(results: Results) -> list[str]:
             ),
             "",
         ]
-    memory: dict[str, int] = data.get("memory_bytes", {})
-    if memory:
-        out += [
-            "Memory of the structure, 100 nodes (tracemalloc):",
-            "",
-            table(["structure", "bytes"], [[k, f"{v:,}"] for k, v in memory.items()]),
-            "",
-        ]
+    for key, nodes in (("memory_bytes", 100), ("memory_bytes_10000", 10_000)):
+        memory: dict[str, int] = data.get(key, {})
+        floor_bytes = next((v for k, v in memory.items() if k.startswith("floor")), None)
+        if memory:
+            out += [
+                f"Memory of the structure, {nodes:,} nodes (tracemalloc):",
+                "",
+                table(
+                    ["structure", "memory", "vs floor"],
+                    [[k, fmt(v, "B"), ratio(v, floor_bytes)] for k, v in memory.items()],
+                ),
+                "",
+            ]
     balance = data.get("balance", {})
     if balance:
         out += [
@@ -328,36 +318,21 @@ def footprint_section(results: Results) -> list[str]:
     data = results.get("bench_footprint")
     if not data:
         return []
-    build: dict[str, float] = data["build_s"]
     memory: dict[str, int] = data["memory_bytes"]
-    build_floor = next((v for k, v in build.items() if k.startswith("floor")), None)
-    out = [
-        "## Build time and memory at size",
+    floor = next((v for k, v in memory.items() if k.startswith("floor")), None)
+    return [
+        "## Memory of a 1,000-peer upstream",
         "",
-        f"`bench_footprint.py`: median of {data.get('repeats', '?')} interleaved builds; "
-        "memory by tracemalloc once built. The floor ring is the same mmh3 points sorted "
-        "once; the floor peer table holds the fields nginx keeps per peer in slotted objects.",
+        "`bench_footprint.py`: what the structure holds once built (tracemalloc; the "
+        "`Server` objects exist before and are not counted), against the floor peer table: "
+        "the fields nginx keeps per peer in slotted objects.",
         "",
-        table(
-            ["build", "seconds", "vs floor"],
-            [[k, fmt(v, "s"), ratio(v, build_floor)] for k, v in build.items()],
-        ),
-        "",
-    ]
-    floors = {k: v for k, v in memory.items() if k.startswith("floor")}
-
-    def floor_of(name: str) -> float | None:
-        word = "ring" if "Ketama" in name or "ring" in name else "peer"
-        return next((v for k, v in floors.items() if word in k), None)
-
-    out += [
         table(
             ["structure", "memory", "vs floor"],
-            [[k, fmt(v, "B"), ratio(v, floor_of(k))] for k, v in memory.items()],
+            [[k, fmt(v, "B"), ratio(v, floor)] for k, v in memory.items()],
         ),
         "",
     ]
-    return out
 
 
 def routing_section(results: Results) -> list[str]:
