@@ -147,6 +147,17 @@ FILED_PICK = {
 }
 
 
+def _pick_row(results: Results, method: str, size: int, **fields: Any) -> Row:
+    """A ``pick()``+``done()`` row of ``method`` with ``size`` peers (bench_pick's median)."""
+    return Row(
+        area="pick",
+        path=f"`pick()`+`done()` {method}, {size:,} peers",
+        unit="ns",
+        value=pick_ns(results, method, size),
+        **fields,
+    )
+
+
 def pick_goal_rows(results: Results) -> list[Row]:
     rows: list[Row] = []
     for method in ("round robin", "least_conn"):
@@ -159,11 +170,10 @@ def pick_goal_rows(results: Results) -> list[Row]:
                 goal = "≤ 1.5x its cost at 10 peers"
                 score = _at_most(value, None if at_ten is None else 1.5 * at_ten)
             rows.append(
-                Row(
-                    area="pick",
-                    path=f"`pick()`+`done()` {method}, {peers:,} peers",
-                    unit="ns",
-                    value=value,
+                _pick_row(
+                    results,
+                    method,
+                    peers,
                     filed=FILED_PICK[(method, peers)],
                     goal=goal,
                     score=score,
@@ -187,11 +197,10 @@ def hash_goal_rows(results: Results) -> list[Row]:
             value = pick_ns(results, method, peers)
             lookup = pick_ns(results, f"lookup: {method}", peers)
             rows.append(
-                Row(
-                    area="pick",
-                    path=f"`pick()`+`done()` {method}, {peers:,} peers",
-                    unit="ns",
-                    value=value,
+                _pick_row(
+                    results,
+                    method,
+                    peers,
                     filed=filed[method] if peers == 10 else "—",
                     goal="≤ 1.5x its lookup",
                     score=_at_most(value, None if lookup is None else 1.5 * lookup),
