@@ -1,20 +1,16 @@
-"""Size costs: building a 10,000-node ring, and the memory of big rings and upstreams.
+"""Memory of a 1,000-peer upstream against the floor: the least a peer table can hold.
 
-Each lbkit structure is set beside its floor, the least a Python program could keep or do
-for the same job, measured the same way in the same run:
+``tracemalloc`` measures what a structure holds once built (the ``Server`` objects and
+their names exist before and are not counted):
 
-- **ring build, 10,000 nodes**: ``lbkit.Ketama(nodes)`` (fast flavour: 160 mmh3 points per
-  node) against the floor ring: the same 1,600,000 mmh3 points, each packed with its node's
-  index into one integer, one ``list.sort()``, then split into the points list and the
-  owners list. Builds alternate (floor, lbkit, floor, lbkit...); medians in seconds.
-- **memory** (``tracemalloc``, what the structure holds once built; the node names and
-  ``Server`` objects exist before and are not counted):
-  - a 10,000-node ``lbkit.Ketama`` against the floor ring above (two lists);
-  - a 1,000-peer ``lbkit.Upstream`` (round robin, weights 1, 2, 3...) against the floor
-    peer table: a list of slotted objects holding the fields nginx keeps per peer
-    (``ngx_http_upstream_rr_peer_t``: name, weights, conns, fails, times, limits, down).
+- ``lbkit.Upstream`` with 1,000 servers (weights 1, 2, 3...) for round robin and for
+  least_conn (the method's precomputed state included);
+- the floor peer table: a list of slotted objects holding the fields nginx keeps per peer
+  (``ngx_http_upstream_rr_peer_t``: name, weights, conns, fails, times, limits, down).
 
-``--quick`` builds once each instead of three times; ``--json PATH`` writes the numbers.
+Each figure is the median of ``--repeats`` builds (tracemalloc counts are nearly exact;
+the repeats show that they are). The 10,000-node ring's memory and build time are in
+``bench_rings.py``. ``--json PATH`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -24,42 +20,18 @@ import gc
 import json
 import statistics
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mmh3
-
 import lbkit
 
-RING_NODES = 10_000
 UPSTREAM_PEERS = 1_000
-POINTS_PER_NODE = 160
-#: 1,600,000 points is above lbkit's default bound on a ring's size (max_points): raise it.
-MAX_POINTS = RING_NODES * POINTS_PER_NODE
 
-#: Row names, shared with report.py through the JSON.
-RING_BUILD = f"lbkit Ketama fast, {RING_NODES:,} nodes"
-RING_FLOOR = f"floor ring (mmh3 + one sort), {RING_NODES:,} nodes"
-UPSTREAM = f"lbkit Upstream, {UPSTREAM_PEERS:,} peers (round robin)"
-UPSTREAM_FLOOR = f"floor peer table, {UPSTREAM_PEERS:,} slotted peers"
-
-
-def floor_ring(nodes: Sequence[str]) -> tuple[list[int], list[str]]:
-    """The least a ring build does: hash every point, sort once, split points and owners."""
-    shift = max(1, len(nodes).bit_length())
-    mask = (1 << shift) - 1
-    hash32 = mmh3.hash
-    packed = [
-        ((hash32(f"{node}-{i}") + (1 << 31)) << shift) | index
-        for index, node in enumerate(nodes)
-        for i in range(POINTS_PER_NODE)
-    ]
-    packed.sort()
-    return [p >> shift for p in packed], [nodes[p & mask] for p in packed]
+#: Row names, shared with report.py through the JSON (the floor first).
+FLOOR = f"floor peer table, {UPSTREAM_PEERS:,} slotted peers"
 
 
 @dataclass(slots=True)
@@ -90,15 +62,6 @@ def servers(count: int) -> list[lbkit.Server]:
     ]
 
 
-def seconds(build: Callable[[], object]) -> float:
-    gc.collect()
-    start = time.perf_counter()
-    obj = build()
-    elapsed = time.perf_counter() - start
-    del obj
-    return elapsed
-
-
 def traced_bytes(build: Callable[[], object]) -> int:
     """Bytes still allocated once ``build()`` returned (its result alive)."""
     gc.collect()
@@ -119,36 +82,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
-    nodes = [f"node-{i}" for i in range(RING_NODES)]
     peers = servers(UPSTREAM_PEERS)
-
-    builds: dict[str, list[float]] = {RING_FLOOR: [], RING_BUILD: []}
-    for _ in range(repeats):  # interleaved: floor and lbkit see the same machine state
-        builds[RING_FLOOR].append(seconds(lambda: floor_ring(nodes)))
-        builds[RING_BUILD].append(seconds(lambda: lbkit.Ketama(nodes, max_points=MAX_POINTS)))
-    build_s = {name: statistics.median(runs) for name, runs in builds.items()}
-
-    memory = {
-        RING_FLOOR: traced_bytes(lambda: floor_ring(nodes)),
-        RING_BUILD: traced_bytes(lambda: lbkit.Ketama(nodes, max_points=MAX_POINTS)),
-        UPSTREAM_FLOOR: traced_bytes(lambda: floor_peers(peers)),
-        UPSTREAM: traced_bytes(lambda: lbkit.Upstream(peers, lbkit.RoundRobin())),
+    builds: dict[str, Callable[[], object]] = {
+        FLOOR: lambda: floor_peers(peers),
+        f"lbkit Upstream, {UPSTREAM_PEERS:,} peers (round robin)": lambda: lbkit.Upstream(
+            peers, lbkit.RoundRobin()
+        ),
+        f"lbkit Upstream, {UPSTREAM_PEERS:,} peers (least_conn)": lambda: lbkit.Upstream(
+            peers, lbkit.LeastConn()
+        ),
     }
-
-    print(f"ring build, {RING_NODES:,} nodes (median of {repeats}, seconds)")
-    for name, value in build_s.items():
-        print(f"  {name:<50} {value:8.3f} s  {value / build_s[RING_FLOOR]:5.2f}x floor")
-    print("memory once built (tracemalloc)")
-    pairs = ((RING_BUILD, RING_FLOOR), (UPSTREAM, UPSTREAM_FLOOR))
-    for name, floor in pairs:
-        for row in (floor, name):
-            print(f"  {row:<50} {memory[row]:>12,} B  {memory[row] / memory[floor]:5.2f}x floor")
+    samples: dict[str, list[int]] = {name: [] for name in builds}
+    for _ in range(repeats):  # interleaved, as every benchmark here
+        for name, build in builds.items():
+            samples[name].append(traced_bytes(build))
+    memory = {name: int(statistics.median(values)) for name, values in samples.items()}
+    print(f"memory once built (tracemalloc, median of {repeats})")
+    for name, size in memory.items():
+        print(f"  {name:<45} {size:>10,} B  {size / memory[FLOOR]:5.2f}x floor")
     if args.json:
         results: dict[str, Any] = {
             "benchmark": "bench_footprint",
             "mode": "quick" if args.quick else "full",
             "repeats": repeats,
-            "build_s": build_s,
             "memory_bytes": memory,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

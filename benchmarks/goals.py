@@ -147,6 +147,17 @@ FILED_PICK = {
 }
 
 
+def _pick_row(results: Results, method: str, size: int, **fields: Any) -> Row:
+    """A ``pick()``+``done()`` row of ``method`` with ``size`` peers (bench_pick's median)."""
+    return Row(
+        area="pick",
+        path=f"`pick()`+`done()` {method}, {size:,} peers",
+        unit="ns",
+        value=pick_ns(results, method, size),
+        **fields,
+    )
+
+
 def pick_goal_rows(results: Results) -> list[Row]:
     rows: list[Row] = []
     for method in ("round robin", "least_conn"):
@@ -159,11 +170,10 @@ def pick_goal_rows(results: Results) -> list[Row]:
                 goal = "≤ 1.5x its cost at 10 peers"
                 score = _at_most(value, None if at_ten is None else 1.5 * at_ten)
             rows.append(
-                Row(
-                    area="pick",
-                    path=f"`pick()`+`done()` {method}, {peers:,} peers",
-                    unit="ns",
-                    value=value,
+                _pick_row(
+                    results,
+                    method,
+                    peers,
                     filed=FILED_PICK[(method, peers)],
                     goal=goal,
                     score=score,
@@ -183,20 +193,20 @@ def hash_goal_rows(results: Results) -> list[Row]:
     }
     rows = []
     for method in ("hash consistent", "hash", "ip_hash"):
-        value = _get(results, "bench_pick_parts", "hash_vs_lookup_ns", f"{method}: pick() + done()")
-        lookup = _get(results, "bench_pick_parts", "hash_vs_lookup_ns", f"{method}: lookup")
-        rows.append(
-            Row(
-                area="pick",
-                path=f"`pick()`+`done()` {method}, 10 peers",
-                unit="ns",
-                value=value,
-                filed=filed[method],
-                goal="≤ 1.5x its lookup",
-                score=_at_most(value, None if lookup is None else 1.5 * lookup),
-                floor=_ref(lookup_name[method], lookup),
+        for peers in (10, 1000):
+            value = pick_ns(results, method, peers)
+            lookup = pick_ns(results, f"lookup: {method}", peers)
+            rows.append(
+                _pick_row(
+                    results,
+                    method,
+                    peers,
+                    filed=filed[method] if peers == 10 else "—",
+                    goal="≤ 1.5x its lookup",
+                    score=_at_most(value, None if lookup is None else 1.5 * lookup),
+                    floor=_ref(lookup_name[method], lookup),
+                )
             )
-        )
     whole = _get(results, "bench_pick_parts", "fixed_cost_ns", "pick() + done()")
     rows.append(
         Row(
@@ -274,9 +284,7 @@ def ring_goal_rows(results: Results) -> list[Row]:
                 peers=_refs((peer_name, peer)),
             )
         )
-    build = results.get("bench_footprint", {}).get("build_s", {})
-    lbkit_build = _first(build, lambda n: n.startswith("lbkit"))[1]
-    floor_build = _first(build, lambda n: n.startswith("floor"))[1]
+    lbkit_build, floor_build = ring_build_10000(results)
     rows.append(
         Row(
             area="ring",
@@ -286,10 +294,31 @@ def ring_goal_rows(results: Results) -> list[Row]:
             filed="4.5 s",
             goal="< 1 s",
             score=_at_most(lbkit_build, 1.0),
-            floor=_ref("mmh3 + one sort", floor_build),
+            floor=_ref("the same points sorted once", floor_build),
         )
     )
     return rows
+
+
+def _lbkit_and_floor(table: dict[str, float], scale: float = 1.0) -> tuple[float | None, ...]:
+    """The lbkit Ketama row and the floor row of ``table``, times ``scale``."""
+    found = (
+        _first(table, lambda n: n.startswith("lbkit Ketama"))[1],
+        _first(table, lambda n: n.startswith("floor"))[1],
+    )
+    return tuple(None if v is None else v * scale for v in found)
+
+
+def ring_build_10000(results: Results) -> tuple[float | None, ...]:
+    """Seconds to build lbkit's 10,000-node ring and the floor's (bench_rings)."""
+    return _lbkit_and_floor(
+        results.get("bench_rings", {}).get("build_ms", {}).get("10000", {}), 1e-3
+    )
+
+
+def ring_memory_10000(results: Results) -> tuple[float | None, ...]:
+    """Bytes held by lbkit's 10,000-node ring and by the floor's (bench_rings)."""
+    return _lbkit_and_floor(results.get("bench_rings", {}).get("memory_bytes_10000", {}))
 
 
 def routing_goal_rows(results: Results) -> list[Row]:
@@ -322,24 +351,25 @@ def routing_goal_rows(results: Results) -> list[Row]:
 
 def memory_goal_rows(results: Results) -> list[Row]:
     memory = results.get("bench_footprint", {}).get("memory_bytes", {})
-    rows = []
-    for what, word in (("1,000-peer upstream", "Upstream"), ("10,000-node ring", "Ketama")):
-        value = _first(memory, lambda n, w=word: n.startswith("lbkit") and w in n)[1]
-        floor_word = "peer table" if word == "Upstream" else "ring"
-        floor = _first(memory, lambda n, w=floor_word: n.startswith("floor") and w in n)[1]
-        rows.append(
-            Row(
-                area="memory",
-                path=f"memory of a {what}",
-                unit="B",
-                value=value,
-                filed="—",
-                goal="≤ 1.2x floor",
-                score=_at_most(value, None if floor is None else 1.2 * floor),
-                floor=_ref(f"floor {floor_word}", floor),
-            )
+    upstream = _first(memory, lambda n: n.startswith("lbkit"))[1]
+    table = _first(memory, lambda n: n.startswith("floor"))[1]
+    ring, ring_floor = ring_memory_10000(results)
+    return [
+        Row(
+            area="memory",
+            path=f"memory of a {what}",
+            unit="B",
+            value=value,
+            filed="—",
+            goal="≤ 1.2x floor",
+            score=_at_most(value, None if floor is None else 1.2 * floor),
+            floor=_ref(floor_name, floor),
         )
-    return rows
+        for what, value, floor_name, floor in (
+            ("1,000-peer upstream", upstream, "floor peer table", table),
+            ("10,000-node ring", ring, "floor ring", ring_floor),
+        )
+    ]
 
 
 def goal_rows(results: Results) -> list[Row]:

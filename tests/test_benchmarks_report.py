@@ -30,8 +30,11 @@ ISSUE_ROWS = [
     "`pick()`+`done()` least_conn, 100 peers",
     "`pick()`+`done()` least_conn, 1,000 peers",
     "`pick()`+`done()` hash consistent, 10 peers",
+    "`pick()`+`done()` hash consistent, 1,000 peers",
     "`pick()`+`done()` hash, 10 peers",
+    "`pick()`+`done()` hash, 1,000 peers",
     "`pick()`+`done()` ip_hash, 10 peers",
+    "`pick()`+`done()` ip_hash, 1,000 peers",
     "fixed cost of one pick (round robin), 10 peers",
     "ring lookup (fast flavour), 100 nodes",
     "ring lookup (fast flavour), 1,000 nodes",
@@ -58,6 +61,12 @@ def _pick_json() -> dict[str, Any]:
             ("peer: SmoothSchedule.next()", 30.0),
             ("round robin", 900.0),  # flat and under 1 µs: met at every size
             ("least_conn", 5000.0 * peers / 10),  # grows: missed at every size
+            ("lookup: hash consistent", 400.0),
+            ("hash consistent", 500.0),  # within 1.5x its lookup: met
+            ("lookup: hash", 200.0),
+            ("hash", 2600.0),  # missed
+            ("lookup: ip_hash", 380.0),
+            ("ip_hash", 2600.0),
         ):
             rows.append({"method": method, "peers": peers, "median_ns": ns, "min_ns": ns})
     return {
@@ -92,29 +101,25 @@ CANNED: dict[str, Any] = {
             "two lock round trips (RLock)": 270.0,
             "two clock reads (time.monotonic)": 80.0,
         },
-        "hash_vs_lookup_ns": {
-            "hash consistent: pick() + done()": 500.0,
-            "hash consistent: lookup": 400.0,
-            "hash: pick() + done()": 2600.0,
-            "hash: lookup": 200.0,
-            "ip_hash: pick() + done()": 2600.0,
-            "ip_hash: lookup": 380.0,
-        },
     },
     "bench_rings": {
         "lookup_ns": _lookup(300.0),
         "lookup_ns_1000": _lookup(450.0),
-        "build_ms": {"100": {"lbkit Ketama fast": 9.0}},
+        "build_ms": {
+            "100": {"floor (sorted (point, node) pairs)": 5.0, "lbkit Ketama fast": 9.0},
+            "10000": {"floor (sorted (point, node) pairs)": 1500.0, "lbkit Ketama fast": 800.0},
+        },
         "memory_bytes": {"lbkit Ketama fast (160 points/node)": 1_000_000},
+        "memory_bytes_10000": {
+            "floor (sorted points + owners)": 78_000_000,
+            "lbkit Ketama fast (160 points/node)": 90_000_000,
+        },
         "balance": {"10": {"ring (fast)": [1.09, 0.07]}},
         "disruption": {"10": {"ring (fast)": [0.1, 0.1, 0.0]}},
     },
     "bench_footprint": {
         "repeats": 1,
-        "build_s": {"floor ring, 10,000 nodes": 1.5, "lbkit Ketama fast, 10,000 nodes": 0.8},
         "memory_bytes": {
-            "floor ring, 10,000 nodes": 78_000_000,
-            "lbkit Ketama fast, 10,000 nodes": 90_000_000,
             "floor peer table, 1,000 slotted peers": 137_000,
             "lbkit Upstream, 1,000 peers (round robin)": 420_000,
         },
@@ -187,6 +192,7 @@ def test_every_issue_row_is_on_the_page_with_a_verdict(written: tuple[str, Path]
         ("`pick()`+`done()` least_conn, 10 peers", "✗ missed"),
         ("`pick()`+`done()` least_conn, 1,000 peers", "✗ missed"),
         ("`pick()`+`done()` hash consistent, 10 peers", "✓ met"),
+        ("`pick()`+`done()` hash consistent, 1,000 peers", "✓ met"),
         ("`pick()`+`done()` hash, 10 peers", "✗ missed"),
         ("ring lookup (fast flavour), 100 nodes", "✓ met"),
         ("JumpHash lookup, 100 nodes", "✗ missed"),
@@ -254,10 +260,13 @@ def test_the_scripts_json_is_what_the_report_reads(tmp_path: Path) -> None:
     folder.mkdir()
     tiny = ("--repeats", "1")
     _run("bench_pick", *tiny, "--picks", "20", json_dir=folder)
+    _run("bench_footprint", *tiny, json_dir=folder)
     _run("bench_pick_parts", *tiny, "--ops", "20", json_dir=folder)
     _run("bench_routing", "--quick", *tiny, json_dir=folder)
     page = _page(folder)
-    measured = [p for p in ISSUE_ROWS if p.startswith(("`pick()`", "fixed", "`Router"))]
+    measured = [
+        p for p in ISSUE_ROWS if p.startswith(("`pick()`", "fixed", "`Router", "memory of a 1,000"))
+    ]
     for path in measured:
         line = _goal_line(page, path)
         assert "not measured" not in line, line
@@ -274,3 +283,16 @@ def test_a_spent_budget_skips_the_scripts_left(tmp_path: Path) -> None:
         ("bench_pick_parts.py", "skipped", False)
     ]
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        {"pick_us": {"least_conn": {"in-process": 4.0, "zone": 10.0}}},
+        {"least_conn in-process": 4.0, "least_conn zone": 10.0, "least_conn 1000 zone": 9.0},
+    ],
+)
+def test_zone_rows_set_each_state_beside_in_process(zone: dict[str, Any]) -> None:
+    rows = report.zone_rows(zone)
+    assert ["least_conn", "zone", "10.00 µs", "2.50x"] in rows
+    assert all(row[0] != "least_conn 1000" for row in rows)  # no in-process row to compare
