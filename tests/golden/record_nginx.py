@@ -4,7 +4,7 @@ Usage (from the repository root, with an nginx built from source outside the rep
 
     .venv/bin/python -m tests.golden.record_nginx /path/to/nginx [--only sticky,resolve]
 
-(groups: least_time, least_time_health, sticky, sticky_methods, resolve)
+(groups: least_time, least_time_health, least_time_sticky, sticky, sticky_methods, resolve)
 
 The nginx binary needs the least_time, sticky and zone modules (built by default since 1.31)
 and is started in the foreground on 127.0.0.1 with one worker, in front of small Python
@@ -473,6 +473,53 @@ def least_time_health_scenarios(binary: str) -> list[dict[str, Any]]:
     return out
 
 
+def least_time_sticky_scenarios(binary: str) -> list[dict[str, Any]]:
+    """``sticky cookie`` with least_time: a usable sticky peer wins at once (no weight
+    update, counted in flight), a drained one too; the hint is looked up in the backups."""
+    cookie = "sticky cookie srv_id;"
+    return [
+        scenario(
+            binary,
+            "least_time header inflight + sticky: hints win over estimates, drain included",
+            f"least_time header inflight;\n{cookie}\nserver {{a}};\nserver {{b}} drain;\n"
+            "server {c} weight=2;",
+            [
+                {"name": "a", "header_ms": 10},
+                {"name": "b", "header_ms": 30},
+                {"name": "c", "header_ms": 50},
+            ],
+            [
+                {"do": "requests", "count": 4},
+                {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:c"}},
+                {"do": "requests", "count": 2, "headers": {"Cookie": "srv_id=@sid:b"}},
+                {"do": "requests", "count": 2, "headers": {"Cookie": "srv_id=unknown"}},
+                {"do": "concurrent", "count": 4, "spacing": 0.005},
+                {"do": "requests", "count": 3},
+            ],
+            "the sticky module's method must come after least_time (a method directive "
+            "replaces sticky); a hinted peer is taken as is, even the slow or drained one",
+        ),
+        scenario(
+            binary,
+            "least_time last_byte + sticky: the hint is looked up in the backup group too",
+            f"least_time last_byte;\n{cookie}\nserver {{d1}} max_fails=1 fail_timeout=5s;\n"
+            "server {y} backup;\nserver {z} backup;",
+            [
+                {"name": "d1", "dead": True},
+                {"name": "y", "header_ms": 10},
+                {"name": "z", "header_ms": 40},
+            ],
+            [
+                {"do": "requests", "count": 4},
+                {"do": "requests", "count": 3, "headers": {"Cookie": "srv_id=@sid:z"}},
+                {"do": "requests", "count": 2},
+            ],
+            "the primary refuses; in the backup group a cookie naming z wins over y's better "
+            "estimate",
+        ),
+    ]
+
+
 def sticky_scenarios(binary: str) -> list[dict[str, Any]]:
     three = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
     out = []
@@ -725,7 +772,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("nginx", help="path of the nginx binary to record")
     parser.add_argument(
-        "--only", default="least_time,least_time_health,sticky,sticky_methods,resolve"
+        "--only",
+        default="least_time,least_time_health,least_time_sticky,sticky,sticky_methods,resolve",
     )
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args()
@@ -734,6 +782,7 @@ def main() -> None:
     groups = {
         "least_time": least_time_scenarios,
         "least_time_health": least_time_health_scenarios,
+        "least_time_sticky": least_time_sticky_scenarios,
         "sticky": sticky_scenarios,
         "sticky_methods": sticky_method_scenarios,
         "resolve": resolve_scenarios,

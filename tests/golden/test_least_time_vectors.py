@@ -20,14 +20,16 @@ import pytest
 
 import lbkit.balancers._least_time as least_time_module
 from lbkit import Attempts, Peer, Upstream
-from lbkit.balancers import LeastTime
+from lbkit.balancers import LeastTime, StickyMethod
 from lbkit.nginx import parse_upstream
 
 HERE = Path(__file__).parent
 VECTORS = json.loads((HERE / "nginx_least_time.json").read_text())
 #: least_time with refused connections, retries, fail_timeout probes, backups, max_conns, down
 HEALTH = json.loads((HERE / "nginx_least_time_health.json").read_text())
-SCENARIOS = VECTORS["scenarios"] + HEALTH["scenarios"]
+#: least_time with sticky cookie (hints, drain, the backup group)
+STICKY = json.loads((HERE / "nginx_least_time_sticky.json").read_text())
+SCENARIOS = VECTORS["scenarios"] + HEALTH["scenarios"] + STICKY["scenarios"]
 
 
 class ReplayClock:
@@ -51,7 +53,8 @@ def build(scenario: dict[str, Any], clock: Callable[[], float]) -> tuple[Upstrea
     for i, backend in enumerate(b["name"] for b in scenario["backends"]):
         text = text.replace("{" + backend + "}", addresses.get(backend, f"127.0.0.2:{1000 + i}"))
     up = parse_upstream("upstream u {\n" + text + "\n}", clock=clock)
-    assert isinstance(up.method, LeastTime)
+    method = up.method.inner if isinstance(up.method, StickyMethod) else up.method
+    assert isinstance(method, LeastTime)
     return up, {address: name for name, address in addresses.items()}
 
 
@@ -87,6 +90,12 @@ def request_events(n: int, rec: dict[str, Any]) -> list[tuple[int, int, str, flo
     return events
 
 
+def hint_of(rec: dict[str, Any]) -> str | None:
+    """The sticky cookie's server id the request carried, if any."""
+    cookie = rec.get("headers", {}).get("Cookie", "")
+    return cookie.removeprefix("srv_id=") if cookie.startswith("srv_id=") else None
+
+
 def replay(scenario: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     """Replay nginx's recorded times; returns (lbkit's attempts, nginx's attempts)."""
     clock = ReplayClock()
@@ -104,7 +113,9 @@ def replay(scenario: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
         at, _, what, seconds, _ = chains[n][index]
         clock.ms = at
         if what == "pick":
-            loop = loops.setdefault(n, up.attempts())
+            if n not in loops:
+                loops[n] = up.attempts(sticky=hint_of(records[n]))
+            loop = loops[n]
             current[n] = next(loop)
             got[n].append(names.get(current[n].name, current[n].name))
         elif what == "header":
@@ -120,10 +131,10 @@ def replay(scenario: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
 
 
 def test_vectors_come_from_a_newer_nginx() -> None:
-    for vectors in (VECTORS, HEALTH):
+    for vectors in (VECTORS, HEALTH, STICKY):
         major, minor, _ = (int(x) for x in vectors["nginx_version"].split("."))
         assert (major, minor) >= (1, 31)
-    assert len(SCENARIOS) >= 14
+    assert len(SCENARIOS) >= 16
     assert any(len(rec.get("upstream_names", ())) > 1 for s in SCENARIOS for rec in s["records"])
 
 
@@ -137,17 +148,22 @@ def _keep_last_sample(avg: int, sample: int) -> int:
     return sample
 
 
+def _ignore_hints(self: object, lookup: object) -> None:
+    return
+
+
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("target", "name", "value"),
     [
-        ("BUCKET_MS", 10),  # buckets of 10 ms instead of 20
-        ("BUCKET_MS", 40),
-        ("response_time_avg", _keep_last_sample),  # no average: the last time only
+        (least_time_module, "BUCKET_MS", 10),  # buckets of 10 ms instead of 20
+        (least_time_module, "BUCKET_MS", 40),
+        (least_time_module, "response_time_avg", _keep_last_sample),  # the last time only
+        (least_time_module._LeastTimePicker, "use_hints", _ignore_hints),  # sticky ignored
     ],
 )
 def test_a_wrong_rule_breaks_the_replay(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: object
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, value: object
 ) -> None:
     """The replay can fail: one wrong constant or rule changes some recorded choice."""
-    monkeypatch.setattr(least_time_module, name, value)
+    monkeypatch.setattr(target, name, value)
     assert any(got != want for got, want in map(replay, SCENARIOS))
