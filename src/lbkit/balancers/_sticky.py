@@ -457,10 +457,11 @@ class StickyMethod:
         variables: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> str | None:
-        """Account for a successful response from ``peer`` (call it when the attempt ends
-        without failure): the ``Set-Cookie`` value to send in cookie mode (``variables``
-        give ``domain=``/``samesite=`` their values), or, in learn mode without the
-        ``header`` flag, learn the session (see :meth:`learn`)."""
+        """Account for a response from ``peer`` that was passed on (call it when the
+        attempt ends, even if the body broke off: nginx ends such an attempt as a success;
+        not for an attempt that is retried): the ``Set-Cookie`` value to send in cookie
+        mode (``variables`` give ``domain=``/``samesite=`` their values), or, in learn mode
+        without the ``header`` flag, learn the session (see :meth:`learn`)."""
         s = self.sticky
         if s.mode == "cookie":
             return s.set_cookie(peer, now, variables)
@@ -471,8 +472,8 @@ class StickyMethod:
     def header(self, peer: Peer | PeerState, variables: Mapping[str, str] | None = None) -> None:
         """The upstream response's header arrived and is passed on (not retried): with
         ``sticky learn ... header``, learn the session now (see :meth:`learn`), as nginx
-        does on ``NGX_HTTP_UPSTREAM_NOTIFY_HEADER``, so a response whose body then fails
-        is learned too. Does nothing otherwise."""
+        does on ``NGX_HTTP_UPSTREAM_NOTIFY_HEADER``, before the body is sent. Does nothing
+        otherwise."""
         if self.sticky.mode == "learn" and self.sticky.header:
             self.learn(peer, variables)
 
