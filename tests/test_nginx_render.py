@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lbkit
 from lbkit import Upstream
 from lbkit.nginx import parse_upstream, render_server, render_upstream
 
@@ -88,3 +89,52 @@ def test_resolving_upstream_renders_as_configured() -> None:
     assert render_upstream(up) == text
     assert [s.address for s in up.servers] == ["10.0.0.9:80"]  # no peer until resolved
     assert render_server(up.resolve_servers[1]) == "server app.example service=http resolve;"
+
+
+_server_words = st.sampled_from(
+    [
+        "resolve",
+        "service=http",
+        "service=_sip._udp",
+        "service=",
+        "weight=3",
+        "backup",
+        "down",
+        "drain",
+        "route=r1",
+        "max_fails=0",
+        "max_conns=4",
+        "bogus",
+    ]
+)
+_addresses = st.sampled_from(
+    ["app.example", "app.example:8080", "10.0.0.7", "10.0.0.7:81", "[fd00::1]:80", "unix:/s"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(_addresses, st.lists(_server_words, max_size=4)), min_size=1, max_size=4),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fuzzed_resolve_servers(
+    lines: list[tuple[str, list[str]]], zone: bool, sticky: bool
+) -> None:
+    """Any mix of resolve/service/route/drain words: a ConfigError, or an upstream whose
+    names to resolve are exactly the ``resolve`` servers on names, rendered back as read."""
+    body = [f"server {address} {' '.join(words)};" for address, words in lines]
+    text = "upstream u {\n" + ("zone render_fuzz;\n" if zone else "")
+    text += ("sticky cookie s;\n" if sticky else "") + "\n".join(body) + "\n}"
+    try:
+        up = parse_upstream(text)
+    except lbkit.ConfigError:
+        return
+    for server in up.configured:
+        named = not server.address.startswith(("unix:", "10.", "["))
+        assert server.resolvable == (server.resolve and named)
+    assert set(up.servers) == {s for s in up.configured if not s.resolvable}
+    if up.resolve_servers:
+        assert zone
+    again = parse_upstream(render_upstream(up))
+    assert again.configured == up.configured

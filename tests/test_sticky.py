@@ -364,3 +364,28 @@ def test_sticky_before_the_method_is_replaced_by_it() -> None:
 def test_drain_and_route_without_sticky_are_accepted_as_nginx_does() -> None:
     up = parse_upstream("upstream u { server a:1 drain; server b:1 route=x; }")
     assert [up.pick().name for _ in range(3)] == ["b:1"] * 3
+
+
+@given(
+    st.sampled_from(["", "least_conn;", "hash $k;", "hash $k consistent;", "ip_hash;"]),
+    st.lists(st.tuples(st.text("abc", max_size=3), st.booleans()), max_size=40),
+)
+def test_without_hints_sticky_chooses_what_its_method_chooses(
+    method: str, steps: list[tuple[str, bool]]
+) -> None:
+    servers = "server a:1 weight=2; server b:1 max_fails=1; server c:1;"
+    plain = parse_upstream(f"upstream u {{ {method} {servers} }}", clock=lambda: 50.0)
+    sticky = parse_upstream(
+        f"upstream u {{ {method} sticky cookie s; {servers} }}", clock=lambda: 50.0
+    )
+    for key, failed in steps:
+        picked = []
+        for up in (plain, sticky):
+            try:
+                peer = up.pick(key=key, client_addr="10.1.2.3")
+            except lbkit.NoLiveUpstreams:
+                picked.append("502")
+                continue
+            picked.append(peer.name)
+            up.done(peer, failed=failed)
+        assert picked[0] == picked[1]

@@ -75,6 +75,8 @@ class Backend:
         self.header_ms = 0
         self.body_ms = 0
         self.set_cookie: str | None = None
+        #: Announce more body than is sent, then close: the body breaks off.
+        self.break_body = False
         self.count = 0
         backend = self
 
@@ -93,7 +95,8 @@ class Backend:
                 body = f"{backend.name}\n".encode()
                 self.send_response(200)
                 self.send_header("X-Backend", backend.name)
-                self.send_header("Content-Length", str(len(body)))
+                promised = len(body) + (100 if backend.break_body else 0)
+                self.send_header("Content-Length", str(promised))
                 if backend.set_cookie:
                     cookie = backend.set_cookie.replace("{n}", str(backend.count))
                     self.send_header("Set-Cookie", cookie)
@@ -101,6 +104,8 @@ class Backend:
                 self.wfile.flush()
                 time.sleep(backend.body_ms / 1000)
                 self.wfile.write(body)
+                if backend.break_body:
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 return
@@ -144,7 +149,11 @@ def request(port: int, uri: str, headers: dict[str, str]) -> dict[str, Any]:
     try:
         conn.request("GET", uri, headers={"Connection": "close", **headers})
         resp = conn.getresponse()
-        body = resp.read().decode(errors="replace").strip()
+        try:
+            raw = resp.read()
+        except http.client.IncompleteRead as exc:  # the backend broke its body off
+            raw = exc.partial
+        body = raw.decode(errors="replace").strip()
         return {
             "status": resp.status,
             "backend": resp.getheader("X-Backend") or body or None,
@@ -176,6 +185,7 @@ def setup(
                 b.header_ms = spec.get("header_ms", 0)
                 b.body_ms = spec.get("body_ms", 0)
                 b.set_cookie = spec.get("set_cookie")
+                b.break_body = spec.get("break_body", False)
                 started[b.name] = b
             text = upstream
             for b in started.values():
@@ -635,7 +645,7 @@ def sticky_method_scenarios(binary: str) -> list[dict[str, Any]]:
         {"do": "requests", "count": 5},
         {"do": "requests", "count": 2, "uri": "?k=beta", "headers": {"Cookie": "srv_id=nope"}},
     ]
-    return [
+    out = [
         scenario(
             binary,
             "sticky cookie with least_conn: the sticky peer is taken without a weight update",
@@ -711,6 +721,31 @@ def sticky_method_scenarios(binary: str) -> list[dict[str, Any]]:
             "the drain bit",
         ),
     ]
+    broken = [
+        {"name": "a", "set_cookie": "examplecookie=a{n}", "break_body": True},
+        {"name": "b", "set_cookie": "examplecookie=b{n}"},
+        {"name": "c", "set_cookie": "examplecookie=c{n}"},
+    ]
+    for flag in ("", " header"):
+        out.append(
+            scenario(
+                binary,
+                f"sticky learn{flag}: a response whose body breaks off is learned",
+                "sticky learn create=$upstream_cookie_examplecookie "
+                f"lookup=$cookie_examplecookie zone=broken{len(flag)}:1m{flag};\n"
+                "server {a};\nserver {b};\nserver {c};",
+                broken,
+                [
+                    {"do": "requests", "count": 1},
+                    {"do": "requests", "count": 3, "headers": {"Cookie": "examplecookie=a1"}},
+                    {"do": "requests", "count": 2},
+                ],
+                "a announces more body than it sends: nginx ends the attempt with "
+                "ngx_http_upstream_finalize_request, which frees the peer with state 0 "
+                "(not failed), so the session a1 is learned with or without header",
+            )
+        )
+    return out
 
 
 def resolve_scenarios(binary: str) -> list[dict[str, Any]]:

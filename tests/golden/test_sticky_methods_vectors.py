@@ -1,5 +1,6 @@
-"""``sticky cookie`` over least_conn, hash, hash consistent, ip_hash and random, replayed
-from nginx 1.31.5 (``nginx_sticky_methods.json``, recorded by ``record_nginx.py``).
+"""``sticky cookie`` over least_conn, hash, hash consistent, ip_hash and random, and
+``sticky learn`` (with and without ``header``) when a body breaks off, replayed from nginx
+1.31.5 (``nginx_sticky_methods.json``, recorded by ``record_nginx.py``).
 
 Each scenario's upstream text is parsed by :func:`lbkit.nginx.parse_upstream` with the
 backends' recorded addresses; the hint comes from the request's recorded cookie, the hash
@@ -49,17 +50,27 @@ def replay(s: dict[str, Any]) -> tuple[list[object], list[object]]:
     for step, rec in requests(s):
         uri = step.get("uri", "")
         key = uri.partition("k=")[2] if "k=" in uri else ""
-        hint = sticky.hint(cookies_of(rec)) if sticky is not None else None
+        cookies = cookies_of(rec)
+        variables = {
+            "$cookie_examplecookie": cookies.get("examplecookie", ""),
+            "$upstream_cookie_examplecookie": (rec["set_cookie"] or "=").split("=", 1)[1],
+        }
+        hint = sticky.hint(cookies, variables) if sticky is not None else None
         try:
             peer = up.pick(key=key, client_addr="127.0.0.1", sticky=hint)
         except lbkit.NoLiveUpstreams:
             got.append(("502", None))
         else:
+            made = None
+            if sticky is not None:
+                sticky.header(peer, variables)  # the header arrived (learn ... header)
+                made = sticky.response(peer, variables)  # the attempt ended
             up.done(peer)
-            made = sticky.response(peer) if sticky is not None else None
             got.append((backend_of[peer.name], made))
         backend = rec["backend"] if rec["status"] == 200 else str(rec["status"])
-        want.append((backend, rec["set_cookie"] if rec["status"] == 200 else None))
+        learning = sticky is not None and sticky.sticky.mode == "learn"
+        cookie = rec["set_cookie"] if rec["status"] == 200 and not learning else None
+        want.append((backend, cookie))
     return got, want
 
 

@@ -305,6 +305,10 @@ def _take_single_with_hint(sticky: PeerState) -> PeerState:
     return sticky
 
 
+def _full_path(key: bytes, addr: bytes, now: int) -> None:
+    """The ``first`` of a wrapped picker without a request-free answer."""
+
+
 def hands_to_round_robin(kind: str, request: RequestState) -> bool:
     """Whether nginx's ``kind`` method passes this request to round robin before it looks
     at the sticky hint: always for round robin; hash with an empty key, hash, ip_hash and
@@ -330,6 +334,10 @@ class _StickyPicker:
     kind: str
     #: sid -> first peer with it, per group (keyed by the group's id()).
     by_sid: Mapping[int, Mapping[str, PeerState]]
+    #: A pick without a hint is the wrapped method's: its request-free answer for a first
+    #: attempt (``None``: take the full path), and whether its ``begin`` does anything.
+    first: Callable[[bytes, bytes, int], PeerState | None]
+    begins: bool
 
     def begin(self, request: RequestState) -> None:
         self.inner.begin(request)
@@ -434,7 +442,14 @@ class StickyMethod:
         if use_hints is not None:  # least_time looks the hint up itself (in-flight account)
             use_hints(lambda request, now: _hinted_peer(by_sid, request, now))
             return inner
-        return _StickyPicker(inner, self.sticky, self.inner.kind, by_sid)
+        return _StickyPicker(
+            inner,
+            self.sticky,
+            self.inner.kind,
+            by_sid,
+            getattr(inner, "first", _full_path),
+            getattr(inner, "begins", True),
+        )
 
     def hint(
         self, cookies: Mapping[str, str] | None = None, variables: Mapping[str, str] | None = None
@@ -457,10 +472,11 @@ class StickyMethod:
         variables: Mapping[str, str] | None = None,
         now: float | None = None,
     ) -> str | None:
-        """Account for a successful response from ``peer`` (call it when the attempt ends
-        without failure): the ``Set-Cookie`` value to send in cookie mode (``variables``
-        give ``domain=``/``samesite=`` their values), or, in learn mode without the
-        ``header`` flag, learn the session (see :meth:`learn`)."""
+        """Account for a response from ``peer`` that was passed on (call it when the
+        attempt ends, even if the body broke off: nginx ends such an attempt as a success;
+        not for an attempt that is retried): the ``Set-Cookie`` value to send in cookie
+        mode (``variables`` give ``domain=``/``samesite=`` their values), or, in learn mode
+        without the ``header`` flag, learn the session (see :meth:`learn`)."""
         s = self.sticky
         if s.mode == "cookie":
             return s.set_cookie(peer, now, variables)
@@ -471,8 +487,8 @@ class StickyMethod:
     def header(self, peer: Peer | PeerState, variables: Mapping[str, str] | None = None) -> None:
         """The upstream response's header arrived and is passed on (not retried): with
         ``sticky learn ... header``, learn the session now (see :meth:`learn`), as nginx
-        does on ``NGX_HTTP_UPSTREAM_NOTIFY_HEADER``, so a response whose body then fails
-        is learned too. Does nothing otherwise."""
+        does on ``NGX_HTTP_UPSTREAM_NOTIFY_HEADER``, before the body is sent. Does nothing
+        otherwise."""
         if self.sticky.mode == "learn" and self.sticky.header:
             self.learn(peer, variables)
 
