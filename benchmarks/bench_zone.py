@@ -1,9 +1,10 @@
 """The zone's cost per pick against in-process state, and the 4-process least_conn spread.
 
 Run: ``.venv/bin/python benchmarks/bench_zone.py [--quick] [--json PATH]``. Rounds of
-pick+done are interleaved (in-process, zone) in one run; medians and the ratio are printed.
-Then 4 worker processes each take 6 connections with least_conn, with and without a shared
-zone.
+pick+done are interleaved in one run (in-process; one upstream on a zone; two upstreams on
+one zone taking turns, so each loads the other's change); medians and ratios are printed;
+then 1,000 servers with least_conn. Then 4 worker processes each take 6 connections with
+least_conn, with and without a shared zone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from lbkit import Upstream
 from lbkit.balancers import LeastConn, RoundRobin
-from lbkit.upstream import parse_server_line
+from lbkit.upstream import parse_server_line, zone_size_for
 
 SERVERS = [f"10.0.0.{i}:80" for i in range(1, 9)]
 ROUNDS = 7
@@ -39,6 +40,16 @@ def per_pick(up: Upstream, picks: int = PICKS) -> float:
     for _ in range(picks):
         up.done(up.pick())
     return (time.perf_counter() - start) / picks * 1e6
+
+
+def alternating(one: Upstream, two: Upstream, picks: int = PICKS) -> float:
+    """pick+done alternating between two upstreams on one zone: each sees the other's
+    change and loads the peers (the cost when several workers are busy)."""
+    start = time.perf_counter()
+    for _ in range(picks // 2):
+        one.done(one.pick())
+        two.done(two.pick())
+    return (time.perf_counter() - start) / (picks // 2 * 2) * 1e6
 
 
 def hold(zone: str, picks: int, ready: Any, out: Any, release: str) -> None:
@@ -82,17 +93,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LBKIT_ZONE_DIR", tempfile.mkdtemp())
     results: dict[str, Any] = {"pick_us": {}}
     for label, method in (("round robin", RoundRobin), ("least_conn", LeastConn)):
-        plain, zoned = make(method(), None), make(method(), "bench" + uuid.uuid4().hex[:8])
-        a, b = [], []
+        zone = "bench" + uuid.uuid4().hex[:8]
+        plain, zoned, other = make(method(), None), make(method(), zone), make(method(), zone)
+        a: list[float] = []
+        b: list[float] = []
+        c: list[float] = []
         for _ in range(rounds):
             a.append(per_pick(plain, picks))
             b.append(per_pick(zoned, picks))
-        ma, mb = statistics.median(a), statistics.median(b)
-        results["pick_us"][label] = {"in-process": ma, "zone": mb}
+            c.append(alternating(zoned, other, picks))
+        ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
+        results["pick_us"][label] = {"in-process": ma, "zone": mb, "zone, two taking turns": mc}
         print(
-            f"{label:12} 8 servers, pick+done: in-process {ma:.2f} us, zone {mb:.2f} us, "
-            f"ratio {mb / ma:.2f}x"
+            f"{label:12} 8 servers, pick+done: in-process {ma:.2f} us, zone {mb:.2f} us "
+            f"({mb / ma:.2f}x), two upstreams taking turns on the zone {mc:.2f} us "
+            f"({mc / ma:.2f}x)"
         )
+    many = [parse_server_line(f"10.1.{i // 250}.{i % 250}:80") for i in range(1000)]
+    big = [
+        Upstream(many, LeastConn(), name="big", zone=zone, zone_size=zone_size_for(1000))
+        for zone in (None, "bench" + uuid.uuid4().hex[:8])
+    ]
+    d: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for i, up in enumerate(big):
+            d[i].append(per_pick(up, max(20, picks // 25)))
+    mp, mz = statistics.median(d[0]), statistics.median(d[1])
+    results["pick_us"]["least_conn 1000 servers"] = {"in-process": mp, "zone": mz}
+    print(
+        f"least_conn   1000 servers, pick+done: in-process {mp:.1f} us, zone {mz:.1f} us "
+        f"({mz / mp:.2f}x; zone_size_for(1000) = {zone_size_for(1000):,} bytes)"
+    )
     alone = make(LeastConn(), None)
     one = sorted(Counter(alone.pick().name for _ in range(24)).values())
     shared, unshared = sorted(spread(True).values()), sorted(spread(False).values())

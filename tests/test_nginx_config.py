@@ -17,7 +17,7 @@ def test_parses_every_parameter() -> None:
         """
         # a comment
         upstream backend {
-            zone backend 64k;
+            zone backend_config_test 64k;
             least_conn;
             server 10.0.0.1:8080 weight=3 max_fails=2 fail_timeout=1m max_conns=10;
             server [2001:db8::1]:80 backup;
@@ -31,7 +31,7 @@ def test_parses_every_parameter() -> None:
     assert up.name == "backend"
     assert isinstance(up.method, lbkit.LeastConn)
     assert up.keepalive == 32
-    assert up.zone == "backend"
+    assert up.zone == "backend_config_test"
     first = up.servers[0]
     assert (first.weight, first.max_fails, first.fail_timeout, first.max_conns) == (3, 2, 60, 10)
     assert up.servers[1].backup

@@ -18,6 +18,7 @@ import lbkit
 from lbkit.balancers import LeastConn
 from lbkit.nginx import parse_upstream
 from lbkit.upstream import Zone, ZoneSessions, open_zone
+from lbkit.upstream._zone import zone_size_for
 
 SERVERS = ["a:1", "b:1", "c:1"]
 
@@ -91,18 +92,40 @@ def test_zone_from_nginx_text_and_python_are_the_same_zone() -> None:
     assert built.pick().name != first.name
 
 
-def test_zone_bounds_and_names() -> None:
+def test_zone_bounds_and_names(zone_dir: Path) -> None:
     with pytest.raises(lbkit.ConfigError, match="invalid zone name"):
         Zone("../etc")
-    with pytest.raises(lbkit.ConfigError, match="size"):
+    with pytest.raises(lbkit.ConfigError, match=r'zone ".*" is too small: size 100'):
         Zone(fresh_name(), 100)
     with pytest.raises(lbkit.ConfigError, match="invalid zone size"):
         parse_upstream("upstream u { zone z lots; server a:1; }")
     zone = open_zone(fresh_name())
     assert oct(zone.path.stat().st_mode & 0o777) == "0o600"
-    many = [f"10.0.{i // 250}.{i % 250}:80" for i in range(70)]
-    with pytest.raises(lbkit.ConfigError, match="at most 64 peers"):
-        upstream(fresh_name(), servers=many)
+
+
+def test_zone_size_bounds_the_peers_and_is_checked_before_anything_is_made(
+    zone_dir: Path,
+) -> None:
+    many = [f"10.0.{i // 250}.{i % 250}:80" for i in range(1000)]
+    name = fresh_name()
+    need = f"{-(-zone_size_for(1000) // 1024)}k"
+    too_small = f'zone "{name}" is too small for 1000 peers.*{need}'
+    with pytest.raises(lbkit.ConfigError, match=too_small):
+        lbkit.Upstream([_server(s) for s in many], name="b", zone=name, zone_size=1 << 20)
+    assert not list(zone_dir.glob(f"*{name}*"))  # refused before the file was made
+    text = " ".join(f"server {s};" for s in many)
+    up = parse_upstream(f"upstream b {{ zone {name} {need}; least_conn; {text} }}")
+    held = [up.pick() for _ in range(1500)]
+    assert sorted({p.conns for p in up.peers}) == [1, 2]
+    for p in held:
+        up.done(p)
+    # a membership the zone cannot hold is refused as a whole: the upstream is unchanged
+    with pytest.raises(lbkit.ConfigError, match="is too small"):
+        up.update([*many, "10.9.9.9:80"])
+    assert [s.address for s in up.servers] == many
+    up.update(many[:10])  # removed peers free their records for new ones
+    up.update(many[:10] + [f"10.8.{i // 250}.{i % 250}:80" for i in range(990)])
+    assert len(up.peers) == 1000
 
 
 def test_sessions_in_a_zone() -> None:

@@ -48,7 +48,7 @@ from lbkit.upstream._validation import (
     check_keepalive,
     check_servers,
 )
-from lbkit.upstream._zone import Zone, ZonePeers, ZoneSessions, open_zone
+from lbkit.upstream._zone import Zone, ZonePeers, ZoneSessions, open_zone, zone_size_for
 
 __all__ = [
     "AVAILABLE",
@@ -96,4 +96,5 @@ __all__ = [
     "take_first",
     "take_peer",
     "take_single_peer",
+    "zone_size_for",
 ]

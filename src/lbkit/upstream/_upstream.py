@@ -23,7 +23,7 @@ from lbkit.upstream._peers import (
 from lbkit.upstream._server import Server, parse_server_line
 from lbkit.upstream._sticky_hint import check_sticky_hint
 from lbkit.upstream._validation import check_keepalive, check_servers
-from lbkit.upstream._zone import ZonePeers, open_zone
+from lbkit.upstream._zone import DEFAULT_ZONE_SIZE, ZonePeers, check_zone_fits, open_zone
 
 __all__ = ["MAX_KEY_LENGTH", "RESPONSE_TIME_ALPHA", "Upstream"]
 
@@ -75,6 +75,13 @@ class _Membership:
         peers = primary.peers + (backup.peers if backup else [])
         self.by_name = {state.name: state for state in peers}
         self.tries = primary.tries + (backup.tries if backup else 0)
+
+
+def _count_request(state: PeerState, elapsed: float | None) -> None:
+    """One more request ended on ``state``, ``elapsed`` seconds long if known."""
+    state.requests += 1
+    if elapsed is not None:
+        state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
 
 
 def _nothing() -> None:
@@ -228,12 +235,16 @@ class Upstream:
         # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
         self._lock = threading.RLock()
         server_tuple = tuple(s for s in configured if not s.resolvable)
+        self._zone: ZonePeers | None = None
+        if zone is not None:
+            check_zone_fits(str(zone), zone_size or DEFAULT_ZONE_SIZE, server_tuple)
+            self._zone = ZonePeers(open_zone(zone, zone_size), name)
+            # The zone's membership if another process published one (it may have changed).
+            server_tuple = self._zone.join(server_tuple)
         primary = _groups(server_tuple, {})
         self._members = _Membership(server_tuple, primary, self._bind(primary), 0)
         self._ramping: list[PeerState] = []
-        self._zone: ZonePeers | None = None
-        if zone is not None:
-            self._zone = ZonePeers(open_zone(zone, zone_size), name)
+        if self._zone is not None:
             self._zone.bind(self._members.by_name.values())
         # pick() with no key and no address builds its request inline (the hot path).
         self._plain = (
@@ -246,25 +257,32 @@ class Upstream:
 
     @property
     def servers(self) -> tuple[Server, ...]:
-        """The configured servers, in configuration order."""
+        """The configured servers, in configuration order (with a zone: the zone's)."""
+        if self._zone is not None and self._zone.changed():
+            with self._lock:
+                self._follow_zone()
         return self._members.servers
 
     @property
     def peers(self) -> tuple[PeerState, ...]:
         """Runtime state of every peer, primaries first, then backups (config order)."""
         with self._lock:
+            self._follow_zone()
             members = self._members
             members.sync()
-            return tuple(members.by_name.values())
+            with self._synced(tuple(members.by_name.values())):
+                return tuple(members.by_name.values())
 
     def peer_state(self, name: str) -> PeerState:
         """Runtime state of the peer whose address is ``name`` (UnknownPeerError if none)."""
         with self._lock:
+            self._follow_zone()
             members = self._members
             members.sync()
-        state = members.by_name.get(name)
-        if state is not None:
-            return state
+            state = members.by_name.get(name)
+            if state is not None:
+                with self._synced((state,)):
+                    return state
         known = ", ".join(list(members.by_name)[:20])
         raise UnknownPeerError(f"no server {name!r} in upstream {self.name!r} (servers: {known})")
 
@@ -297,14 +315,33 @@ class Upstream:
             )
         check_servers(self.resolve_servers + new, self.method, self.name)
         with self._lock:
-            old = self._members
-            old.sync()
-            primary = _groups(new, dict(old.by_name))
-            members = _Membership(new, primary, self._bind(primary), old.generation + 1)
+            fresh: set[str] = set()
             if self._zone is not None:
-                self._zone.bind(members.by_name.values())
-            self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
-            self._members = members
+                self._zone.publish(new)  # for every process; ConfigError if it does not fit
+                fresh = self._zone.moved(self._members.by_name.values())
+            self._install(new, fresh)
+
+    def _follow_zone(self) -> None:
+        """Take the membership another process published to the zone (lock held)."""
+        zone = self._zone
+        if zone is not None and zone.changed():
+            new = zone.members()
+            self._install(new, fresh=zone.moved(self._members.by_name.values()))
+
+    def _install(self, new: tuple[Server, ...], fresh: Iterable[str] = ()) -> None:
+        """Make ``new`` the membership of this process's upstream (lock held); peers
+        named in ``fresh`` start afresh even if they stay."""
+        old = self._members
+        old.sync()
+        reuse = dict(old.by_name)
+        for name in fresh:
+            reuse.pop(name, None)
+        primary = _groups(new, reuse)
+        members = _Membership(new, primary, self._bind(primary), old.generation + 1)
+        if self._zone is not None:
+            self._zone.bind(members.by_name.values())
+        self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
+        self._members = members
 
     def drain(self, name: str) -> None:
         """Stop sending new requests to ``name``; requests running there finish as usual.
@@ -328,7 +365,7 @@ class Upstream:
 
     # -- choosing and reporting ----------------------------------------------------
 
-    def _synced(self, states: tuple[PeerState, ...]) -> AbstractContextManager[None]:
+    def _synced(self, states: tuple[PeerState, ...]) -> AbstractContextManager[object]:
         """The zone's state of ``states`` around a change (nothing without a zone)."""
         return nullcontext() if self._zone is None else self._zone.synced(states)
 
@@ -418,19 +455,21 @@ class Upstream:
 
     def _get_locked(self, request: RequestState) -> Peer:
         """:meth:`_get` with the lock held."""
+        self._follow_zone()
         members = self._members
         if request.generation != members.generation:
             self._follow(request, members)
         now = int(self._clock())
-        if self._ramping:
-            members.sync()
-            self._apply_slow_start(now)
-        if self._zone is None:
-            state = members.picker.get(request, now)
-        else:
+        zone = self._zone
+        if zone is not None:
             members.sync()  # no fast path may keep weights apart from the zone's
-            with self._zone.synced(tuple(members.by_name.values())):
-                state = members.picker.get(request, now)
+        with nullcontext() if zone is None else zone.synced() as loaded:
+            if loaded:
+                self._ramping = zone.ramping()  # type: ignore[union-attr]
+            if self._ramping:
+                members.sync()
+                self._apply_slow_start(now)
+            state = members.picker.get(request, now)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
         peer = Peer(state, request, self)
@@ -531,15 +570,15 @@ class Upstream:
             if self._zone is not None:
                 with self._zone.synced((state,)):
                     self._release(request, state, failed, now)
-            elif request is None:
-                release_attempt(state, failed, now)
+                    _count_request(state, elapsed)
             else:
-                release_peer(request, state, failed, now)
+                if request is None:
+                    release_attempt(state, failed, now)
+                else:
+                    release_peer(request, state, failed, now)
+                _count_request(state, elapsed)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
-            state.requests += 1
-            if elapsed is not None:
-                state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
         finally:
             lock.release()
 
