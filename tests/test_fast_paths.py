@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import attrs
 import pytest
@@ -39,29 +39,40 @@ class _ScanPicker:
 
 
 @attrs.frozen
-class ScanRoundRobin:
+class Rebound:
+    """A method with the flags of ``like`` whose picker is ``make(primary)``."""
+
+    like: Method
+    make: Callable[[PeerGroup], Picker]
+
+    @property
+    def kind(self) -> str:
+        return self.like.kind
+
+    @property
+    def supports_backup(self) -> bool:
+        return self.like.supports_backup
+
+    @property
+    def needs_key(self) -> bool:
+        return self.like.needs_key
+
+    @property
+    def needs_client_addr(self) -> bool:
+        return self.like.needs_client_addr
+
+    def bind(self, primary: PeerGroup) -> Picker:
+        return self.make(primary)
+
+
+def scan_round_robin() -> Rebound:
     """Round robin by nginx's scan alone: the reference."""
-
-    kind: ClassVar[Literal["round_robin"]] = "round_robin"
-    supports_backup = True
-    needs_key = False
-    needs_client_addr = False
-
-    def bind(self, primary: PeerGroup) -> _ScanPicker:
-        return _ScanPicker(get_round_robin_peer)
+    return Rebound(lbkit.RoundRobin(), lambda _: _ScanPicker(get_round_robin_peer))
 
 
-@attrs.frozen
-class ScanLeastConn:
+def scan_least_conn() -> Rebound:
     """least_conn by nginx's scan alone: the reference."""
-
-    kind: ClassVar[Literal["least_conn"]] = "least_conn"
-    supports_backup = True
-    needs_key = False
-    needs_client_addr = False
-
-    def bind(self, primary: PeerGroup) -> _ScanPicker:
-        return _ScanPicker(get_least_conn_peer)
+    return Rebound(lbkit.LeastConn(), lambda _: _ScanPicker(get_least_conn_peer))
 
 
 @attrs.frozen
@@ -75,30 +86,9 @@ class _GetOnlyPicker:
         return self.inner.get(request, now)  # type: ignore[no-any-return]
 
 
-@attrs.frozen
-class WithoutFirst:
-    """A method whose picker answers every pick by its full ``get`` (no ``first``)."""
-
-    inner: Method
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def supports_backup(self) -> bool:
-        return self.inner.supports_backup
-
-    @property
-    def needs_key(self) -> bool:
-        return self.inner.needs_key
-
-    @property
-    def needs_client_addr(self) -> bool:
-        return self.inner.needs_client_addr
-
-    def bind(self, primary: PeerGroup) -> Picker:
-        return _GetOnlyPicker(self.inner.bind(primary))
+def without_first(method: Method) -> Rebound:
+    """``method`` whose picker answers every pick by its full ``get`` (no ``first``)."""
+    return Rebound(method, lambda g: _GetOnlyPicker(method.bind(g)))
 
 
 def _fields(up: lbkit.Upstream) -> list[tuple[object, ...]]:
@@ -242,14 +232,14 @@ def check_fast_path_equals_scan(
 
 #: (method with its fast path, the reference without it), by name.
 PAIRS: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
-    "round_robin": (lbkit.RoundRobin, ScanRoundRobin),
-    "least_conn": (lbkit.LeastConn, ScanLeastConn),
-    "hash": (lambda: lbkit.Hash(), lambda: WithoutFirst(lbkit.Hash())),
+    "round_robin": (lbkit.RoundRobin, scan_round_robin),
+    "least_conn": (lbkit.LeastConn, scan_least_conn),
+    "hash": (lambda: lbkit.Hash(), lambda: without_first(lbkit.Hash())),
     "hash consistent": (
         lambda: lbkit.Hash(consistent=True),
-        lambda: WithoutFirst(lbkit.Hash(consistent=True)),
+        lambda: without_first(lbkit.Hash(consistent=True)),
     ),
-    "ip_hash": (lbkit.IpHash, lambda: WithoutFirst(lbkit.IpHash())),
+    "ip_hash": (lbkit.IpHash, lambda: without_first(lbkit.IpHash())),
 }
 
 scenario = {
@@ -278,7 +268,7 @@ def test_fast_path_leaves_a_peer_that_reached_max_conns() -> None:
 def test_fast_path_follows_a_failure_as_the_scan_does() -> None:
     servers = [lbkit.Server(f"10.0.0.{i}:80", weight=i, max_fails=2) for i in (1, 2, 3)]
     fast = lbkit.Upstream(servers)
-    ref = lbkit.Upstream(servers, ScanRoundRobin())  # type: ignore[arg-type]
+    ref = lbkit.Upstream(servers, scan_round_robin())  # type: ignore[arg-type]
     for up in (fast, ref):
         for _ in range(4):
             up.done(up.pick())
@@ -286,6 +276,15 @@ def test_fast_path_follows_a_failure_as_the_scan_does() -> None:
     names = [[up.pick().name for _ in range(12)] for up in (fast, ref)]
     assert names[0] == names[1]
     assert _fields(fast) == _fields(ref)
+
+
+def _in_16_threads(work: Callable[[int], object]) -> None:
+    """Run ``work(i)`` for i in 0..15, each in its own thread, all at once."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
@@ -301,14 +300,10 @@ def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
         for _ in range(rounds):
             up.done(up.pick())
 
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_16_threads(lambda _: work())
     assert [p.requests for p in up.peers] == [4 * s.weight for s in servers]
     assert all(p.conns == 0 for p in up.peers)
-    ref = lbkit.Upstream(servers, ScanRoundRobin())  # type: ignore[arg-type]
+    ref = lbkit.Upstream(servers, scan_round_robin())  # type: ignore[arg-type]
     for _ in range(16 * rounds):
         ref.done(ref.pick())
     assert _fields(up) == _fields(ref)
@@ -347,45 +342,18 @@ class _BrokenHashPicker:
         return lbkit.upstream.take_first(peer, now)
 
 
-@attrs.frozen
-class _Broken:
-    """A method with a deliberately wrong fast path; ``kind`` and flags of ``like``."""
-
-    like: Method
-    make: Callable[[PeerGroup], Picker]
-
-    @property
-    def kind(self) -> str:
-        return self.like.kind
-
-    @property
-    def supports_backup(self) -> bool:
-        return self.like.supports_backup
-
-    @property
-    def needs_key(self) -> bool:
-        return self.like.needs_key
-
-    @property
-    def needs_client_addr(self) -> bool:
-        return self.like.needs_client_addr
-
-    def bind(self, primary: PeerGroup) -> Picker:
-        return self.make(primary)
-
-
 BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
     "least_conn ignoring busy peers": (
-        lambda: _Broken(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
-        ScanLeastConn,
+        lambda: Rebound(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
+        scan_least_conn,
     ),
     "round robin not restarting checked": (
-        lambda: _Broken(lbkit.RoundRobin(), _StaleClockPicker),
-        ScanRoundRobin,
+        lambda: Rebound(lbkit.RoundRobin(), _StaleClockPicker),
+        scan_round_robin,
     ),
     "hash ignoring availability": (
-        lambda: _Broken(lbkit.Hash(), lambda g: _BrokenHashPicker(lbkit.Hash().bind(g), g)),
-        lambda: WithoutFirst(lbkit.Hash()),
+        lambda: Rebound(lbkit.Hash(), lambda g: _BrokenHashPicker(lbkit.Hash().bind(g), g)),
+        lambda: without_first(lbkit.Hash()),
     ),
 }
 
@@ -421,14 +389,10 @@ def test_least_conn_fast_path_from_16_threads_leaves_nothing_counted() -> None:
         for _ in range(rounds):
             up.done(up.pick())
 
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_16_threads(lambda _: work())
     assert sum(p.requests for p in up.peers) == 16 * rounds
     assert all(p.conns == 0 for p in up.peers)
-    ref = lbkit.Upstream(servers, ScanLeastConn())  # type: ignore[arg-type]
+    ref = lbkit.Upstream(servers, scan_least_conn())  # type: ignore[arg-type]
     for mine, theirs in zip(up.peers, ref.peers, strict=True):
         theirs.current_weight = mine.current_weight
     assert [up.pick().name for _ in range(200)] == [ref.pick().name for _ in range(200)]
@@ -455,11 +419,7 @@ def test_hash_fast_path_from_16_threads_sends_each_key_to_its_peer(name: str) ->
             out.append((k, peer.name))
             up.done(peer)
 
-    threads = [threading.Thread(target=work, args=(out,)) for out in seen]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _in_16_threads(lambda i: work(seen[i]))
     assert all(name == choices[k] for out in seen for k, name in out)
     assert sum(p.requests for p in up.peers) == 16 * 200
     assert all(p.conns == 0 for p in up.peers)
