@@ -336,3 +336,21 @@ def test_precomputed_matches_carry_the_upstream_and_defer_errors() -> None:
     assert router.match("b.test").upstream is None
     with pytest.raises(LbkitError, match="request_uri"):  # as before: per request, not at build
         router.match("c.test")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hosts_longer_than_a_dns_name_skip_the_fast_paths_not_the_answer(engine: str) -> None:
+    router = Router(
+        [
+            ServerBlock(index=0, names=("_",)),
+            ServerBlock(index=1, names=(r"~^(?<sub>[a-z]+)\.long\.test$", "*.w.test")),
+            ServerBlock(index=2, names=(r"~^x",)),
+        ],
+        regex_engine=engine,
+    )
+    sub = "a" * 300
+    found = router.match(f"{sub}.long.test")
+    assert (found.index, found.captures, dict(found.named)) == (1, (sub,), {"sub": sub})
+    assert router.match(f"{sub.upper()}.W.TEST").name == "*.w.test"
+    assert router.match("x" + sub).index == 2
+    assert router.match("_" + sub + "!").index == 0
