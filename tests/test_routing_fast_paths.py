@@ -235,13 +235,25 @@ def test_regex_scan_finds_the_first_match_in_order(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(REGEXES.map(lambda r: r[0]), min_size=8, max_size=40),
+    st.lists(st.text(alphabet="abAB()x#", max_size=6), max_size=20),
+)
+def test_regex_scan_halves_find_the_first_match_in_long_lists(
+    engine: str, patterns: list[str], hosts: list[str]
+) -> None:
+    test_regex_scan_finds_the_first_match_in_order.hypothesis.inner_test(engine, patterns, hosts)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_regex_scan_combines_only_what_keeps_its_meaning(engine: str) -> None:
     patterns = [r"^a(b)", r"(?<n>x)", r"(?<n>y)", r"(a)\1", r"\Qa)", r"(?x) a # c", r"B$"]
     entries = [(compile_server_regex(p, engine=engine), p, i) for i, p in enumerate(patterns)]
     scan = RegexScan(entries)
-    # a back reference and extended mode always run alone; PCRE2 also \Q (re gets it
-    # translated), re also a repeated group name (PCRE2 allows it with (?J))
-    assert scan.combined == 4
+    # a back reference, \Q and extended mode always run alone (a repeated group name is
+    # fine: (?J)); the re fallback scans one by one
+    assert scan.combined == (4 if engine == "pcre2" else 0)
     assert scan.first("zzz") is None
     assert scan.first("aa") == (entries[3], ("a",), {})
     assert scan.first("ab") == (entries[0], ("b",), {})
@@ -336,3 +348,21 @@ def test_precomputed_matches_carry_the_upstream_and_defer_errors() -> None:
     assert router.match("b.test").upstream is None
     with pytest.raises(LbkitError, match="request_uri"):  # as before: per request, not at build
         router.match("c.test")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hosts_longer_than_a_dns_name_skip_the_fast_paths_not_the_answer(engine: str) -> None:
+    router = Router(
+        [
+            ServerBlock(index=0, names=("_",)),
+            ServerBlock(index=1, names=(r"~^(?<sub>[a-z]+)\.long\.test$", "*.w.test")),
+            ServerBlock(index=2, names=(r"~^x",)),
+        ],
+        regex_engine=engine,
+    )
+    sub = "a" * 300
+    found = router.match(f"{sub}.long.test")
+    assert (found.index, found.captures, dict(found.named)) == (1, (sub,), {"sub": sub})
+    assert router.match(f"{sub.upper()}.W.TEST").name == "*.w.test"
+    assert router.match("x" + sub).index == 2
+    assert router.match("_" + sub + "!").index == 0

@@ -1,26 +1,28 @@
-"""Server-name regexes in configuration order, with one combined pass that rules out a miss.
+"""Server-name regexes in configuration order, with combined passes that rule out misses.
 
 nginx runs the regex names one by one and takes the first that matches, so a host that
-matches none pays for every regex. lbkit first runs one alternation of them all
+matches none pays for every regex. With PCRE2 lbkit first runs one alternation of them all
 (``(?:r1)|(?i:r2)|...``, each with its own case rule): when it finds nothing, no regex
-matches and the scan is skipped. When it finds something, or stops at its own work bound,
-the regexes run one by one exactly as nginx runs them, so the winner, its captures and
-any match-limit error are nginx's. Hosts longer than a DNS name skip the combined pass.
+matches and the scan is skipped. When it finds something, halves of the alternation tell
+which leading regexes surely miss; the rest run one by one exactly as nginx runs them, so
+the winner, its captures and any match-limit error are nginx's.
 
 A regex whose meaning could change inside the alternation is left out of it and always
 run on its own, in its place: back references and subroutine calls (group numbers
 shift), ``\\Q`` (it could quote the closing parenthesis), extended mode (a ``#`` comment
-could swallow it), ``(*VERB)``\\s and callouts; for ``re`` also a group name already used
-by an earlier regex. PCRE2 runs the alternation under a lower match limit, so a hostile
-host costs it little before the one-by-one scan; ``re`` runs it only on hosts no longer
-than every included regex's length bound (:attr:`ServerRegex.max_host`).
+could swallow it), ``(*VERB)`` verbs and callouts. The alternation runs under a lower match
+limit, and only on hosts no longer than a DNS name: beyond that it would lose to the
+one-by-one scan, whose regexes each reject a host without their required characters at
+once. Python's ``re`` gains little from an alternation (it tries the branches one after
+the other at every position), so the ``re`` fallback scans one by one, as nginx does.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 from lbkit.routing._regex import ServerRegex, low_match, pcre2_module, pcre2_subject
 
@@ -45,34 +47,76 @@ Entry = tuple[ServerRegex, str, T]
 
 class RegexScan(Generic[T]):
     """Regex entries ``(regex, name, value)`` in configuration order; ``first(host)`` is
-    the first that matches (with its captures), as nginx's scan finds it."""
+    the first that matches (with its captures), as nginx's scan finds it.
 
-    __slots__ = ("_loose", "_max_host", "_none_match", "entries")
+    When the combined pass finds something, halves of the combined regexes are tested the
+    same way (each half's alternation built on first use) to skip the leading ones that
+    cannot match: the one-by-one scan starts at the first that may (the regexes left out of
+    the alternation before it are still run in their place).
+    """
+
+    __slots__ = ("_covered", "_loose", "_parts", "_tests", "entries")
 
     def __init__(self, entries: Sequence[Entry[T]]) -> None:
         self.entries: tuple[Entry[T], ...] = tuple(entries)
-        covered, none_match = _combine([regex for regex, _, _ in self.entries])
-        self._none_match: Callable[[str], bool] | None = none_match
-        #: the entries the combined pass does not answer for, in configuration order
-        self._loose = tuple(e for e, c in zip(self.entries, covered, strict=True) if not c)
-        bounds = [r.max_host for (r, _, _), c in zip(self.entries, covered, strict=True) if c]
-        self._max_host = min([PREFILTER_MAX_HOST, *(b for b in bounds if b is not None)])
+        covered, parts = _combine([regex for regex, _, _ in self.entries])
+        #: config positions of the regexes the alternation answers for, and their parts
+        self._covered = [i for i, c in enumerate(covered) if c]
+        self._parts = parts
+        #: "nothing matches" tests of alternations over covered[lo:hi], by (lo, hi)
+        self._tests: dict[tuple[int, int], Callable[[str], bool] | None] = {}
+        #: the entries the alternation does not answer for, with their positions
+        self._loose = [
+            (i, e) for i, (e, c) in enumerate(zip(self.entries, covered, strict=True)) if not c
+        ]
+        if self._covered:
+            self._test(0, len(self._covered))  # the whole alternation, built now
 
     @property
     def combined(self) -> int:
         """How many regexes the combined pass answers for (0: no combined pass)."""
-        return 0 if self._none_match is None else len(self.entries) - len(self._loose)
+        return len(self._covered) if self._tests.get((0, len(self._covered))) else 0
+
+    def _test(self, lo: int, hi: int) -> Callable[[str], bool] | None:
+        key = (lo, hi)
+        if key not in self._tests:  # (threads may build one twice: the same test)
+            built = _compile_pcre2(self._parts[lo:hi])
+            self._tests[key] = None if built is None else built[0]
+        return self._tests[key]
+
+    def _first_candidate(self, host: str) -> int:
+        """How many leading covered regexes surely miss ``host`` (all: none matches)."""
+        lo, hi = 0, len(self._covered)
+        if not hi or len(host) > PREFILTER_MAX_HOST:
+            return 0
+        whole = self._test(lo, hi)
+        if whole is None:
+            return 0
+        if whole(host):
+            return hi
+        while hi - lo > 1:  # the first match is in [lo, hi): halve, left first
+            mid = (lo + hi) // 2
+            left = self._test(lo, mid)
+            if left is not None and left(host):
+                lo = mid  # (a sure "no" skips the left half; a limit or a hit does not)
+            else:
+                hi = mid
+        return lo
 
     def first(self, host: str) -> tuple[Entry[T], tuple[str, ...], dict[str, str]] | None:
         """The first entry matching ``host``, its captures and named captures, or None.
 
         Raises :class:`~lbkit.RegexLimitError` where the one-by-one scan would.
         """
+        skip = self._first_candidate(host)
         entries = self.entries
-        none_match = self._none_match
-        if none_match is not None and len(host) <= self._max_host and none_match(host):
-            entries = self._loose
-        for entry in entries:
+        if skip == 0:
+            scan: Iterable[Entry[T]] = entries
+        else:
+            start = self._covered[skip] if skip < len(self._covered) else len(entries)
+            loose = [e for i, e in self._loose if i < start]
+            scan = itertools.chain(loose, entries[start:])
+        for entry in scan:
             found = entry[0].search(host)
             if found is not None:
                 return entry, found[0], found[1]
@@ -85,46 +129,39 @@ def _combinable(regex: ServerRegex) -> bool:
     return _UNSAFE.search(text) is None
 
 
-def _wrap(regex: ServerRegex) -> str | bytes:
+def _wrap(regex: ServerRegex) -> bytes:
     source = regex.source
-    if isinstance(source, bytes):
-        return (b"(?i:" if regex.caseless else b"(?:") + source + b")"
-    return ("(?i:" if regex.caseless else "(?:") + source + ")"
+    assert isinstance(source, bytes)  # (PCRE2's pattern bytes)
+    return (b"(?i:" if regex.caseless else b"(?:") + source + b")"
 
 
-def _combine(regexes: Sequence[ServerRegex]) -> tuple[list[bool], Callable[[str], bool] | None]:
-    """Which regexes the combined pass covers, and its "nothing matches" test (or None)."""
+Compiled = tuple[Callable[[str], bool], int]
+
+
+def _combine(regexes: Sequence[ServerRegex]) -> tuple[list[bool], list[bytes]]:
+    """Which regexes an alternation covers (PCRE2 only), and their wrapped parts."""
     covered = [False] * len(regexes)
-    engines = {r.engine for r in regexes}
-    if len(regexes) < 2 or len(engines) != 1:
-        return covered, None
-    compile_one = _compile_pcre2 if engines == {"pcre2"} else _compile_re
-    parts: list[Any] = []
+    if len(regexes) < 2 or any(r.engine != "pcre2" for r in regexes):
+        return covered, []
+    parts: list[bytes] = []
     groups = 0
-    names: set[str] = set()
     for i, regex in enumerate(regexes):
         if not _combinable(regex):
             continue
         wrapped = _wrap(regex)
-        compiled = compile_one([wrapped])
+        compiled = _compile_pcre2([wrapped])
         if compiled is None or compiled[1] != regex.groups:
             continue  # the wrapper changed the pattern's structure: keep it on its own
-        own_names = compiled[2]
-        if regex.engine == "re" and names & own_names:
-            continue  # re refuses a group name twice
-        names |= own_names
         parts.append(wrapped)
         groups += regex.groups
         covered[i] = True
-    if len(parts) < 2:
-        return [False] * len(regexes), None
-    compiled = compile_one(parts)
+    compiled = _compile_pcre2(parts) if len(parts) >= 2 else None
     if compiled is None or compiled[1] != groups:
-        return [False] * len(regexes), None
-    return covered, compiled[0]
+        return [False] * len(regexes), []
+    return covered, parts
 
 
-def _compile_pcre2(parts: list[Any]) -> tuple[Callable[[str], bool], int, set[str]] | None:
+def _compile_pcre2(parts: list[bytes]) -> Compiled | None:
     pcre2 = pcre2_module()
     # (?J): group names may repeat across regexes (none of them is referred to by name)
     source = b"(*LIMIT_MATCH=%d)(?J)" % PREFILTER_MATCH_LIMIT + b"|".join(parts)
@@ -144,18 +181,4 @@ def _compile_pcre2(parts: list[Any]) -> tuple[Callable[[str], bool], int, set[st
         except Exception:  # pcre2.LibraryError: the prefilter's limit; scan one by one
             return False
 
-    return none_match, int(compiled.groups), set()
-
-
-def _compile_re(parts: list[Any]) -> tuple[Callable[[str], bool], int, set[str]] | None:
-    # The ``re`` fallback compiles with re.ASCII (PCRE without UTF mode), see _regex.py
-    try:
-        compiled = re.compile("|".join(parts), re.ASCII)
-    except (re.error, RecursionError, OverflowError):
-        return None
-    search = compiled.search
-
-    def none_match(host: str) -> bool:
-        return search(host) is None
-
-    return none_match, compiled.groups, set(compiled.groupindex)
+    return none_match, int(compiled.groups)
