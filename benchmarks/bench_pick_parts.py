@@ -9,7 +9,7 @@ handed out, the health and connection accounting. One interleaved run (round 1 o
 case, then round 2...), the garbage collector off while a case runs, medians of
 ``--repeats`` rounds. (``bench_pick.py`` sets the hash methods beside their lookup alone.)
 
-``--quick`` runs 3 rounds of 3,000 operations; ``--json PATH`` writes the medians.
+``--quick`` runs 7 rounds of 5,000 operations; ``--json PATH`` writes the medians.
 """
 
 from __future__ import annotations
@@ -121,13 +121,13 @@ def measure(cases: dict[str, Callable[[], None]], n: int, repeats: int) -> dict[
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 3,000 operations")
+    parser.add_argument("--quick", action="store_true", help="7 rounds of 5,000 operations")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--ops", type=int, default=None, help="operations per timed run")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    n = args.ops or (3_000 if args.quick else 20_000)
-    repeats = args.repeats or (3 if args.quick else 11)
+    n = args.ops or (5_000 if args.quick else 20_000)
+    repeats = args.repeats or (7 if args.quick else 11)
     parts = measure(fixed_cost_cases(n), n, repeats)
 
     whole = parts[WHOLE]
