@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,8 +126,10 @@ def test_fuzzed_resolve_servers(
     """Any mix of resolve/service/route/drain words: a ConfigError, or an upstream whose
     names to resolve are exactly the ``resolve`` servers on names, rendered back as read."""
     body = [f"server {address} {' '.join(words)};" for address, words in lines]
-    text = "upstream u {\n" + ("zone render_fuzz;\n" if zone else "")
-    text += ("sticky cookie s;\n" if sticky else "") + "\n".join(body) + "\n}"
+    inner = ("sticky cookie s;\n" if sticky else "") + "\n".join(body) + "\n}"
+    # a zone's membership is shared by every upstream that opens it: one zone per config
+    text = "upstream u {\n" + (f"zone render_fuzz_{zlib.crc32(inner.encode())};\n" if zone else "")
+    text += inner
     try:
         up = parse_upstream(text)
     except lbkit.ConfigError:
