@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import os
 import threading
+import uuid
 from fractions import Fraction
 
 import pytest
@@ -478,6 +481,45 @@ def test_sticky_least_time_from_nginx_text() -> None:
     assert up.method.kind == "least_time"
     assert up.pick(sticky=server_id("b:1")).name == "b:1"
     assert up.pick().name == "a:1"
+
+
+def _zone_text(zone: str) -> str:
+    return f"upstream u {{ zone {zone} 64k; least_time header inflight; server a:1; server b:1; }}"
+
+
+def _slow_first_pick(zone_dir: str, zone: str) -> None:
+    """Another worker process: its first pick (a:1) takes 900 ms."""
+    os.environ["LBKIT_ZONE_DIR"] = zone_dir
+    up = parse_upstream(_zone_text(zone))
+    peer = up.pick()
+    assert peer.name == "a:1"
+    up.header(peer, 0.9)
+    up.done(peer, elapsed=0.95)
+
+
+def test_a_zone_shares_the_times_among_processes(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As nginx's zone holds the peers' averages, every process sees the same times."""
+    monkeypatch.setenv("LBKIT_ZONE_DIR", str(tmp_path))
+    zone = "lt" + uuid.uuid4().hex[:12]
+    mine = parse_upstream(_zone_text(zone))
+    other = multiprocessing.get_context("spawn").Process(
+        target=_slow_first_pick, args=(str(tmp_path), zone)
+    )
+    other.start()
+    other.join(60)
+    assert other.exitcode == 0
+    held = mine.pick()
+    assert held.name == "b:1"  # a:1 averages 900 ms in the other process
+    assert times(mine, "a:1").header_time == 900
+    assert times(mine, "a:1").response_time == 950
+    again = parse_upstream(_zone_text(zone))  # one more worker of this host
+    assert times(again, "b:1").inflight_reqs == 1  # held's attempt, in flight
+    mine.header(held, 0.02)
+    mine.done(held, elapsed=0.03)
+    assert times(again, "b:1") == times(mine, "b:1")
+    assert times(again, "b:1").inflight_reqs == 0
 
 
 # -- against a transcription of nginx's C code ----------------------------------------------

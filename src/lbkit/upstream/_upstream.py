@@ -554,7 +554,8 @@ class Upstream:
             timer = self._members.timer
             if timer is not None:
                 outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
-                timer.attempt_ended(peer, outcome, elapsed, header_time)
+                with self._synced((state,)):
+                    timer.attempt_ended(peer, outcome, elapsed, header_time)
             peer.reported = True
             # The clock matters only to a failure or to the end of a fail_timeout probe.
             if failed:
@@ -613,7 +614,8 @@ class Upstream:
                 raise UsageError(f"the header of {peer!r} was already reported")
             timer = self._members.timer
             if timer is not None:
-                timer.header_arrived(peer, elapsed)
+                with self._synced((peer.state,)):
+                    timer.header_arrived(peer, elapsed)
             else:
                 peer.header_ms = 0 if elapsed is None else round(elapsed * 1000)
 
@@ -625,10 +627,10 @@ class Upstream:
             if peer.reported or peer.owner is not self:
                 return
             timer = self._members.timer
-            if timer is not None:
-                timer.attempt_ended(peer, "abandoned", None, None)
             peer.reported = True
             with self._synced((peer.state,)):
+                if timer is not None:
+                    timer.attempt_ended(peer, "abandoned", None, None)
                 peer.state.give_back()
 
     def attempts(

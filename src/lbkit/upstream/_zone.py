@@ -8,7 +8,8 @@ process sees the same membership: :meth:`~lbkit.Upstream.update` and
 
 Per peer (keyed by upstream name and address) it holds the server's parameters, the
 smooth-round-robin weights, failures and their clocks, the drain flag, slow start, the
-response-time average and the connection count, plus one connection count per process, so
+response-time average, least_time's times and the connection count, plus one connection
+count per process, so
 that the counts of a process that died (even by ``kill -9``) are released by the next
 process that takes the lock after it is gone (checked at most once per
 :data:`REAP_INTERVAL`). A process is identified by its pid and start time
@@ -44,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from lbkit.errors import ConfigError
+from lbkit.upstream._peer_times import PeerTimes
 from lbkit.upstream._peers import PeerState
 from lbkit.upstream._server import Server
 
@@ -90,10 +92,11 @@ _ADDRESS_AT = _CONFIG_AT + _CONFIG.size
 _STATE = struct.Struct("<10qd")
 _HOT = struct.Struct("<6q")
 _STATE_AT = _ADDRESS_AT + MAX_ZONE_ADDRESS
-#: Reserved for a balancer's own per-peer numbers: room for least_time's ``PeerTimes``
-#: (a flag and six ``ngx_msec_t``), which are not shared yet (zeroes now).
+#: A balancer's own per-peer numbers: least_time's ``PeerTimes`` (a flag, set once a
+#: process stored them, and six ``ngx_msec_t``), shared as nginx's zone shares them.
 _EXTRA_AT = _STATE_AT + _STATE.size
-_COUNTS_AT = _EXTRA_AT + 56
+_TIMES = struct.Struct("<q6Q")
+_COUNTS_AT = _EXTRA_AT + _TIMES.size
 #: Bytes one peer takes in a zone.
 PEER_RECORD_SIZE = _COUNTS_AT + 4 * MAX_PROCS
 _RECORD_Q = PEER_RECORD_SIZE // 8
@@ -650,6 +653,8 @@ class _Synced:
                 if not current or peer not in members:
                     # (the version says nothing of removed peers still in use: load them)
                     _load(peer, _STATE.unpack_from(buf, at + _STATE_AT))
+                    if peer.times is not None:
+                        _load_times(peer.times, _TIMES.unpack_from(buf, at + _EXTRA_AT))
                 held.append((peer, at))
             return not current
         except BaseException:
@@ -681,6 +686,19 @@ class _Synced:
                     )
                 else:
                     state(buf, at + _STATE_AT, *_dump(peer))
+                times = peer.times
+                if times is not None:
+                    _TIMES.pack_into(
+                        buf,
+                        at + _EXTRA_AT,
+                        1,
+                        times.header_time,
+                        times.response_time,
+                        times.inflight_time,
+                        times.inflight_last,
+                        times.inflight_reqs_changed,
+                        times.inflight_reqs,
+                    )
                 if conns != before:
                     i32[((at + _COUNTS_AT) >> 2) + proc] += conns - before
                     if conns <= 0 and not q[(at + _CONFIG_AT) >> 3] & _MEMBER:
@@ -710,6 +728,19 @@ def _load(peer: PeerState, state: tuple[int | float, ...]) -> None:
         peer.draining = True
         peer.down = True
     peer.refresh()
+
+
+def _load_times(times: PeerTimes, stored: tuple[int, ...]) -> None:
+    """Take least_time's shared times, once some process stored them."""
+    if stored[0]:
+        (
+            times.header_time,
+            times.response_time,
+            times.inflight_time,
+            times.inflight_last,
+            times.inflight_reqs_changed,
+            times.inflight_reqs,
+        ) = stored[1:]
 
 
 def _dump(peer: PeerState) -> tuple[int | float, ...]:
