@@ -178,3 +178,20 @@ def test_picks_from_16_threads_while_the_answer_changes(tmp_path: Path) -> None:
         assert all(p.conns == 0 for p in up.peers)
     finally:
         dnsmasq.stop()
+
+
+def test_parse_servers_gives_upstreams_and_servers_the_http_resolver() -> None:
+    from lbkit.nginx import parse_servers
+
+    router = parse_servers(
+        "http {\n resolver 127.0.0.1:5353 ipv6=off;\n"
+        f" upstream app {{ zone {zone()}; server app.example resolve; }}\n"
+        " server { listen 80; server_name a.example; location / { proxy_pass http://app; } }\n"
+        "}"
+    )
+    assert router.upstreams["app"].resolver == ("127.0.0.1:5353", "ipv6=off")
+    with pytest.raises(lbkit.ConfigError, match=r'no resolver defined .* upstream "app"'):
+        parse_servers(
+            f"upstream app {{ zone {zone()}; server app.example resolve; }}\n"
+            "server { listen 80; location / { proxy_pass http://app; } }"
+        )

@@ -20,7 +20,13 @@ import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.nginx.lexer import Directive, parse_directives
-from lbkit.nginx.servers import method_warnings, server_from_directive
+from lbkit.nginx.servers import (
+    check_resolvable,
+    http_resolving,
+    inherit,
+    method_warnings,
+    server_from_directive,
+)
 from lbkit.nginx.upstream import upstream_from_directive
 from lbkit.routing._host import MAX_HEADER_LINE
 from lbkit.routing._regex import ServerRegex, compile_regex
@@ -224,25 +230,11 @@ def load_config(
             continue
         if d.block is None:
             raise ConfigError(f'directive "http" has no opening "{{" in {d.where}')
-        http_resolver: Directive | None = None
-        http_resolving: list[Directive] = []  # what an upstream without its own inherits
-        for item in d.block:
-            if item.name == "resolver":
-                http_resolver = item
-            if item.name in ("resolver", "resolver_timeout"):
-                http_resolving = [x for x in http_resolving if x.name != item.name] + [item]
+        resolving = http_resolving(d.block)  # what server and upstream blocks inherit
         for item in d.block:
             if item.name == "upstream" and item.block is not None:
-                own = {x.name for x in item.block}
-                inherited = [x for x in http_resolving if x.name not in own]
-                if inherited:
-                    item = attrs.evolve(item, block=(*inherited, *item.block))
-                up = _upstream(item, loader)
-                if up.resolve_servers and not any("=" not in w for w in up.resolver):
-                    raise ConfigError(
-                        "no resolver defined to resolve names at run time in upstream "
-                        f'"{up.name}" in {item.where}'
-                    )
+                up = _upstream(inherit(item, resolving), loader)
+                check_resolvable(up, f" in {item.where}")
                 if up.name in upstreams:
                     raise ConfigError(f'duplicate upstream "{up.name}" in {item.where}')
                 upstreams[up.name] = up
@@ -252,9 +244,7 @@ def load_config(
             elif item.name == "server" and item.block is not None:
                 index = len(servers)
                 context = f"http > server #{index}"
-                block_items = item.block
-                if http_resolver is not None and not any(x.name == "resolver" for x in block_items):
-                    item = attrs.evolve(item, block=(http_resolver, *block_items))
+                item = inherit(item, resolving)
                 try:
                     servers.append(
                         server_from_directive(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.nginx.durations import parse_duration
@@ -19,6 +21,9 @@ from lbkit.upstream import Upstream
 __all__ = [
     "SERVER_DIRECTIVES",
     "as_config_bytes",
+    "check_resolvable",
+    "http_resolving",
+    "inherit",
     "method_warnings",
     "parse_servers",
     "server_from_directive",
@@ -81,6 +86,33 @@ def _parse_resolver(item: Directive) -> tuple[tuple[str, ...], int | None, bool]
         except ConfigError as exc:
             raise ConfigError(f"{exc} in resolver", line=item.line) from None
     return addresses, valid, ipv6
+
+
+def http_resolving(items: Sequence[Directive]) -> list[Directive]:
+    """The ``http`` block's ``resolver`` and ``resolver_timeout`` (the last of each), which
+    its ``server`` and ``upstream`` blocks without their own inherit."""
+    found: dict[str, Directive] = {}
+    for item in items:
+        if item.name in ("resolver", "resolver_timeout"):
+            found[item.name] = item
+    return list(found.values())
+
+
+def inherit(block: Directive, inherited: Sequence[Directive]) -> Directive:
+    """``block`` with the ``inherited`` directives it does not set itself, first."""
+    own = {item.name for item in block.block or ()}
+    missing = tuple(item for item in inherited if item.name not in own)
+    if not missing or block.block is None:
+        return block
+    return attrs.evolve(block, block=(*missing, *block.block))
+
+
+def check_resolvable(up: Upstream, where: str) -> None:
+    """nginx's check that an upstream with ``server NAME resolve`` has a resolver."""
+    if up.resolve_servers and not any("=" not in word for word in up.resolver):
+        raise ConfigError(
+            f'no resolver defined to resolve names at run time in upstream "{up.name}"{where}'
+        )
 
 
 def server_from_directive(
@@ -202,13 +234,18 @@ def parse_servers(
     servers: list[ServerBlock] = []
     upstreams: dict[str, Upstream] = {}
     warnings: list[str] = []
+    resolving = http_resolving(directives)
     for d in directives:
         if d.name == "server" and d.block is not None and not d.args:
+            d = inherit(d, resolving)
             servers.append(server_from_directive(d, len(servers), regex_engine=regex_engine))
         elif d.name == "upstream" and d.block is not None:
             warnings.extend(method_warnings(d))
-            up = upstream_from_directive(d)
+            up = upstream_from_directive(inherit(d, resolving))
+            check_resolvable(up, f" (line {d.line})")
             upstreams[up.name] = up
+        elif d.name in ("resolver", "resolver_timeout"):
+            continue
         else:
             raise ConfigError(
                 f'unexpected "{d.name}": expected "server {{ ... }}" or "upstream NAME {{ ... }}"',
