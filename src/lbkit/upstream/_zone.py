@@ -288,23 +288,21 @@ class Zone:
         """Take the zone (reentrant; threads, then processes); this process's index.
         Pair with :meth:`release`."""
         self._thread_lock.acquire()
-        try:
+        if self._depth:
             self._depth += 1
-            if self._depth == 1:
-                try:
-                    fcntl.lockf(self._fd, fcntl.LOCK_EX)
-                except BaseException:
-                    self._depth -= 1
-                    raise
-            try:
-                return self._own_proc()
-            except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
-                    fcntl.lockf(self._fd, fcntl.LOCK_UN)
-                raise
+            return self._proc
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
         except BaseException:
             self._thread_lock.release()
+            raise
+        self._depth = 1
+        if time.monotonic() < self._next_reap and os.getpid() == self._pid:
+            return self._proc
+        try:
+            return self._own_proc()
+        except BaseException:
+            self.release()
             raise
 
     def release(self) -> None:
