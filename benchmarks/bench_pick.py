@@ -3,7 +3,9 @@
 For every method (round robin, least_conn, least_time, ip_hash, hash, hash consistent,
 random, random two least_conn) and every upstream size, a loop of ``pick()`` + ``done()``
 over pre-generated keys / IPv4 client addresses is timed with ``time.perf_counter_ns``.
-Servers have weights 1, 2, 3, 1, 2, 3... so the weighted code paths run.
+Servers have weights 1, 2, 3, 1, 2, 3... so the weighted code paths run. Each pick is
+reported before the next, except in the ``least_conn, 16 held`` row, which keeps 16 picks
+outstanding (each new pick reports the oldest), as 16 concurrent requests would.
 
 The machine this runs on is noisy, so:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import collections
 import datetime
 import gc
 import itertools
@@ -56,11 +59,16 @@ PEER_COUNTS: tuple[int, ...] = (3, 10, 100, 1000)
 
 #: What each method's ``pick()`` is given: nothing, ``key=`` or ``client_addr=``.
 NO_ARG, KEY, ADDR = "none", "key", "client_addr"
+#: No argument, with :data:`HELD` picks kept outstanding (each pick releases the oldest).
+HOLDING = "holding"
+#: Connections a ``HOLDING`` loop keeps open, as 16 concurrent requests would.
+HELD = 16
 
 #: label -> (factory of the method, argument its pick() needs), in table order.
 METHODS: dict[str, tuple[Callable[[], lbkit.Method], str]] = {
     "round robin": (lbkit.RoundRobin, NO_ARG),
     "least_conn": (lbkit.LeastConn, NO_ARG),
+    f"least_conn, {HELD} held": (lbkit.LeastConn, HOLDING),
     "least_time header": (lbkit.LeastTimeMethod, NO_ARG),
     "least_time last_byte inflight": (
         lambda: lbkit.LeastTimeMethod("last_byte", inflight=True),
@@ -198,6 +206,19 @@ def pick_loop(
                 done(pick(client_addr=a))
 
         return run_addr
+    if arg == HOLDING:
+
+        def run_holding() -> None:
+            # Peers busy while others are picked: least_conn's ties are no longer all of
+            # them, so nginx's scan (O(n)) runs instead of the idle fast path.
+            held = collections.deque(pick() for _ in range(HELD))
+            for _ in keys:
+                held.append(pick())
+                done(held.popleft())
+            for peer in held:
+                done(peer)
+
+        return run_holding
 
     def run_plain() -> None:
         for _ in keys:

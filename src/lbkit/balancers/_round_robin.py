@@ -88,8 +88,8 @@ class SmoothPicker:
 
     With ``idle_only`` (least_conn) the fast path also needs every peer idle: least_conn
     then finds all peers tied at 0 connections and runs exactly round robin's step among
-    them. The peers it handed out are remembered; any of them still busy sends the pick to
-    the scan.
+    them. It starts only when every peer is idle; the peers it hands out are remembered,
+    and any of them still busy at the next pick sends that pick to the scan.
     """
 
     __slots__ = (
@@ -205,14 +205,18 @@ class SmoothPicker:
         self._countdown = len(peers)
         if group.single or group.total_weight > MAX_FAST_PERIOD:
             return
+        idle_only = self._idle_only
         for p in peers:
             if (
                 p.blocked_until != AVAILABLE
                 or p.effective_weight != p.weight
                 or p.ramp_start is not None
+                or (idle_only and p.conns)
             ):
+                # (a busy peer also stops least_conn's fast path before it computes an
+                # order that its first pick would give up)
                 return
-        self._busy = [p for p in peers if p.conns] if self._idle_only else []
+        self._busy = []
         weights = [p.weight for p in peers]
         base = [p.current_weight for p in peers]
         if weights != self._weights or base != self._base:
