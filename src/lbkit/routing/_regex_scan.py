@@ -3,7 +3,7 @@
 nginx runs the regex names one by one and takes the first that matches, so a host that
 matches none pays for every regex. With PCRE2 lbkit first runs one alternation of them all
 (``(?:r1)|(?i:r2)|...``, each with its own case rule): when it finds nothing, no regex
-matches and the scan is skipped. When it finds something, halves of the alternation tell
+matches and the scan is skipped. When it finds something, blocks of the alternation tell
 which leading regexes surely miss; the rest run one by one exactly as nginx runs them, so
 the winner, its captures and any match-limit error are nginx's.
 
@@ -49,10 +49,10 @@ class RegexScan(Generic[T]):
     """Regex entries ``(regex, name, value)`` in configuration order; ``first(host)`` is
     the first that matches (with its captures), as nginx's scan finds it.
 
-    When the combined pass finds something, halves of the combined regexes are tested the
-    same way (each half's alternation built on first use) to skip the leading ones that
-    cannot match: the one-by-one scan starts at the first that may (the regexes left out of
-    the alternation before it are still run in their place).
+    When the combined pass finds something, blocks of the combined regexes (1, 2, 4... from
+    the left, then halves of the block that may match; each alternation built on first use)
+    skip the leading ones that cannot match: the one-by-one scan starts at the first that
+    may (the regexes left out of the alternation before it still run in their place).
     """
 
     __slots__ = ("_covered", "_loose", "_parts", "_tests", "entries")
@@ -86,15 +86,24 @@ class RegexScan(Generic[T]):
 
     def _first_candidate(self, host: str) -> int:
         """How many leading covered regexes surely miss ``host`` (all: none matches)."""
-        lo, hi = 0, len(self._covered)
-        if not hi or len(host) > PREFILTER_MAX_HOST:
+        lo, n = 0, len(self._covered)
+        if not n or len(host) > PREFILTER_MAX_HOST:
             return 0
-        whole = self._test(lo, hi)
+        whole = self._test(0, n)
         if whole is None:
             return 0
         if whole(host):
-            return hi
-        while hi - lo > 1:  # the first match is in [lo, hi): halve, left first
+            return n
+        # something may match: blocks of 1, 2, 4... regexes from the left until one may
+        # (a match among the first regexes costs one or two tests), then halve that block
+        size, hi = 1, n
+        while lo < n:
+            hi = min(lo + size, n)
+            block = self._test(lo, hi)
+            if block is None or not block(host):
+                break
+            lo, size = hi, size * 2
+        while hi - lo > 1:
             mid = (lo + hi) // 2
             left = self._test(lo, mid)
             if left is not None and left(host):
