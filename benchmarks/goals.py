@@ -18,7 +18,7 @@ Results = dict[str, Any]
 
 @dataclass(frozen=True)
 class Ref:
-    """A figure set beside lbkit's: a floor or a peer, with its unit."""
+    """A figure set beside lbkit's: a floor or a peer, in the unit of its row."""
 
     name: str
     value: float

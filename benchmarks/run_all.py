@@ -2,15 +2,19 @@
 
 ``--quick`` is passed through to every script (``tox -e bench -- --quick`` for a short run);
 ``--json-dir DIR`` gives each script ``--json DIR/<script name>.json``. Each script runs in
-its own process with the same interpreter; a script that exits non-zero, dies, or outlives
-``--timeout`` counts as failed, the others still run, and the exit status is 1 when any
-failed (0 otherwise). ``--report`` then regenerates docs/benchmarks.md and its figures
-from the JSON (as ``python benchmarks/report.py`` does).
+its own process (and process group) with the same interpreter; a script that exits
+non-zero, dies, or outlives ``--timeout`` (then it is interrupted, so that it stops the
+servers it started, and killed if it lingers) counts as failed, the others still run, and
+the exit status is 1 when any failed (0 otherwise). ``--report`` then regenerates
+docs/benchmarks.md and its figures from the JSON (as ``python benchmarks/report.py`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+#: Seconds a timed-out script has to stop its servers after SIGINT before it is killed.
+GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -42,13 +49,39 @@ def discover(only: Sequence[str] = ()) -> list[Path]:
     return scripts
 
 
-def run_one(script: Path, args: list[str], timeout: float | None) -> tuple[str, float]:
-    """Run ``script``; return its outcome ("ok", "exit N" or "timeout") and seconds taken."""
-    started = time.perf_counter()
+def stop(proc: subprocess.Popen[bytes], grace: float | None = None) -> None:
+    """Stop a script and everything in its process group.
+
+    SIGINT first, as Ctrl-C would: the script's ``finally`` blocks and context managers
+    stop the servers it started (a database left running would outlive the run). What is
+    still there after ``grace`` seconds is killed.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
     try:
-        code = subprocess.call([sys.executable, str(script), *args], timeout=timeout)
+        proc.wait(GRACE if grace is None else grace)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_one(script: Path, args: list[str], timeout: float | None) -> tuple[str, float]:
+    """Run ``script``; return its outcome ("ok", "exit N" or "timeout") and seconds taken.
+
+    The script runs in its own process group, stopped with :func:`stop` when it outlives
+    ``timeout`` or when this run is interrupted.
+    """
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script), *args], start_new_session=True)
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
         return "timeout", time.perf_counter() - started
+    except BaseException:
+        stop(proc)
+        raise
     outcome = "ok" if code == 0 else f"exit {code}"
     return outcome, time.perf_counter() - started
 

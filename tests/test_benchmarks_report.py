@@ -296,3 +296,44 @@ def test_zone_rows_set_each_state_beside_in_process(zone: dict[str, Any]) -> Non
     rows = report.zone_rows(zone)
     assert ["least_conn", "zone", "10.00 µs", "2.50x"] in rows
     assert all(row[0] != "least_conn 1000" for row in rows)  # no in-process row to compare
+
+
+SERVER_SCRIPT = """
+import subprocess, sys, time
+server = subprocess.Popen(["sleep", "300"])
+open(sys.argv[1], "w").write(str(server.pid))
+try:
+    time.sleep(300)
+finally:
+    server.terminate()
+    server.wait()
+"""
+
+STUBBORN_SCRIPT = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+server = subprocess.Popen(["sleep", "300"])
+open(sys.argv[1], "w").write(str(server.pid))
+time.sleep(300)
+"""
+
+
+def _alive(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().split(") ")[1][0] != "Z"
+
+
+@pytest.mark.parametrize("body", [SERVER_SCRIPT, STUBBORN_SCRIPT], ids=["cleans up", "ignores"])
+def test_a_timed_out_script_leaves_no_server_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    """Interrupted, the script stops what it started; ignoring that, its group is killed."""
+    import run_all
+
+    monkeypatch.setattr(run_all, "GRACE", 2.0)
+    script = tmp_path / "bench_server.py"
+    script.write_text(body)
+    pid_file = tmp_path / "pid"
+    outcome, _ = run_all.run_one(script, [str(pid_file)], timeout=3.0)
+    assert outcome == "timeout"
+    assert not _alive(int(pid_file.read_text()))
