@@ -272,3 +272,10 @@ def test_float_packed_sort_equals_the_int_packed_sort(
     for got_points, got_owners in (floats, ints):
         assert list(got_points) == [p for p, _ in want]
         assert got_owners == [nodes[rank] for _, rank in want]
+
+
+def test_rendezvous_keys_are_text_or_bytes() -> None:
+    r = lbkit.Rendezvous(["a", "b", "c"], [1, 2, 3])
+    assert r.lookup("k") == r.lookup(b"k")
+    with pytest.raises(lbkit.KeyTypeError, match="str or bytes"):
+        r.lookup(123)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from lbkit.errors import EmptyRingError
-from lbkit.hashing import mmh3_32, mmh3_hash64
+from lbkit.hashing import as_bytes, mmh3_32, mmh3_hash64
 from lbkit.rings._nodes import check_known_node, check_new_node, check_weight, node_weights
 
 __all__ = ["Rendezvous"]
@@ -18,9 +18,16 @@ N = TypeVar("N", bound=Hashable)
 _INV_TWO53 = 1.0 / float(2**53)
 
 
+#: The low 64 bits: mmh3's signed first half masked to the unsigned one (a mask per node
+#: is cheaper than a keyword argument per node).
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
 def _entries(weights: dict[N, int]) -> tuple[tuple[int, float, N], ...]:
+    """(seed, -weight, node) for each node: the seed of its key hashes, and the numerator
+    of its score ready negated (``-w / x`` and ``(-w) / x`` are the same float)."""
     return tuple(
-        (mmh3_32(str(node).encode("utf-8", "surrogatepass"), 0, False), float(weight), node)
+        (mmh3_32(str(node).encode("utf-8", "surrogatepass"), 0, False), -float(weight), node)
         for node, weight in weights.items()
     )
 
@@ -33,7 +40,7 @@ class Rendezvous(Generic[N]):
     are proportional to weights). Lookups cost O(nodes); removing a node moves only its keys.
 
     Thread safety: lookups may run while other threads add and remove nodes. A change
-    builds a new tuple of (seed, weight, node) entries and swaps one reference: a lookup
+    builds a new tuple of (seed, -weight, node) entries and swaps one reference: a lookup
     scores the nodes before the change or after it. Changes are serialised by a lock.
     """
 
@@ -49,14 +56,15 @@ class Rendezvous(Generic[N]):
         entries = self._entries
         if not entries:
             raise EmptyRingError("lookup with no nodes: add a node first")
+        data = as_bytes(key)  # encoded once, not once per node
         best: N | None = None
         best_score = -math.inf
         log = math.log
         hash64 = mmh3_hash64
-        for seed, weight, node in entries:
-            h = hash64(key, seed, signed=False)[0]
+        for seed, neg_weight, node in entries:
+            h = hash64(data, seed)[0] & _MASK64
             # top 53 bits -> u strictly inside (0, 1), so log(u) < 0
-            score = -weight / log(((h >> 11) + 0.5) * _INV_TWO53)
+            score = neg_weight / log(((h >> 11) + 0.5) * _INV_TWO53)
             if score > best_score:
                 best_score = score
                 best = node
