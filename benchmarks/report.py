@@ -447,7 +447,10 @@ def servers_section(results: Results) -> list[str]:
             "`bench_zone.py`: pick+done with the state in a zone against in-process state, "
             "rounds alternated.",
             "",
-            table(["method", "state", "per pick+done", "vs in process"], zone_rows(zone)),
+            table(
+                ["method", "state", "per pick+done", "vs in process"],
+                state_rows(zone.get("pick_us", {}), "in-process"),
+            ),
             "",
         ]
         if spread:
@@ -460,6 +463,17 @@ def servers_section(results: Results) -> list[str]:
                 ),
                 "",
             ]
+    sticky = results.get("bench_sticky", {}).get("pick_us", {})
+    if sticky:
+        out += [
+            "## Sticky sessions",
+            "",
+            "`bench_sticky.py`: pick+done of the plain method against `sticky` without a "
+            "hint and with a hint naming a server (8 servers, rounds alternated).",
+            "",
+            table(["method", "state", "per pick+done", "vs plain"], state_rows(sticky, "plain")),
+            "",
+        ]
     sharedance = results.get("bench_sharedance", {})
     if sharedance:
         out += [
@@ -530,26 +544,16 @@ def servers_section(results: Results) -> list[str]:
     return out
 
 
-def zone_rows(zone: dict[str, Any]) -> list[list[str]]:
-    """bench_zone's µs per pick+done, each beside in-process state for the same method.
+def state_rows(pick_us: dict[str, dict[str, float]], base: str) -> list[list[str]]:
+    """µs per pick+done by method and state, each beside the ``base`` state of its method.
 
-    Reads ``{"pick_us": {method: {"in-process": µs, "zone": µs}}}`` or the flat
-    ``{"<method> in-process": µs, "<method> <state>": µs}``.
+    ``pick_us`` is ``{method: {state: µs}}`` as bench_zone and bench_sticky write it.
     """
-    if "pick_us" in zone:
-        flat = {f"{m} {state}": v for m, row in zone["pick_us"].items() for state, v in row.items()}
-    else:
-        flat = {k: float(v) for k, v in zone.items() if isinstance(v, int | float)}
-    suffix = " in-process"
-    base = {k.removesuffix(suffix): v for k, v in flat.items() if k.endswith(suffix)}
-    rows = []
-    for name, value in flat.items():
-        method = max((m for m in base if name.startswith(m + " ")), key=len, default=None)
-        if method is None:
-            continue
-        state = name.removeprefix(method + " ")
-        rows.append([method, state, f"{value:.2f} µs", ratio(value, base[method])])
-    return rows
+    return [
+        [method, state, f"{value:.2f} µs", ratio(value, row.get(base))]
+        for method, row in pick_us.items()
+        for state, value in row.items()
+    ]
 
 
 def run_section(run: dict[str, Any]) -> list[str]:

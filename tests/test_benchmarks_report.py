@@ -285,17 +285,13 @@ def test_a_spent_budget_skips_the_scripts_left(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(
-    "zone",
-    [
-        {"pick_us": {"least_conn": {"in-process": 4.0, "zone": 10.0}}},
-        {"least_conn in-process": 4.0, "least_conn zone": 10.0, "least_conn 1000 zone": 9.0},
-    ],
-)
-def test_zone_rows_set_each_state_beside_in_process(zone: dict[str, Any]) -> None:
-    rows = report.zone_rows(zone)
-    assert ["least_conn", "zone", "10.00 µs", "2.50x"] in rows
-    assert all(row[0] != "least_conn 1000" for row in rows)  # no in-process row to compare
+def test_state_rows_set_each_state_beside_the_base_of_its_method() -> None:
+    pick_us = {"least_conn": {"in-process": 4.0, "zone": 10.0}, "big": {"zone": 9.0}}
+    assert report.state_rows(pick_us, "in-process") == [
+        ["least_conn", "in-process", "4.00 µs", "1.00x"],
+        ["least_conn", "zone", "10.00 µs", "2.50x"],
+        ["big", "zone", "9.00 µs", "—"],
+    ]
 
 
 SERVER_SCRIPT = """
