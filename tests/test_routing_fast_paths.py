@@ -366,3 +366,21 @@ def test_hosts_longer_than_a_dns_name_skip_the_fast_paths_not_the_answer(engine:
     assert router.match(f"{sub.upper()}.W.TEST").name == "*.w.test"
     assert router.match("x" + sub).index == 2
     assert router.match("_" + sub + "!").index == 0
+
+
+def test_shared_named_of_a_match_without_captures_is_a_dict_that_refuses_changes() -> None:
+    """Matches without named captures share one empty ``named``: still a dict (json, ==,
+    isinstance), and no caller can change what the next match sees."""
+    import json
+
+    router = lbkit.parse_servers("server { listen 80; server_name a.test *.b.test; }")
+    for host in ("a.test", "x.b.test"):
+        named = router.match(host).named
+        assert isinstance(named, dict)
+        assert json.dumps(named) == "{}"
+        assert named == {}
+        with pytest.raises(TypeError):
+            named["k"] = "v"  # type: ignore[index]
+        with pytest.raises(TypeError):
+            named.update(k="v")
+        assert router.match(host).named == {}

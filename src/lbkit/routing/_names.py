@@ -40,8 +40,21 @@ T = TypeVar("T")
 NameKind = Literal["exact", "wildcard_head", "wildcard_tail", "regex"]
 
 
+class _EmptyNamed(dict[str, str]):
+    """An empty ``dict`` that refuses changes: shared by every match without named
+    captures, and still a dict to ``isinstance``, ``json.dumps`` and ``==``."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("a match's named captures are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+
 #: The ``named`` of a match without named captures: empty and read-only, so it can be shared.
-NO_NAMED: Mapping[str, str] = MappingProxyType({})
+NO_NAMED: Mapping[str, str] = _EmptyNamed()
 
 
 @attrs.frozen(slots=False)  # fills the instance dict: cheaper to build than slots (see RouteMatch)
@@ -49,7 +62,7 @@ class NameMatch(Generic[T]):
     """Which entry matched a host, how, and the regex captures when a regex matched.
 
     Exact and wildcard matches are built once per entry and shared (their ``named`` is a
-    read-only empty mapping); a regex match is new each time.
+    read-only empty dict); a regex match is new each time.
     """
 
     value: T

@@ -75,7 +75,7 @@ class RouteMatch:
 
     ``index`` is the 0-based position of the chosen ``server {}`` block, ``captures`` the
     numbered captures of the regex name that matched (empty otherwise), ``named`` its named
-    captures (a read-only empty mapping when there are none), ``host`` nginx's ``$host``,
+    captures (a shared, read-only empty dict when there are none), ``host`` nginx's ``$host``,
     ``name`` the server_name entry that matched (``None`` when the default server was
     used), ``listen`` the socket's table (``0.0.0.0:80``). A router hands out the same
     match object for every request to one exact name.
