@@ -380,7 +380,7 @@ def test_shared_named_of_a_match_without_captures_is_a_dict_that_refuses_changes
         assert json.dumps(named) == "{}"
         assert named == {}
         with pytest.raises(TypeError):
-            named["k"] = "v"  # type: ignore[index]
+            named["k"] = "v"
         with pytest.raises(TypeError):
             named.update(k="v")
         assert router.match(host).named == {}
