@@ -210,7 +210,8 @@ def pick_loop(
 
         def run_holding() -> None:
             # Peers busy while others are picked: least_conn's ties are no longer all of
-            # them, so nginx's scan (O(n)) runs instead of the idle fast path.
+            # them (its buckets by connections per weight must keep up, not only the
+            # round-robin order).
             held = collections.deque(pick() for _ in range(HELD))
             for _ in keys:
                 held.append(pick())

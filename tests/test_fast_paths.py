@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import lbkit
 from lbkit.balancers._least_conn import get_least_conn_peer
+from lbkit.balancers._least_conn_picker import LeastConnBuckets, LeastConnPicker
 from lbkit.balancers._round_robin import SmoothPicker, get_round_robin_peer
 from lbkit.upstream import Method, PeerGroup, PeerState, Picker, RequestState
 from tests.helpers import FakeClock
@@ -249,6 +250,47 @@ scenario = {
 }
 
 
+#: Servers that leave least_conn's fast path on most of the time (no max_conns reached,
+#: few failures, no slow start), and runs that hold many connections: the fast path then
+#: answers with peers busy, ties among part of the peers and connections ending.
+held_server_st = st.builds(
+    dict,
+    weight=st.integers(1, 4),
+    max_fails=st.sampled_from([0, 0, 0, 1]),
+    fail_timeout=st.integers(0, 5),
+    max_conns=st.sampled_from([0, 0, 0, 0, 0, 3]),
+    backup=st.sampled_from([False, False, False, False, True]),
+    down=st.sampled_from([False] * 9 + [True]),
+    slow_start=st.just(0),
+)
+
+held_op_st = st.one_of(
+    st.tuples(st.just("pick"), st.just(True), st.integers(0, 3)),
+    st.tuples(st.just("pick"), st.just(True), st.integers(0, 3)),
+    st.tuples(st.just("pick"), st.booleans(), st.integers(0, 3)),
+    st.tuples(st.just("done"), st.integers(0, 20), st.just("ok")),
+    st.tuples(st.just("done"), st.integers(0, 20), st.sampled_from(["ok", "failed", "retry"])),
+    st.tuples(st.just("give_back"), st.integers(0, 20)),
+    st.tuples(st.just("tick"), st.integers(0, 4)),
+    st.tuples(st.just("attempts"), st.integers(0, 1), st.integers(0, 3)),
+    st.tuples(st.just("update"), st.integers(1, 2**8 - 1)),
+)
+
+held_scenario = {
+    "configs": st.lists(held_server_st, min_size=2, max_size=12),
+    "ops": st.lists(held_op_st, min_size=20, max_size=120),
+    "warm": st.integers(0, 30),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**held_scenario)
+def test_least_conn_fast_path_with_held_connections_equals_nginx_scan(
+    configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
+) -> None:
+    check_fast_path_equals_scan(lbkit.LeastConn(), scan_least_conn(), configs, ops, warm)
+
+
 @pytest.mark.parametrize("name", list(PAIRS))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(**scenario)
@@ -342,7 +384,46 @@ class _BrokenHashPicker:
         return lbkit.upstream.take_first(peer, now)
 
 
+class _DeafBuckets(LeastConnBuckets):
+    """Broken: the fast path does not follow connections that end (done, give_back)."""
+
+    __slots__ = ()
+
+    def released(self, state: PeerState) -> None:
+        """Ignore it."""
+
+
+class _OneWeightBuckets(LeastConnBuckets):
+    """Broken: peers of different weights with the same connections per weight do not tie
+    (only the first weight with the lowest fraction takes the round-robin step)."""
+
+    __slots__ = ()
+
+    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        classes = self._classes
+        if not self._fast or len(classes) < 2:
+            return super().first(key, addr, now)
+        self._classes = [min(classes, key=lambda c: c.low / c.weight)]
+        try:
+            return super().first(key, addr, now)
+        finally:
+            if self._fast:
+                self._classes = list(self._by_weight.values())
+
+
 BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
+    "least_conn deaf to ended connections": (
+        lambda: Rebound(
+            lbkit.LeastConn(), lambda g: LeastConnPicker(g, get_least_conn_peer, _DeafBuckets)
+        ),
+        scan_least_conn,
+    ),
+    "least_conn with ties within one weight only": (
+        lambda: Rebound(
+            lbkit.LeastConn(), lambda g: LeastConnPicker(g, get_least_conn_peer, _OneWeightBuckets)
+        ),
+        scan_least_conn,
+    ),
     "least_conn ignoring busy peers": (
         lambda: Rebound(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
         scan_least_conn,
@@ -361,6 +442,7 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     fast, ref = BROKEN[name]
+    scenario_st = held_scenario if name.startswith("least_conn") else scenario
 
     @settings(
         max_examples=1000,
@@ -369,7 +451,7 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
         phases=[Phase.generate],
         suppress_health_check=[HealthCheck.too_slow],
     )
-    @given(**scenario)
+    @given(**scenario_st)
     def prop(configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int) -> None:
         check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
 

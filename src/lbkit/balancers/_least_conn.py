@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.balancers._round_robin import SmoothPicker, get_round_robin_peer, switch_to_backup
+from lbkit.balancers._least_conn_picker import LeastConnPicker
+from lbkit.balancers._round_robin import get_round_robin_peer, switch_to_backup
 from lbkit.upstream import PeerGroup, PeerState, RequestState, take_peer
 
 __all__ = ["LeastConn", "get_least_conn_peer"]
@@ -70,7 +71,8 @@ class LeastConn:
     needs_key = False
     needs_client_addr = False
 
-    def bind(self, primary: PeerGroup) -> SmoothPicker:
-        """nginx's scan, with round robin's precomputed order while every peer is idle
-        (all tied at 0 connections: least_conn's tie-break is then round robin's step)."""
-        return SmoothPicker(primary, get_least_conn_peer, idle_only=True)
+    def bind(self, primary: PeerGroup) -> LeastConnPicker:
+        """nginx's scan, with round robin's precomputed order while every peer is idle and
+        buckets of peers by connections per weight once connections are held (see
+        :class:`~lbkit.balancers._least_conn_picker.LeastConnPicker`)."""
+        return LeastConnPicker(primary, get_least_conn_peer)

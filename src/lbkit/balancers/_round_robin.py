@@ -129,6 +129,11 @@ class SmoothPicker:
         self._countdown = 0
         self._try_fast()
 
+    @property
+    def fast(self) -> bool:
+        """Whether the precomputed order answers (False: nginx's scan)."""
+        return self._fast
+
     def begin(self, request: RequestState) -> None:
         """Nothing to prepare for round robin."""
 
@@ -178,6 +183,10 @@ class SmoothPicker:
         if self._countdown <= 0:
             self._try_fast()
         return chosen
+
+    def start(self) -> None:
+        """Switch to the precomputed order if the peers allow it (see the class docstring)."""
+        self._try_fast()
 
     def _next_period(self) -> None:
         """Start the next precomputed period from the weights the last one ended at."""

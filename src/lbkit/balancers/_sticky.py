@@ -348,6 +348,12 @@ class _StickyPicker:
         if sync is not None:
             sync()
 
+    def released(self, state: PeerState) -> None:
+        """Tell the wrapped picker that a connection of ``state`` ended."""
+        released = getattr(self.inner, "released", None)
+        if released is not None:
+            released(state)
+
     def get(self, request: RequestState, now: int) -> PeerState | None:
         hint = request.sticky
         if hint is None:

@@ -38,7 +38,9 @@ class Picker(Protocol):
     plain :meth:`~lbkit.Upstream.pick` from the primary group without request state (take
     the peer as :func:`~lbkit.upstream.take_first` does, or return ``None`` having changed
     nothing, for the full ``begin``/``get`` path); ``sync()`` writes back peer fields such a
-    fast path lets lag; ``begins = False`` says ``begin`` does nothing.
+    fast path lets lag; ``released(state)`` hears of every connection of a peer ended
+    by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back`;
+    ``begins = False`` says ``begin`` does nothing.
     """
 
     def begin(self, request: RequestState) -> None:

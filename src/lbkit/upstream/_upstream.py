@@ -45,6 +45,7 @@ class _Membership:
         "generation",
         "picker",
         "primary",
+        "released",
         "servers",
         "sync",
         "timer",
@@ -60,6 +61,9 @@ class _Membership:
         #: Brings every peer's state up to date (a picker with a fast path may let some
         #: fields lag); called before anything but a pick reads or changes a peer.
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
+        #: Told of every connection ended by done() or give_back() (a picker that keeps
+        #: peers ordered by their connections follows them).
+        self.released: Callable[[PeerState], None] = getattr(picker, "released", _ignore)
         #: Whether the picker's ``begin`` does anything (a picker may say it does not).
         self.begins: bool = getattr(picker, "begins", True)
         #: The picker, if it times attempts (least_time; also behind _BackupOnly).
@@ -88,6 +92,10 @@ def _nothing() -> None:
     """The ``sync`` of a picker that keeps every peer up to date."""
 
 
+def _ignore(state: PeerState) -> None:
+    """The ``released`` of a picker that does not follow connection counts."""
+
+
 class _NoPeers:
     """The picker of an upstream with no peer yet (only names still to resolve): nginx's
     ``NGX_BUSY``."""
@@ -112,6 +120,7 @@ class _BackupOnly:
         self._inner = inner
         self._primary = primary
         self.sync: Callable[[], None] = getattr(inner, "sync", _nothing)
+        self.released: Callable[[PeerState], None] = getattr(inner, "released", _ignore)
 
     def _to_backup(self, request: RequestState) -> None:
         if request.group is self._primary:
@@ -578,6 +587,7 @@ class Upstream:
                 else:
                     release_peer(request, state, failed, now)
                 _count_request(state, elapsed)
+            self._members.released(state)
             if state.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
         finally:
@@ -632,6 +642,7 @@ class Upstream:
                 if timer is not None:
                     timer.attempt_ended(peer, "abandoned", None, None)
                 peer.state.give_back()
+            self._members.released(peer.state)
 
     def attempts(
         self,
