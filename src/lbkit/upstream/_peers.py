@@ -14,6 +14,7 @@ it falls back to round robin (:data:`MAX_HASH_TRIES`).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -46,7 +47,7 @@ AVAILABLE = -math.inf
 MAX_HASH_TRIES = 20
 
 
-@attrs.define(slots=True, eq=False)
+@attrs.define(slots=True, eq=False, weakref_slot=False)
 class PeerState:
     """Mutable runtime state of one server (nginx's ``ngx_http_upstream_rr_peer_t``).
 
@@ -81,7 +82,7 @@ class PeerState:
     response_time: float | None = None
     ramp_start: int | None = None
     draining: bool = False
-    blocked_until: float = -math.inf
+    blocked_until: float = AVAILABLE
     times: PeerTimes | None = None
 
     @classmethod
@@ -110,7 +111,7 @@ class PeerState:
         elif self.max_fails and self.fails >= self.max_fails:
             self.blocked_until = self.checked + self.fail_timeout
         else:
-            self.blocked_until = -math.inf
+            self.blocked_until = AVAILABLE  # the shared float: no new object per peer
 
     def reconfigure(self, server: Server, index: int) -> None:
         """Take ``server``'s new parameters, keeping connections, failures and the
@@ -173,7 +174,8 @@ class PeerGroup:
     backup: PeerGroup | None = None
     #: True for the backup group of an upstream.
     is_backup: bool = False
-    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups.
+    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups;
+    #: built by the first :meth:`peer_at` (only the hash-based methods need it).
     starts: list[int] = attrs.field(factory=list)
 
     @classmethod
@@ -184,17 +186,11 @@ class PeerGroup:
     @classmethod
     def from_peers(cls, peers: list[PeerState]) -> PeerGroup:
         """Build a group over existing peer states (their ``index`` must be their position)."""
-        starts = []
-        total = 0
-        for p in peers:
-            starts.append(total)
-            total += p.weight
         return cls(
             peers=peers,
             single=len(peers) == 1,
-            total_weight=total,
+            total_weight=sum(p.weight for p in peers),
             tries=sum(1 for p in peers if not p.down),
-            starts=starts,
         )
 
     def peer_at(self, w: int) -> PeerState:
@@ -204,7 +200,12 @@ class PeerGroup:
         (Only round robin and least_conn change weights at run time, by slow_start, and
         they never call this.)
         """
-        return self.peers[bisect.bisect_right(self.starts, w) - 1]
+        starts = self.starts
+        if not starts:
+            # Built once, on the first lookup (threads racing here build equal lists).
+            starts = list(itertools.accumulate((p.weight for p in self.peers[:-1]), initial=0))
+            self.starts = starts
+        return self.peers[bisect.bisect_right(starts, w) - 1]
 
 
 @attrs.define(slots=True, eq=False)
