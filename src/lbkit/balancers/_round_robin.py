@@ -162,12 +162,13 @@ class SmoothPicker:
             self._pos = pos
         # take_first() for a peer of the fast path: available with no time limit, so only
         # reaching max_conns may change that (then back to the scan).
+        server = peer.server
         peer.conns += 1
-        if now - peer.checked > peer.fail_timeout:
+        if now - peer.checked > server.fail_timeout:
             peer.checked = now
         if self._idle_only:
             busy.append(peer)
-        if peer.max_conns:
+        if server.max_conns:
             peer.refresh()
             if peer.blocked_until != AVAILABLE:
                 self.sync()
