@@ -103,6 +103,7 @@ class SmoothPicker:
         "_peers",
         "_pos",
         "_scan",
+        "_tried_fast",
         "_weights",
     )
 
@@ -122,12 +123,16 @@ class SmoothPicker:
         self._idle_only = idle_only
         self._busy: list[PeerState] = []
         self._fast = False
-        self._order: list[int] = []
+        #: One period of nginx's choices (peers), built when the first pick needs it: a
+        #: membership never picked from holds none (bounded by MAX_FAST_PERIOD).
+        self._order: list[PeerState] = []
         self._base: list[int] = []
         self._weights: list[int] = []
         self._pos = 0
         self._countdown = 0
-        self._try_fast()
+        #: Whether the fast path was tried yet: first by the first :meth:`first` (an
+        #: upstream with a zone never calls it) or after the first scan, not at bind time.
+        self._tried_fast = False
 
     @property
     def fast(self) -> bool:
@@ -141,7 +146,11 @@ class SmoothPicker:
         """The first peer of a plain pick from the precomputed order, or None when the
         fast path is off (the upstream then builds a request and calls :meth:`get`)."""
         if not self._fast:
-            return None
+            if self._tried_fast:
+                return None
+            self._try_fast()
+            if not self._fast:
+                return None
         busy = self._busy
         if busy:
             for peer in busy:
@@ -150,7 +159,7 @@ class SmoothPicker:
             busy.clear()
         pos = self._pos
         order = self._order
-        peer = self._peers[order[pos]]
+        peer = order[pos]
         pos += 1
         if pos == len(order):
             self._next_period()
@@ -158,12 +167,13 @@ class SmoothPicker:
             self._pos = pos
         # take_first() for a peer of the fast path: available with no time limit, so only
         # reaching max_conns may change that (then back to the scan).
+        server = peer.server
         peer.conns += 1
-        if now - peer.checked > peer.fail_timeout:
+        if now - peer.checked > server.fail_timeout:
             peer.checked = now
         if self._idle_only:
             busy.append(peer)
-        if peer.max_conns:
+        if server.max_conns:
             peer.refresh()
             if peer.blocked_until != AVAILABLE:
                 self.sync()
@@ -193,15 +203,15 @@ class SmoothPicker:
         end = self._current_weights(len(self._order))
         if end != self._base:
             self._base = end
-            self._order = smooth_wrr_from(self._weights, end)
+            self._order = self._period(end)
         self._pos = 0
 
     def _current_weights(self, pos: int) -> list[int]:
         """The current weights after ``pos`` picks of the precomputed order."""
         total = len(self._order)
         picks = [0] * len(self._weights)
-        for index in self._order[:pos]:
-            picks[index] += 1
+        for peer in self._order[:pos]:
+            picks[peer.index] += 1
         return [
             b + pos * w - total * c
             for b, w, c in zip(self._base, self._weights, picks, strict=True)
@@ -209,6 +219,7 @@ class SmoothPicker:
 
     def _try_fast(self) -> None:
         """Switch to the fast path when every peer is intact (see the class docstring)."""
+        self._tried_fast = True
         group = self._group
         peers = group.peers
         self._countdown = len(peers)
@@ -231,9 +242,14 @@ class SmoothPicker:
         if weights != self._weights or base != self._base:
             self._weights = weights
             self._base = base
-            self._order = smooth_wrr_from(weights, base)
+            self._order = self._period(base)
         self._pos = 0
         self._fast = True
+
+    def _period(self, start: list[int]) -> list[PeerState]:
+        """nginx's next period of choices from current weights ``start``."""
+        peers = self._peers
+        return [peers[i] for i in smooth_wrr_from(self._weights, start)]
 
     def sync(self) -> None:
         """Write the lagging current weights back and return to nginx's scan."""

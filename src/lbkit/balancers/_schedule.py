@@ -52,24 +52,31 @@ def smooth_wrr_from(weights: Sequence[int], start: Sequence[int]) -> list[int]:
     leader is the smallest ``(W * c_i - start[i], i)``: one heap per class.
     """
     total = sum(weights)
-    classes: dict[int, list[tuple[int, int]]] = {}
+    n = len(weights)
+    # A heap entry (key, i) is the one int key * n + i: same order, and no tuple per step.
+    classes: dict[int, list[int]] = {}
     for i, w in enumerate(weights):
-        classes.setdefault(w, []).append((-start[i], i))
+        classes.setdefault(w, []).append(-start[i] * n + i)
     for heap in classes.values():
         heapq.heapify(heap)
     items = list(classes.items())
+    step = total * n
     order: list[int] = []
     for t in range(1, total + 1):
-        best_value = best_index = -1
-        best_heap: list[tuple[int, int]] = []
+        best_value: int | None = None
+        best_entry = 0
+        best_heap: list[int] = []
         for w, heap in items:
-            key, index = heap[0]
-            value = t * w - key
-            if best_index < 0 or value > best_value or (value == best_value and index < best_index):
-                best_value, best_index, best_heap = value, index, heap
-        key, index = best_heap[0]
-        heapq.heapreplace(best_heap, (key + total, index))
-        order.append(index)
+            entry = heap[0]
+            value = t * w - entry // n
+            if (
+                best_value is None
+                or value > best_value
+                or (value == best_value and entry % n < best_entry % n)
+            ):
+                best_value, best_entry, best_heap = value, entry, heap
+        heapq.heapreplace(best_heap, best_entry + step)
+        order.append(best_entry % n)
     return order
 
 

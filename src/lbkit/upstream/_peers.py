@@ -14,6 +14,7 @@ it falls back to round robin (:data:`MAX_HASH_TRIES`).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -46,7 +47,7 @@ AVAILABLE = -math.inf
 MAX_HASH_TRIES = 20
 
 
-@attrs.define(slots=True, eq=False)
+@attrs.define(slots=True, eq=False, weakref_slot=False)
 class PeerState:
     """Mutable runtime state of one server (nginx's ``ngx_http_upstream_rr_peer_t``).
 
@@ -68,9 +69,6 @@ class PeerState:
     index: int
     weight: int
     effective_weight: int
-    max_fails: int
-    fail_timeout: int
-    max_conns: int
     down: bool
     current_weight: int = 0
     conns: int = 0
@@ -81,7 +79,7 @@ class PeerState:
     response_time: float | None = None
     ramp_start: int | None = None
     draining: bool = False
-    blocked_until: float = -math.inf
+    blocked_until: float = AVAILABLE
     times: PeerTimes | None = None
 
     @classmethod
@@ -92,9 +90,6 @@ class PeerState:
             index=index,
             weight=server.weight,
             effective_weight=server.weight,
-            max_fails=server.max_fails,
-            fail_timeout=server.fail_timeout,
-            max_conns=server.max_conns,
             down=server.down,
         )
         state.refresh()
@@ -105,12 +100,13 @@ class PeerState:
         is out. nginx's rule: down; or ``max_conns`` reached; or ``max_fails`` failures and
         ``now - checked <= fail_timeout``, i.e. until ``checked + fail_timeout``.
         """
-        if self.down or (self.max_conns and self.conns >= self.max_conns):
+        server = self.server
+        if self.down or (server.max_conns and self.conns >= server.max_conns):
             self.blocked_until = math.inf
-        elif self.max_fails and self.fails >= self.max_fails:
-            self.blocked_until = self.checked + self.fail_timeout
+        elif server.max_fails and self.fails >= server.max_fails:
+            self.blocked_until = self.checked + server.fail_timeout
         else:
-            self.blocked_until = -math.inf
+            self.blocked_until = AVAILABLE  # the shared float: no new object per peer
 
     def reconfigure(self, server: Server, index: int) -> None:
         """Take ``server``'s new parameters, keeping connections, failures and the
@@ -121,9 +117,6 @@ class PeerState:
         self.server = server
         self.index = index
         self.weight = server.weight
-        self.max_fails = server.max_fails
-        self.fail_timeout = server.fail_timeout
-        self.max_conns = server.max_conns
         self.down = server.down or self.draining
         if not server.slow_start:
             self.ramp_start = None
@@ -145,17 +138,37 @@ class PeerState:
         """The server address exactly as configured."""
         return self.server.address
 
+    # The limits are the server's (immutable) configuration, read through it rather than
+    # copied into every peer's state.
+
+    @property
+    def max_fails(self) -> int:
+        """The server's ``max_fails``: failures within ``fail_timeout`` that take it out."""
+        return self.server.max_fails
+
+    @property
+    def fail_timeout(self) -> int:
+        """The server's ``fail_timeout`` in whole seconds."""
+        return self.server.fail_timeout
+
+    @property
+    def max_conns(self) -> int:
+        """The server's ``max_conns`` (0: no limit)."""
+        return self.server.max_conns
+
     def is_failed(self, now: int) -> bool:
         """True while max_fails failures keep this peer out (nginx's passive health check)."""
+        server = self.server
         return (
-            self.max_fails != 0
-            and self.fails >= self.max_fails
-            and now - self.checked <= self.fail_timeout
+            server.max_fails != 0
+            and self.fails >= server.max_fails
+            and now - self.checked <= server.fail_timeout
         )
 
     def is_full(self) -> bool:
         """True when ``max_conns`` is set and reached."""
-        return self.max_conns != 0 and self.conns >= self.max_conns
+        max_conns = self.server.max_conns
+        return max_conns != 0 and self.conns >= max_conns
 
     def is_available(self, now: int) -> bool:
         """True when nginx would consider this peer: not down, not failed, not full."""
@@ -173,7 +186,8 @@ class PeerGroup:
     backup: PeerGroup | None = None
     #: True for the backup group of an upstream.
     is_backup: bool = False
-    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups.
+    #: Where each peer's weight range starts (0, w0, w0+w1, ...), for O(log n) hash lookups;
+    #: built by the first :meth:`peer_at` (only the hash-based methods need it).
     starts: list[int] = attrs.field(factory=list)
 
     @classmethod
@@ -184,17 +198,11 @@ class PeerGroup:
     @classmethod
     def from_peers(cls, peers: list[PeerState]) -> PeerGroup:
         """Build a group over existing peer states (their ``index`` must be their position)."""
-        starts = []
-        total = 0
-        for p in peers:
-            starts.append(total)
-            total += p.weight
         return cls(
             peers=peers,
             single=len(peers) == 1,
-            total_weight=total,
+            total_weight=sum(p.weight for p in peers),
             tries=sum(1 for p in peers if not p.down),
-            starts=starts,
         )
 
     def peer_at(self, w: int) -> PeerState:
@@ -204,7 +212,12 @@ class PeerGroup:
         (Only round robin and least_conn change weights at run time, by slow_start, and
         they never call this.)
         """
-        return self.peers[bisect.bisect_right(self.starts, w) - 1]
+        starts = self.starts
+        if not starts:
+            # Built once, on the first lookup (threads racing here build equal lists).
+            starts = list(itertools.accumulate((p.weight for p in self.peers[:-1]), initial=0))
+            self.starts = starts
+        return self.peers[bisect.bisect_right(starts, w) - 1]
 
 
 @attrs.define(slots=True, eq=False)
@@ -253,10 +266,11 @@ def take_first(peer: PeerState, now: int) -> PeerState:
     """:func:`take_peer` for the first attempt of a request that keeps no per-request state
     (a plain :meth:`~lbkit.Upstream.pick` answered by a method's fast path): nothing is
     marked tried, since that request never asks for a second peer."""
+    server = peer.server
     peer.conns += 1
-    if now - peer.checked > peer.fail_timeout:
+    if now - peer.checked > server.fail_timeout:
         peer.checked = now
-    if peer.max_conns or peer.blocked_until != AVAILABLE:
+    if server.max_conns or peer.blocked_until != AVAILABLE:
         # Otherwise the peer stays available: no max_conns, not failed, and not down
         # (it was just chosen), so refresh() would give -inf again.
         peer.refresh()
@@ -297,12 +311,14 @@ def release_attempt(peer: PeerState, failed: bool, now: int) -> None:
         peer.fails += 1
         peer.accessed = now
         peer.checked = now
-        if peer.max_fails:
-            peer.effective_weight -= peer.weight // peer.max_fails
+        max_fails = peer.server.max_fails
+        if max_fails:
+            peer.effective_weight -= peer.weight // max_fails
         peer.effective_weight = max(peer.effective_weight, 0)
     elif peer.accessed < peer.checked:
         # A success after the fail_timeout probe marks the peer live again.
-        if peer.server.slow_start and peer.max_fails and peer.fails >= peer.max_fails:
+        server = peer.server
+        if server.slow_start and server.max_fails and peer.fails >= server.max_fails:
             peer.ramp_start = now
         peer.fails = 0
     peer.conns -= 1

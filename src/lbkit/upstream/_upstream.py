@@ -39,8 +39,8 @@ class _Membership:
     whole by :meth:`Upstream.update`, never changed in place (peer states are shared)."""
 
     __slots__ = (
+        "_by_name",
         "begins",
-        "by_name",
         "first",
         "generation",
         "picker",
@@ -76,9 +76,21 @@ class _Membership:
         )
         self.generation = generation
         backup = primary.backup
-        peers = primary.peers + (backup.peers if backup else [])
-        self.by_name = {state.name: state for state in peers}
+        self._by_name: dict[str, PeerState] | None = None
         self.tries = primary.tries + (backup.tries if backup else 0)
+
+    @property
+    def by_name(self) -> dict[str, PeerState]:
+        """Every peer by address, primaries first: built on first use (picks never need
+        it; threads racing here build equal dicts)."""
+        by_name = self._by_name
+        if by_name is None:
+            backup = self.primary.backup
+            by_name = {state.name: state for state in self.primary.peers}
+            if backup is not None:
+                by_name.update((state.name, state) for state in backup.peers)
+            self._by_name = by_name
+        return by_name
 
 
 def _count_request(state: PeerState, elapsed: float | None) -> None:
@@ -243,7 +255,9 @@ class Upstream:
         self._clock = clock
         # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
         self._lock = threading.RLock()
-        server_tuple = tuple(s for s in configured if not s.resolvable)
+        server_tuple = (
+            tuple(s for s in configured if not s.resolvable) if self.resolve_servers else configured
+        )
         self._zone: ZonePeers | None = None
         if zone is not None:
             check_zone_fits(str(zone), zone_size or DEFAULT_ZONE_SIZE, server_tuple)
