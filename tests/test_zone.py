@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import lbkit
-from lbkit.balancers import LeastConn
+from lbkit.balancers import LeastConn, LeastTime
 from lbkit.nginx import parse_upstream
 from lbkit.upstream import Zone, ZoneSessions, open_zone
 from lbkit.upstream._zone import zone_size_for
@@ -250,3 +250,50 @@ def test_without_a_zone_four_processes_pile_up() -> None:
     for p in procs:
         p.join(30)
     assert sorted(counts.values()) == [4, 4]  # every worker chose a then b
+
+
+def test_least_time_averages_slow_start_and_response_times_are_shared() -> None:
+    name = fresh_name()
+    method = LeastTime("last_byte", inflight=True)
+    now = [100.0]
+    one, two = (
+        lbkit.Upstream(
+            [_server(s) for s in SERVERS], method, name="backend", zone=name, clock=lambda: now[0]
+        )
+        for _ in range(2)
+    )
+    peer = one.pick()
+    held = two.pick()  # in flight in the other process: counted in the zone's account
+    assert held.name != peer.name
+    inflight = two.peer_state(held.name).times
+    assert inflight is not None
+    assert inflight.inflight_reqs == 1
+    now[0] += 0.5
+    one.done(peer, elapsed=0.5)
+    times = two.peer_state(peer.name).times
+    assert times is not None
+    assert times.response_time == 500
+    assert two.peer_state(peer.name).response_time == 0.5
+    assert two.peer_state(peer.name).requests == 1
+    two.done(held)
+    # slow start: a recovering peer ramps in every process
+    servers = ["a:1 max_fails=1 fail_timeout=1s slow_start=10s", "b:1"]
+    rr1, rr2 = (
+        lbkit.Upstream(
+            [_server(s) for s in servers], name="ss", zone=name + "s", clock=lambda: now[0]
+        )
+        for _ in range(2)
+    )
+    first = rr1.pick()
+    assert first.name == "a:1"
+    rr1.done(first, failed=True)
+    now[0] += 2  # fail_timeout over: the next pick of a probes it
+    probe = rr1.pick()
+    while probe.name != "a:1":
+        rr1.done(probe)
+        probe = rr1.pick()
+    now[0] += 1
+    rr1.done(probe)  # success after the probe: a ramps up over 10 s
+    assert rr2.peer_state("a:1").ramp_start is not None
+    rr2.pick()  # applies the ramp in the other process
+    assert rr2.peer_state("a:1").ramp_start is not None

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lbkit
-from lbkit.balancers import Hash, LeastConn, RoundRobin
+from lbkit.balancers import Hash, LeastConn, LeastTime, RoundRobin
 from lbkit.upstream import Peer, parse_server_line, zone_size_for
 from lbkit.upstream._zone import _DATA_AT, _STATE_AT, PEER_RECORD_SIZE, open_zone
 
@@ -52,6 +52,7 @@ OPS = st.one_of(
     st.tuples(st.just("pick"), st.integers(0, 9)),
     st.tuples(st.just("done"), st.integers(0, 50), st.booleans()),
     st.tuples(st.just("give_back"), st.integers(0, 50)),
+    st.tuples(st.just("header"), st.integers(0, 50)),
     st.tuples(st.just("clock"), st.integers(0, 6)),
     st.tuples(st.just("drain"), st.sampled_from(ADDRESSES)),
     st.tuples(st.just("update"), st.integers(0, 3)),
@@ -76,6 +77,7 @@ def fields(up: lbkit.Upstream) -> list[tuple[object, ...]]:
             p.ramp_start,
             p.draining,
             p.down,
+            p.times,
             p.is_available(0),
         )
         for p in up.peers
@@ -83,7 +85,10 @@ def fields(up: lbkit.Upstream) -> list[tuple[object, ...]]:
 
 
 @settings(max_examples=120, deadline=None)
-@given(data=st.data(), method=st.sampled_from(["rr", "least_conn", "hash"]))
+@given(
+    data=st.data(),
+    method=st.sampled_from(["rr", "least_conn", "hash", "least_time", "least_time last_byte"]),
+)
 def test_one_process_on_a_zone_chooses_exactly_as_without(data: st.DataObject, method: str) -> None:
     backup_ok = method != "hash"
     first = data.draw(server_lines(backup_ok))
@@ -92,7 +97,13 @@ def test_one_process_on_a_zone_chooses_exactly_as_without(data: st.DataObject, m
     now = [0.0]
 
     def make(zone: str | None) -> lbkit.Upstream:
-        chosen = {"rr": RoundRobin(), "least_conn": LeastConn(), "hash": Hash("$k")}[method]
+        chosen = {
+            "rr": RoundRobin(),
+            "least_conn": LeastConn(),
+            "hash": Hash("$k"),
+            "least_time": LeastTime("header", inflight=True),
+            "least_time last_byte": LeastTime("last_byte", inflight=True),
+        }[method]
         return lbkit.Upstream(
             [parse_server_line(s) for s in first],
             chosen,
@@ -126,6 +137,11 @@ def test_one_process_on_a_zone_chooses_exactly_as_without(data: st.DataObject, m
             else:
                 plain.give_back(a)
                 zoned.give_back(b)
+        elif kind == "header" and held:
+            a, b = held[op[1] % len(held)]
+            if a.header_ms is None:
+                plain.header(a, 0.125)
+                zoned.header(b, 0.125)
         elif kind == "clock":
             now[0] += op[1]
         elif kind == "drain":

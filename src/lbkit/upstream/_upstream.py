@@ -215,9 +215,10 @@ class Upstream:
     ``clock`` returns seconds; like nginx's ``ngx_time()`` only whole seconds count. It
     defaults to :func:`time.monotonic`, so wall-clock jumps do not affect ``fail_timeout``.
     ``zone`` names a shared-memory zone as nginx's ``zone NAME SIZE;`` (``zone_size``
-    bytes, default 1 MiB): round-robin weights, connection counts, failures and drains are
-    then shared by every process of the host whose upstream of this ``name`` uses the
-    zone (see :class:`~lbkit.upstream.Zone`).
+    bytes, default 1 MiB, bounding the peers: :func:`~lbkit.upstream.zone_size_for`): the
+    membership and the peers' state (round-robin weights, connection counts, failures,
+    drains, slow start, response times) are then shared by every process of the host whose
+    upstream of this ``name`` uses the zone (see :class:`~lbkit.upstream.Zone`).
 
     Servers with ``resolve`` on a name (``Server("app.internal:8080", resolve=True)``) have
     no peer of their own: :class:`~lbkit.discovery.ResolvingUpstream` makes their addresses

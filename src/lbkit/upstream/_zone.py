@@ -5,6 +5,8 @@ opens the same name; a ``fcntl`` lock on it (plus a thread lock inside each proc
 serialises changes. As in nginx, the zone holds the upstream's peer list itself, so every
 process sees the same membership: :meth:`~lbkit.Upstream.update` and
 :meth:`~lbkit.Upstream.drain` in one process are seen by the others at their next pick.
+A process configured with the same servers joins the live membership; one configured with
+other servers publishes them (:meth:`ZonePeers.join`).
 
 Per peer (keyed by upstream name and address) it holds the server's parameters, the
 smooth-round-robin weights, failures and their clocks, the drain flag, slow start, the
@@ -84,7 +86,9 @@ _KIND_NAMES = {_PEERS: "upstream peers", _SESSIONS: "sticky learn sessions"}
 # A peer record (byte offsets): key0, key1, upstream key; the server (flags, position,
 # weight, max_fails, fail_timeout, max_conns, slow_start, address length, address); the
 # state; room for a balancer's own per-peer numbers; one int32 count per process.
-_CONFIG = struct.Struct("<8q")
+#: flags, position, weight, max_fails, fail_timeout, max_conns, slow_start, address
+#: length, origin (a digest of the configuration the membership came from).
+_CONFIG = struct.Struct("<9q")
 _CONFIG_AT = 24
 _ADDRESS_AT = _CONFIG_AT + _CONFIG.size
 #: conns, current_weight, effective_weight, checked, weight, ramp_start (what a pick may
@@ -100,7 +104,7 @@ _COUNTS_AT = _EXTRA_AT + _TIMES.size
 #: Bytes one peer takes in a zone.
 PEER_RECORD_SIZE = _COUNTS_AT + 4 * MAX_PROCS
 _RECORD_Q = PEER_RECORD_SIZE // 8
-_MEMBER, _BACKUP, _DOWN = 1, 2, 4
+_MEMBER, _BACKUP, _DOWN, _RESOLVE = 1, 2, 4, 8
 _NO_RAMP = -(1 << 63)
 _KEYS = struct.Struct("<3q")
 _KEY = struct.Struct("<2q")
@@ -398,7 +402,7 @@ def open_zone(name: str, size: int | None = None) -> Zone:
 
 
 def _server_of(config: tuple[int, ...], address: bytes) -> Server:
-    flags, _, weight, max_fails, fail_timeout, max_conns, slow_start, _ = config
+    flags, _, weight, max_fails, fail_timeout, max_conns, slow_start, _, _ = config
     return Server(
         address.decode(),
         weight=weight,
@@ -408,6 +412,7 @@ def _server_of(config: tuple[int, ...], address: bytes) -> Server:
         down=bool(flags & _DOWN),
         max_conns=max_conns,
         slow_start=slow_start,
+        resolve=bool(flags & _RESOLVE),
     )
 
 
@@ -470,17 +475,26 @@ class ZonePeers:
         self._seen = -1
 
     def join(self, servers: Sequence[Server]) -> tuple[Server, ...]:
-        """The upstream's servers: the zone's if another process published them, else
-        ``servers``, published. (ConfigError, before anything is written, if they do not
-        fit.)"""
+        """The upstream's servers: the zone's if a process configured as this one (the
+        same ``servers``) published them, changed since or not; else ``servers``,
+        published (a new configuration, as an nginx reload). (ConfigError, before
+        anything is written, if they do not fit.)"""
+        origin = _origin(servers)
         with self.zone.locked():
             index, _ = self._index()
             current = self._member_servers(index)
-            if current:
+            if current and self._stored_origin(index) == origin:
                 self._follow(index)
                 return current
-            self.publish(servers)
+            self.publish(servers, origin)
             return tuple(servers)
+
+    def _stored_origin(self, index: dict[str, int]) -> int:
+        """The configuration digest the upstream's records carry (0 if none)."""
+        for slot in index.values():
+            at = _DATA_AT + slot * PEER_RECORD_SIZE
+            return int(self.zone.q[(at + _CONFIG_AT) // 8 + 8])
+        return 0
 
     def changed(self) -> bool:
         """Whether another process changed the membership since :meth:`members` (a hint,
@@ -494,7 +508,7 @@ class ZonePeers:
             self._follow(index)
             return self._member_servers(index)
 
-    def publish(self, servers: Sequence[Server]) -> None:
+    def publish(self, servers: Sequence[Server], origin: int | None = None) -> None:
         """Make ``servers`` the upstream's membership for every process: new addresses
         start fresh, staying ones keep their state and take the new parameters (as
         :meth:`PeerState.reconfigure`), removed ones are freed once no connection uses
@@ -504,6 +518,8 @@ class ZonePeers:
         with zone.locked():
             q, buf = zone.q, zone.map
             index, free = self._index()
+            if origin is None:  # an update: the membership keeps its configuration's mark
+                origin = self._stored_origin(index)
             new = [s for s in servers if s.address not in index]
             if len(new) > len(free):
                 in_use = zone.capacity - len(free)
@@ -537,7 +553,12 @@ class ZonePeers:
                     state = PeerState.from_server(_server_of(config, raw), position)
                     _load(state, _STATE.unpack_from(buf, at + _STATE_AT))
                     state.reconfigure(server, position)
-                flags = _MEMBER | (_BACKUP if server.backup else 0) | (_DOWN if server.down else 0)
+                flags = (
+                    _MEMBER
+                    | (_BACKUP if server.backup else 0)
+                    | (_DOWN if server.down else 0)
+                    | (_RESOLVE if server.resolve else 0)
+                )
                 _CONFIG.pack_into(
                     buf,
                     at + _CONFIG_AT,
@@ -549,6 +570,7 @@ class ZonePeers:
                     server.max_conns,
                     server.slow_start,
                     len(raw),
+                    origin,
                 )
                 buf[at + _ADDRESS_AT : at + _ADDRESS_AT + len(raw)] = raw
                 _STATE.pack_into(buf, at + _STATE_AT, *_dump(state))
@@ -726,6 +748,12 @@ def _load(peer: PeerState, state: tuple[int | float, ...]) -> None:
         peer.draining = True
         peer.down = True
     peer.refresh()
+
+
+def _origin(servers: Sequence[Server]) -> int:
+    """A digest of a configured server list (which process configuration a zone's
+    membership came from)."""
+    return _key("\n".join(repr(server) for server in servers))[0]
 
 
 def _load_times(times: PeerTimes, stored: tuple[int, ...]) -> None:
