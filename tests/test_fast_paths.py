@@ -505,3 +505,17 @@ def test_hash_fast_path_from_16_threads_sends_each_key_to_its_peer(name: str) ->
     assert all(name == choices[k] for out in seen for k, name in out)
     assert sum(p.requests for p in up.peers) == 16 * 200
     assert all(p.conns == 0 for p in up.peers)
+
+
+def test_least_conn_on_idle_intact_peers_answers_from_round_robins_order() -> None:
+    """While every peer is idle and intact least_conn answers from round robin's
+    precomputed order (O(1)), not from its busy-time buckets, from the very first pick on
+    (a regression once left the buckets answering, at three times the cost)."""
+    up = lbkit.Upstream(
+        [lbkit.Server(f"10.0.0.{i}:80", weight=1 + i % 3) for i in range(10)], lbkit.LeastConn()
+    )
+    for _ in range(25):
+        peer = up.pick()
+        assert peer.request is None  # no request state: the request-free path
+        assert up._members.picker._idle.fast  # type: ignore[attr-defined]
+        up.done(peer)

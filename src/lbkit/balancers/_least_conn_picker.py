@@ -297,6 +297,9 @@ class LeastConnPicker:
         self._scan = scan
         self._idle = SmoothPicker(primary, scan, idle_only=True)
         self._buckets = buckets(primary)
+        # decide now (round robin's picker waits for its first pick): first() asks the
+        # idle order only while it is on
+        self._idle.start()
         if not self._idle.fast:
             self._buckets.start()
         self._countdown = len(primary.peers)
