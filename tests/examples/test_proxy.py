@@ -480,25 +480,22 @@ def test_shared_sessions_are_optional(world: World) -> None:
     asyncio.run(main())
 
 
-def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -> None:
-    """``proxy_pass http://$host:PORT`` with ``resolver``: the name goes to a real dnsmasq
-    (hosts file and a wildcard record); a name it does not know is nginx's 502."""
+def _resolving_proxy_answers(
+    conf: Path, dns_port: int, names: str, port: int, hosts: list[str], field: str
+) -> tuple[Any, list[tuple[int, str]]]:
+    """A proxy whose ``server_name names`` proxy to ``$host:port`` resolved by dnsmasq at
+    ``dns_port``: its app and, per Host, the status and the JSON ``field`` answered."""
     from examples.proxy.app import ProxyApp
     from lbkit.nginx import load_config
-    from tests.conformance.servers import Dnsmasq, free_port
 
-    (tmp_path / "hosts").write_text("127.0.0.1 one.svc.test.priv\n")
-    dns = Dnsmasq(tmp_path, free_port(), ["/wild.test.priv/127.0.0.1"], ttl=5)
-    port = world.ports["b3"]
-    conf = tmp_path / "nginx.conf"
     conf.write_text(
         f"""
         events {{ }}
         http {{
-            resolver 127.0.0.1:{dns.port} valid=5s ipv6=off;
+            resolver 127.0.0.1:{dns_port} valid=5s ipv6=off;
             server {{
                 listen 80;
-                server_name *.svc.test.priv *.wild.test.priv;
+                server_name {names};
                 location / {{ proxy_pass http://$host:{port}; }}
             }}
         }}
@@ -510,14 +507,29 @@ def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         out = []
         async with httpx.AsyncClient(transport=transport) as c:
-            for host in ("one.svc.test.priv", "x.wild.test.priv", "gone.svc.test.priv"):
+            for host in hosts:
                 r = await c.get("http://proxy/p", headers={"Host": host})
-                out.append((r.status_code, r.json()["host"] if r.status_code == 200 else ""))
+                out.append((r.status_code, r.json()[field] if r.status_code == 200 else ""))
         await app.aclose()
         return out
 
+    return app, asyncio.run(main())
+
+
+def test_names_resolved_with_the_blocks_resolver(world: World, tmp_path: Path) -> None:
+    """``proxy_pass http://$host:PORT`` with ``resolver``: the name goes to a real dnsmasq
+    (hosts file and a wildcard record); a name it does not know is nginx's 502."""
+    from tests.conformance.servers import Dnsmasq, free_port
+
+    (tmp_path / "hosts").write_text("127.0.0.1 one.svc.test.priv\n")
+    dns = Dnsmasq(tmp_path, free_port(), ["/wild.test.priv/127.0.0.1"], ttl=5)
+    port = world.ports["b3"]
+    hosts = ["one.svc.test.priv", "x.wild.test.priv", "gone.svc.test.priv"]
     try:
-        got = asyncio.run(main())
+        _, got = _resolving_proxy_answers(
+            tmp_path / "nginx.conf", dns.port, "*.svc.test.priv *.wild.test.priv", port, hosts,
+            "host",
+        )  # fmt: skip
     finally:
         dns.stop()
     assert got == [
@@ -544,8 +556,6 @@ def test_a_name_with_several_addresses_moves_on_to_the_next(tmp_path: Path) -> N
     """A resolved name is a round-robin group of all its addresses for the request, as
     nginx's ``ngx_http_upstream_create_round_robin_peer`` makes it: the first address
     refuses, the request goes to the second; a name whose only address refuses is 502."""
-    from examples.proxy.app import ProxyApp
-    from lbkit.nginx import load_config
     from tests.conformance.servers import Dnsmasq, free_port
 
     port = free_port()  # nothing listens on 127.0.0.1:port
@@ -556,34 +566,11 @@ def test_a_name_with_several_addresses_moves_on_to_the_next(tmp_path: Path) -> N
         "127.0.0.1 two.svc.test.priv\n127.0.0.2 two.svc.test.priv\n127.0.0.1 dead.svc.test.priv\n"
     )
     dns = Dnsmasq(tmp_path, free_port(), [], ttl=5)
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"""
-        events {{ }}
-        http {{
-            resolver 127.0.0.1:{dns.port} valid=5s ipv6=off;
-            server {{
-                listen 80;
-                server_name *.svc.test.priv;
-                location / {{ proxy_pass http://$host:{port}; }}
-            }}
-        }}
-        """
-    )
-    app = ProxyApp(load_config(conf))
-
-    async def main() -> list[tuple[int, str]]:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        out = []
-        async with httpx.AsyncClient(transport=transport) as c:
-            for host in ("two.svc.test.priv", "two.svc.test.priv", "dead.svc.test.priv"):
-                r = await c.get("http://proxy/p", headers={"Host": host})
-                out.append((r.status_code, r.json()["at"] if r.status_code == 200 else ""))
-        await app.aclose()
-        return out
-
+    hosts = ["two.svc.test.priv", "two.svc.test.priv", "dead.svc.test.priv"]
     try:
-        got = asyncio.run(main())
+        app, got = _resolving_proxy_answers(
+            tmp_path / "nginx.conf", dns.port, "*.svc.test.priv", port, hosts, "at"
+        )
     finally:
         dns.stop()
         live.shutdown()
