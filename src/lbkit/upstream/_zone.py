@@ -37,6 +37,7 @@ import fcntl
 import hashlib
 import math
 import mmap
+import operator
 import os
 import re
 import struct
@@ -45,6 +46,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+
+import attrs
 
 from lbkit.errors import ConfigError
 from lbkit.upstream._peer_times import PeerTimes
@@ -99,7 +102,10 @@ _STATE_AT = _ADDRESS_AT + MAX_ZONE_ADDRESS
 #: A balancer's own per-peer numbers: least_time's ``PeerTimes`` (a flag, set once a
 #: process stored them, and six ``ngx_msec_t``), shared as nginx's zone shares them.
 _EXTRA_AT = _STATE_AT + _STATE.size
-_TIMES = struct.Struct("<q6Q")
+#: least_time's per-peer fields, in the order a zone record stores them (after a "stored" flag).
+_TIME_FIELDS = tuple(field.name for field in attrs.fields(PeerTimes))
+_time_fields = operator.attrgetter(*_TIME_FIELDS)
+_TIMES = struct.Struct(f"<q{len(_TIME_FIELDS)}Q")
 _COUNTS_AT = _EXTRA_AT + _TIMES.size
 #: Bytes one peer takes in a zone.
 PEER_RECORD_SIZE = _COUNTS_AT + 4 * MAX_PROCS
@@ -708,17 +714,7 @@ class _Synced:
                     state(buf, at + _STATE_AT, *_dump(peer))
                 times = peer.times
                 if times is not None:
-                    _TIMES.pack_into(
-                        buf,
-                        at + _EXTRA_AT,
-                        1,
-                        times.header_time,
-                        times.response_time,
-                        times.inflight_time,
-                        times.inflight_last,
-                        times.inflight_reqs_changed,
-                        times.inflight_reqs,
-                    )
+                    _TIMES.pack_into(buf, at + _EXTRA_AT, 1, *_time_fields(times))
                 if conns != before:
                     i32[((at + _COUNTS_AT) >> 2) + proc] += conns - before
                     if conns <= 0 and not q[(at + _CONFIG_AT) >> 3] & _MEMBER:
@@ -759,14 +755,8 @@ def _origin(servers: Sequence[Server]) -> int:
 def _load_times(times: PeerTimes, stored: tuple[int, ...]) -> None:
     """Take least_time's shared times, once some process stored them."""
     if stored[0]:
-        (
-            times.header_time,
-            times.response_time,
-            times.inflight_time,
-            times.inflight_last,
-            times.inflight_reqs_changed,
-            times.inflight_reqs,
-        ) = stored[1:]
+        for name, value in zip(_TIME_FIELDS, stored[1:], strict=True):
+            setattr(times, name, value)
 
 
 def _dump(peer: PeerState) -> tuple[int | float, ...]:
