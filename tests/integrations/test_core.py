@@ -17,7 +17,7 @@ import lbkit
 from lbkit.integrations import SessionOptions, store_from_url
 from lbkit.integrations._core import StoreSteps, load_flow, save_flow
 from lbkit.integrations.flask import SessionInterface
-from lbkit.sessions import MemoryStore, PhpSerializer
+from lbkit.sessions import MemoryStore, PhpSerializer, SessionManager
 from lbkit.sessions._flow import Pause, run
 
 SECRET = secrets.token_urlsafe(32)
@@ -104,6 +104,32 @@ def test_lost_race_merges_only_this_requests_keys() -> None:
     merged = options.serializer.loads(ops[3][1][1])
     assert merged == {"a": 5, "other": True, "cart": [1, 2]}  # "a" untouched here: theirs
     assert action is None
+
+
+def test_a_save_outlasts_a_long_run_of_lost_races() -> None:
+    """Eight requests writing one session (two gunicorn processes under load) lost up to
+    five races in a row; the adapters gave up after five and answered 500. They retry as
+    often as SessionManager does, and stop without a re-read after the last lost race."""
+    options = SessionOptions(meta_key=None)
+    assert options.max_retries == SessionManager(MemoryStore()).rules.max_retries == 20
+    raw = options.serializer.dumps({"a": 1})
+    _, loaded = drive(load_flow(options, STEPS, "x" * 43, 0.0), [(raw, 1)])
+    lost = [lbkit.SessionConflict("raced"), (raw, 2)] * 12
+    ops, action = drive(save_flow(options, STEPS, loaded, {"a": 1, "b": 2}), [*lost, 3])
+    assert methods(ops) == ["set", *["pause", "get_versioned", "set"] * 12]
+    assert options.serializer.loads(ops[-1][1][1]) == {"a": 1, "b": 2}
+    assert action is None
+
+    # answers for exactly 3 sets and 2 re-reads: a re-read after the third would find none
+    options = SessionOptions(meta_key=None, max_retries=2)
+    with pytest.raises(lbkit.SessionConflict, match="after 2 retries"):
+        drive(save_flow(options, STEPS, loaded, {"b": 2}), [*lost[:4], lost[0]])
+    once = SessionOptions(meta_key=None, max_retries=0)
+    with pytest.raises(lbkit.SessionConflict, match="after 0 retries"):
+        drive(save_flow(once, STEPS, loaded, {"b": 2}), [lost[0]])
+    for bad in (-1, True, 1.5):
+        with pytest.raises(lbkit.ConfigError, match="max_retries"):
+            SessionOptions(max_retries=bad)
 
 
 def test_session_deleted_meanwhile_stays_deleted() -> None:

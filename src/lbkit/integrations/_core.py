@@ -34,7 +34,7 @@ from lbkit.sessions import (
     new_session_id,
 )
 from lbkit.sessions._flow import Call, Flow, Pause
-from lbkit.sessions._manager import BACKOFF_BASE, BACKOFF_CAP
+from lbkit.sessions._manager import BACKOFF_BASE, BACKOFF_CAP, MAX_RETRIES
 
 __all__ = [
     "CookieAction",
@@ -98,6 +98,8 @@ class SessionOptions:
     - ``ids``: ``"lbkit"`` (43 URL-safe characters) or ``"php"`` (PHP's alphabets and
       lengths, for cookies PHP apps also read; new ids are 43 characters of ``[0-9a-zA-Z,-]``).
     - ``serializer``: JSON by default; ``PhpSerializer()`` to share with PHP.
+    - ``max_retries``: how many lost races a save retries (random back-off, re-read, merge)
+      before it raises :class:`~lbkit.SessionConflict`; 20, as ``SessionManager``.
     """
 
     cookie_name: str = "lbkit_session"
@@ -113,7 +115,7 @@ class SessionOptions:
     lifetime: float | None = None
     ids: Literal["lbkit", "php"] = "lbkit"
     meta_key: str | None = META_KEY
-    max_retries: int = 5
+    max_retries: int = MAX_RETRIES
 
     def __attrs_post_init__(self) -> None:
         CookieConfig(name=self.cookie_name, path=self.cookie_path, same_site=self.same_site)
@@ -126,8 +128,12 @@ class SessionOptions:
                 raise ConfigError(f"invalid {name} {value!r}: expected seconds > 0 or None")
         if self.ids not in ("lbkit", "php"):
             raise ConfigError(f"invalid ids {self.ids!r}: expected 'lbkit' or 'php'")
-        if self.max_retries < 1:
-            raise ConfigError(f"invalid max_retries {self.max_retries!r}: expected >= 1")
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ConfigError(f"invalid max_retries {self.max_retries!r}: expected an int >= 0")
         if self.absolute_timeout is not None and self.meta_key is None:
             raise ConfigError("absolute_timeout needs meta_key (the creation time is kept there)")
 
@@ -425,10 +431,12 @@ def update_flow(
         yield from steps.set(session_id, merged, ttl, None)
         return None
     payload = _payload(options, data, meta)
-    for attempt in range(options.max_retries):
+    for attempt in range(options.max_retries + 1):
         try:
             yield from steps.set(session_id, payload, ttl, version)
         except SessionConflict:
+            if attempt == options.max_retries:
+                break  # no re-read that no write would follow
             yield Pause(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
             found = yield from steps.get(session_id)
             if found is None:  # deleted meanwhile (logged out elsewhere): stays deleted
@@ -437,7 +445,7 @@ def update_flow(
             version = found[1]
             continue
         return None
-    raise SessionConflict(f"session {session_id!r}: gave up after {options.max_retries} races")
+    raise SessionConflict(f"session {session_id!r}: gave up after {options.max_retries} retries")
 
 
 def _merged(
