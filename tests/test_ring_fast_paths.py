@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lbkit
-from lbkit.rings import _jump, _ketama, split_address
+from lbkit.rings import _jump, _ketama, _point_sort, split_address
 
 # -- a reference ring, from the hash functions up ----------------------------------------
 
@@ -106,37 +106,126 @@ def test_fast_lookup_equals_a_plain_bisect(
     assert ring.nodes == list(weights)
 
 
+@pytest.mark.parametrize("flavor", lbkit.FLAVORS)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_ring_built_at_once_equals_one_built_by_adds_and_removes(
+    flavor: lbkit.Flavor, data: st.DataObject
+) -> None:
+    """Adding and removing nodes one by one leaves exactly the points, owners and table
+    that building the final membership at once gives (ties between nodes included)."""
+    pool = [*_NODE_POOL, "n1", "n2"]
+    start = data.draw(st.lists(st.sampled_from(pool), max_size=5, unique=True))
+    weights = {n: data.draw(st.integers(1, 3)) for n in start}
+    ring: lbkit.Ketama[str] = lbkit.Ketama(list(weights), dict(weights), flavor)
+    for _ in range(data.draw(st.integers(1, 8))):
+        absent = [n for n in pool if n not in weights]
+        if absent and (not weights or data.draw(st.booleans())):
+            node, w = data.draw(st.sampled_from(absent)), data.draw(st.integers(1, 3))
+            ring.add(node, w)
+            weights[node] = w
+        else:
+            node = data.draw(st.sampled_from(sorted(weights)))
+            ring.remove(node)
+            del weights[node]
+    built: lbkit.Ketama[str] = lbkit.Ketama(list(weights), dict(weights), flavor)
+    got, want = ring._ring, built._ring
+    assert list(got.points) == list(want.points)
+    assert got.owners == want.owners
+    assert (list(got.starts), got.direct) == (list(want.starts), want.direct)
+    assert ring.nodes == built.nodes
+
+
+def test_equal_points_of_two_nodes_keep_the_order_they_were_added_in() -> None:
+    """A point two nodes share belongs to the node added first, built at once or not."""
+    # two different nodes with the same ring name (str()) have the same points
+    first, second = _SameName(1), _SameName(2)
+    ring: lbkit.Ketama[_SameName] = lbkit.Ketama([first, second])
+    assert ring._ring.owners == [first, second] * 160 + [first]
+    assert ring.distinct_points()[1] == [first] * 160
+    later: lbkit.Ketama[_SameName] = lbkit.Ketama([first])
+    later.add(second)
+    assert later._ring.owners == ring._ring.owners
+    assert ring.lookup_many(["a", "b", "c"]) == [first, first, first]
+    later.remove(first)
+    assert later.lookup_many(["a", "b", "c"]) == [second, second, second]
+
+
+class _SameName:
+    """A node whose ring name (its ``str()``) is the same for every instance."""
+
+    def __init__(self, ident: int) -> None:
+        self.ident = ident
+
+    def __str__(self) -> str:
+        return "same"
+
+    def __repr__(self) -> str:
+        return f"_SameName({self.ident})"
+
+
 # -- the prefix table itself, on hashes chosen to sit on points and bucket edges ---------
 
 
 def _table_cases(signed: bool) -> st.SearchStrategy[tuple[list[int], list[int]]]:
     lo, hi = (-(2**31), 2**31 - 1) if signed else (0, 2**32 - 1)
-    # with few points the table has 2**8 buckets of 2**24 hashes: crowd the edges
-    edges = [e for b in range(-2, 3) for e in (b << 24, (b << 24) - 1, (b << 24) + 1)]
+    # with few points the table has 2**8 buckets of 2**24 hashes (the small table of a huge
+    # ring 2**16 of 2**16): crowd the edges
+    edges = [
+        e
+        for b in range(-2, 3)
+        for shift in (24, 16)
+        for e in ((b << shift), (b << shift) - 1, (b << shift) + 1)
+    ]
     edges = [e % 2**32 - (2**31 if signed else 0) for e in edges] + [lo, hi]
     value = st.integers(lo, hi) | st.sampled_from(edges)
     return st.tuples(st.lists(value, min_size=1, max_size=60), st.lists(value, max_size=60))
 
 
+@pytest.mark.parametrize("small_table", [False, True])
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("find", [bisect.bisect_left, bisect.bisect_right])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_prefix_table_equals_a_plain_bisect_on_edges(
-    signed: bool, find: Callable[..., int], data: st.DataObject
+    small_table: bool, signed: bool, find: Callable[..., int], data: st.DataObject
 ) -> None:
+    """Lookups through the table, as rings build it and as huge rings do (a 2**16 table
+    found by bisects), equal a plain bisect."""
     raw, probes = data.draw(_table_cases(signed))
     owners_pool = "abcde"
     entries = sorted((p, data.draw(st.sampled_from(owners_pool))) for p in raw)
     points = [p for p, _ in entries]
     owners = [o for _, o in entries]
-    ring = _ketama._Ring(array("q", points), list(owners), dict.fromkeys(owners, 1), signed)
+    with pytest.MonkeyPatch.context() as patch:
+        if small_table:
+            patch.setattr(_ketama, "_SMALL_TABLE_ABOVE", 0)
+        ring = _ketama._Ring(array("q", points), list(owners), dict.fromkeys(owners, 1), signed)
+    assert ring.shift == 16 if small_table else ring.shift >= 12
     lookup = _ketama._lookup_function(ring, lambda h: h, find)  # type: ignore[arg-type,return-value]
     # every point, its neighbours, and the probes
     for h in [*probes, *points, *(p - 1 for p in points), *(p + 1 for p in points)]:
         if not (-(2**31) if signed else 0) <= h < (2**31 if signed else 2**32):
             continue
         assert lookup(h) == owners[find(points, h) % len(points)], h  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), bits=st.integers(1, 12))
+def test_bucket_starts_by_bisect_equal_those_by_count(
+    signed: bool, data: st.DataObject, bits: int
+) -> None:
+    raw, _ = data.draw(_table_cases(signed))
+    points = array("q", sorted(raw))
+    size = 1 << bits
+    first = -(size >> 1) if signed else 0
+    counted, counted_held = _ketama._starts_by_count(points, 32 - bits, first, size)
+    found, found_held = _ketama._starts_by_bisect(points, 32 - bits, first, size)
+    assert list(found) == list(counted)
+    assert sorted(found_held) == sorted(counted_held)
+    assert counted[0] == 0
+    assert counted[-1] == len(points)
 
 
 def test_empty_ring_lookups_say_add_a_node() -> None:
@@ -249,29 +338,41 @@ def test_placement_is_what_it_always_was() -> None:
     assert got == _PINNED
 
 
+_POINT = {True: st.integers(-(2**31), 2**31 - 1), False: st.integers(0, 2**32 - 1)}
+
+
 @pytest.mark.parametrize("signed", [True, False])
-@settings(max_examples=60, deadline=None)
-@given(
-    points=st.lists(
-        st.lists(st.integers(-(2**31), 2**31 - 1), max_size=12), min_size=1, max_size=40
-    )
-)
-def test_float_packed_sort_equals_the_int_packed_sort(
-    signed: bool, points: list[list[int]]
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_record_sort_equals_the_int_sort_and_a_tuple_sort(
+    signed: bool, data: st.DataObject
 ) -> None:
-    """Both ways of sorting (point, node order) agree with a plain sort of tuples."""
-    if not signed:
-        points = [[p % 2**32 for p in pts] for pts in points]
-    nodes = [f"n{i}" for i in range(len(points))]
-    by_node = dict(zip(nodes, points, strict=True))
+    """Both ways of sorting (point, node rank) agree with a plain sort of tuples, ties and
+    the signed extremes included."""
+    shared = data.draw(st.lists(_POINT[signed], min_size=1, max_size=4))
+    value = _POINT[signed] | st.sampled_from([*shared, *(_POINT_EDGES[signed])])
+    points = data.draw(st.lists(st.lists(value, max_size=12), max_size=40))
+    code = "<%di" if signed else "<%dI"
+    blobs = [struct.pack(code % len(pts), *pts) for pts in points]
     want = sorted((p, rank) for rank, pts in enumerate(points) for p in pts)
-    floats = _ketama._sort_points(nodes, by_node.__getitem__, signed)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_ketama, "_FLOAT_BITS_READABLE", False)
-        ints = _ketama._sort_points(nodes, by_node.__getitem__, signed)
-    for got_points, got_owners in (floats, ints):
+    assert _point_sort._RECORDS_READABLE  # every machine the tests run on
+    for sort in (_point_sort._sort_records, _point_sort._sort_ints):
+        got_points, got_ranks = sort(blobs, signed)
         assert list(got_points) == [p for p, _ in want]
-        assert got_owners == [nodes[rank] for _, rank in want]
+        assert list(got_ranks) == [rank for _, rank in want]
+
+
+_POINT_EDGES = {True: [-(2**31), -1, 0, 2**31 - 1], False: [0, 2**31 - 1, 2**31, 2**32 - 1]}
+
+
+def test_sort_points_ranks_past_the_record_limit() -> None:
+    """Past 65,536 nodes the plain integer sort takes over, with the same order."""
+    count = _point_sort.MAX_RECORD_NODES + 1
+    blobs = [struct.pack("<i", (rank * 7919) % 1000 - 500) for rank in range(count)]
+    points, ranks = _point_sort.sort_points(blobs, signed=True)
+    want = sorted(((rank * 7919) % 1000 - 500, rank) for rank in range(count))
+    assert list(points) == [p for p, _ in want]
+    assert list(ranks) == [rank for _, rank in want]
 
 
 def test_rendezvous_keys_are_text_or_bytes() -> None:

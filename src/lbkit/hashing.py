@@ -2,8 +2,8 @@
 
 - ``crc32`` / ``crc32_key`` / ``memcached_crc15``: nginx's ``hash`` and ``hash consistent``.
 - ``md5_key``: libketama's continuum position of a key.
-- ``mmh3_32`` / ``mmh3_64``: murmur3, for the ``fast`` ketama flavour, Maglev, rendezvous
-  and jump hash.
+- ``mmh3_32`` / ``mmh3_32_le`` / ``mmh3_64``: murmur3, for the ``fast`` ketama flavour,
+  Maglev, rendezvous and jump hash.
 - ``client_address_bytes`` / ``ip_hash_step``: what ``ip_hash`` hashes for a client.
 """
 
@@ -32,6 +32,7 @@ __all__ = [
     "md5_key",
     "memcached_crc15",
     "mmh3_32",
+    "mmh3_32_le",
     "mmh3_64",
     "mmh3_hash64",
 ]
@@ -105,6 +106,21 @@ def md5_key(key: str | bytes) -> int:
 #: murmur3 32-bit, signed: ``mmh3_32(key, seed=0)`` (the ``fast`` ketama flavour's point and
 #: key hash, Maglev's key hash). The C function itself, so a ring lookup pays no extra call.
 mmh3_32: Callable[..., int] = mmh3.hash
+
+
+def _mmh3_32_packed(data: bytes) -> bytes:
+    return _LE_I32.pack(mmh3.hash(data))
+
+
+_LE_I32 = struct.Struct("<i")
+_mmh3_digest: Callable[[bytes], bytes] | None = getattr(mmh3, "mmh3_32_digest", None)
+#: ``mmh3_32(data)`` as 4 little-endian bytes (ring points written straight into a buffer):
+#: mmh3's own C function where it has one (mmh3 >= 5) and gives these bytes.
+mmh3_32_le: Callable[[bytes], bytes] = (
+    _mmh3_digest
+    if _mmh3_digest is not None and _mmh3_digest(b"lbkit") == _mmh3_32_packed(b"lbkit")
+    else _mmh3_32_packed
+)
 
 
 #: murmur3 x64 128-bit as two 64-bit halves: ``mmh3_hash64(key, seed, signed=False)[0]`` is

@@ -7,7 +7,8 @@
 - ``"libketama"``: libketama's continuum as uhashring builds it (md5, 4 points per digest,
   ``40 * nodes * weight // total_weight`` digests per node, first point > md5 key hash).
 
-Points are kept in one sorted ``array`` with a parallel list of owners; the owners list
+A build sorts every node's points at once (see :mod:`lbkit.rings._point_sort`); points are
+kept in one sorted ``array`` with a parallel list of owners; the owners list
 carries one extra entry (a copy of the first owner) so that a key past the last point wraps
 round without a modulo. A lookup is one hash call and one index into a prefix table over the
 top bits of the hash; only keys whose bucket holds points go on to a ``bisect`` bounded to
@@ -23,11 +24,11 @@ import threading
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from itertools import accumulate, chain, islice, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from typing import Generic, Literal, TypeVar
 
 from lbkit.errors import ConfigError, EmptyRingError
-from lbkit.hashing import crc32, crc32_key, md5_digest, md5_key, mmh3_32
+from lbkit.hashing import crc32, crc32_key, md5_digest, md5_key, mmh3_32, mmh3_32_le
 from lbkit.rings._nodes import (
     MAX_RING_POINTS,
     check_known_node,
@@ -38,6 +39,7 @@ from lbkit.rings._nodes import (
     node_weights,
     take_distinct,
 )
+from lbkit.rings._point_sort import sort_points
 
 __all__ = [
     "FLAVORS",
@@ -58,7 +60,6 @@ FLAVORS: tuple[Flavor, ...] = ("fast", "nginx", "libketama")
 POINTS_PER_WEIGHT = 160
 
 _LE_U32 = struct.Struct("<I")
-_LE_4U32 = struct.Struct("<4I")
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -82,15 +83,25 @@ def nginx_points(address: str, weight: int) -> list[int]:
     Point ``j`` is ``crc32(HOST "\\0" PORT prev)`` where ``prev`` is the previous point as 4
     little-endian bytes (0 for the first), HOST and PORT split from the address as written.
     """
+    return _values(_nginx_point_bytes(address, weight), signed=False)
+
+
+def _nginx_point_bytes(address: str, weight: int) -> bytes:
+    """:func:`nginx_points` as little-endian 32-bit values: each is the next one's input."""
     host, port = split_address(address)
     base = crc32(host.encode("utf-8", "surrogatepass") + b"\x00" + port.encode("ascii"))
     out = []
-    prev = 0
+    prev = b"\x00\x00\x00\x00"
     pack = _LE_U32.pack
     for _ in range(POINTS_PER_WEIGHT * weight):
-        prev = crc32(pack(prev), base)
+        prev = pack(crc32(prev, base))
         out.append(prev)
-    return out
+    return b"".join(out)
+
+
+def _values(points: bytes, signed: bool) -> list[int]:
+    """The integers of little-endian 32-bit ``points``."""
+    return list(struct.unpack(f"<{len(points) >> 2}{'i' if signed else 'I'}", points))
 
 
 def nginx_ring(
@@ -121,21 +132,22 @@ def _decimals(count: int) -> Iterable[bytes]:
     return chain(_DECIMALS, map(b"%d".__mod__, range(len(_DECIMALS), count)))
 
 
-def _fast_points(node: str, weight: int, _nodes: int, _total: int) -> Iterable[int]:
+# A node's points as little-endian 32-bit values, one ``bytes`` (see sort_points).
+
+
+def _fast_points(node: str, weight: int, _nodes: int, _total: int) -> bytes:
     prefix = node.encode("utf-8", "surrogatepass") + b"-"
-    return map(mmh3_32, map(prefix.__add__, _decimals(POINTS_PER_WEIGHT * weight)))
+    return b"".join(map(mmh3_32_le, map(prefix.__add__, _decimals(POINTS_PER_WEIGHT * weight))))
 
 
-def _nginx_flavour_points(node: str, weight: int, _nodes: int, _total: int) -> Iterable[int]:
-    return nginx_points(node, weight)
+def _nginx_flavour_points(node: str, weight: int, _nodes: int, _total: int) -> bytes:
+    return _nginx_point_bytes(node, weight)
 
 
-def _libketama_points(node: str, weight: int, nodes: int, total: int) -> Iterable[int]:
-    count = (40 * nodes * weight) // total
-    out: list[int] = []
-    for i in range(count):
-        out.extend(_LE_4U32.unpack(md5_digest(f"{node}-{i}".encode("utf-8", "surrogatepass"))))
-    return out
+def _libketama_points(node: str, weight: int, nodes: int, total: int) -> bytes:
+    # each md5 digest is 4 points, little-endian
+    text = node.encode("utf-8", "surrogatepass") + b"-"
+    return b"".join(md5_digest(text + b"%d" % i) for i in range((40 * nodes * weight) // total))
 
 
 def _fast_count(weight: int, _nodes: int, _total: int) -> int:
@@ -148,7 +160,7 @@ def _libketama_count(weight: int, nodes: int, total: int) -> int:
 
 _FLAVOR_FUNCS: dict[
     str,
-    tuple[Callable[[str | bytes], int], Callable[..., Iterable[int]], Callable[..., int], bool],
+    tuple[Callable[[str | bytes], int], Callable[..., bytes], Callable[..., int], bool],
 ] = {
     # flavour: (key hash, node points, point count, whether points depend on the membership)
     "fast": (mmh3_32, _fast_points, _fast_count, False),
@@ -161,11 +173,17 @@ _FLAVOR_FUNCS: dict[
 _ALIASES = {"mmh3": "fast", "default": "fast", "crc32": "nginx", "md5": "libketama"}
 
 #: Bucket bits of the prefix table: four to eight buckets per point (three in four keys
-#: answered directly), at most 2**20 buckets: a 10,000-node ring (1.6 million points) then
-#: has ~13 MB of table beside ~26 MB of points and owners, and two points per bucket.
+#: answered directly), at most 2**20 buckets: a 6,000-node ring (a million points) then
+#: has ~12 MB of table beside ~18 MB of points and owners, and one point per bucket.
 _MIN_TABLE_BITS = 8
 _MAX_TABLE_BITS = 20
 _EXTRA_TABLE_BITS = 2
+#: Past this many points a 2**20-bucket table answers under one key in four directly
+#: (e**(-points / 2**20) < 1/4) and lookups wait on cache misses in the points and owners:
+#: a 2**16-bucket table, which stays in cache, then looks up as fast (measured at 9,000 to
+#: 14,000 nodes) and is built by 65,537 bisects instead of counting every point.
+_SMALL_TABLE_ABOVE = 1_450_000
+_SMALL_TABLE_BITS = 16
 
 
 class _Miss:
@@ -207,7 +225,11 @@ class _Ring(Generic[N]):
         self.weights = weights
         self.lookup: Callable[[str | bytes], N]
         n = len(points)
-        bits = min(_MAX_TABLE_BITS, max(_MIN_TABLE_BITS, n.bit_length() + _EXTRA_TABLE_BITS))
+        if n > _SMALL_TABLE_ABOVE:
+            bits, bucket_starts = _SMALL_TABLE_BITS, _starts_by_bisect
+        else:
+            bits = min(_MAX_TABLE_BITS, max(_MIN_TABLE_BITS, n.bit_length() + _EXTRA_TABLE_BITS))
+            bucket_starts = _starts_by_count
         size = 1 << bits
         self.shift = shift = 32 - bits
         self.half = half = size >> 1 if signed else 0
@@ -215,65 +237,40 @@ class _Ring(Generic[N]):
             self.direct: list[object] = []
             self.starts = array("I")
             return
-        # points per bucket, then each bucket's first point index (in bucket order)
-        counts = Counter(map(operator.rshift, points, repeat(shift)))
-        first = -half
-        self.starts = starts = array(
-            "H" if n < 1 << 16 else "I" if n < 1 << 32 else "Q",  # the smallest that holds n
-            accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0),
-        )
+        # each bucket's first point index, in bucket order, and the buckets holding points
+        starts, held = bucket_starts(points, shift, -half, size)
+        self.starts = starts
         # bucket b at index b % size: for signed hashes the upper half holds b < 0
         in_index_order = chain(islice(starts, half, size), islice(starts, half))
         direct: list[object] = list(map(owners.__getitem__, in_index_order))
-        deque(map(direct.__setitem__, counts, repeat(_MISS)), 0)
+        deque(map(direct.__setitem__, held, repeat(_MISS)), 0)
         self.direct = direct
 
 
-#: The IEEE-754 bits of 2.0**52. A double in [2**52, 2**53) is an integer there, and its
-#: bits read as an int64 are this plus (value - 2**52).
-_BITS_OF_2_52 = 0x4330000000000000
-#: Node ranks that fit beside a 32-bit point under 2**52: up to 2**20 nodes.
-_MAX_FLOAT_RANK_BITS = 20
-#: Whether this machine's doubles and int64s share their byte order (every common one).
-_FLOAT_BITS_READABLE = memoryview(array("d", [2.0**52 + 5])).cast("B").cast("q")[0] == (
-    _BITS_OF_2_52 + 5
-)
+def _index_array(values: Iterable[int], n: int) -> array[int]:
+    """An array of indexes into ``n`` points, of the smallest type that holds ``n``."""
+    return array("H" if n < 1 << 16 else "I" if n < 1 << 32 else "Q", values)
 
 
-def _sort_points(
-    nodes: list[N], node_points: Callable[[N], Iterable[int]], signed: bool
-) -> tuple[array[int], list[N]]:
-    """Every node's points in ascending order, ties in node order, and the owner of each.
+def _starts_by_count(
+    points: array[int], shift: int, first: int, size: int
+) -> tuple[array[int], Iterable[int]]:
+    """Bucket starts (``size + 1`` of them, buckets ``first ..``) from a count of the points
+    in each bucket: one pass over the points, for tables about as large as the ring."""
+    counts = Counter(map(operator.rshift, points, repeat(shift)))
+    starts = accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0)
+    return _index_array(starts, len(points)), counts
 
-    Each point is packed with its node's rank, ``(point + offset) * 2**bits + rank``, so
-    that one sort of plain numbers orders by (point, rank). As a float plus 2**52 the pack
-    is exact, sorts with CPython's fastest comparison, and its bits read as int64s give the
-    point and the rank back without a float-to-int conversion per point. Past 2**20 nodes
-    (or on a machine whose floats read otherwise) plain ints are packed and sorted instead.
-    """
-    bits = max(1, (len(nodes) - 1).bit_length())
-    mask = (1 << bits) - 1
-    lshift, rshift, and_ = operator.lshift, operator.rshift, operator.and_
-    if bits > _MAX_FLOAT_RANK_BITS or not _FLOAT_BITS_READABLE:
-        exact: list[int] = []
-        for rank, node in enumerate(nodes):
-            exact += map(operator.or_, map(lshift, node_points(node), repeat(bits)), repeat(rank))
-        exact.sort()
-        points = array("q", map(rshift, exact, repeat(bits)))
-        return points, list(map(nodes.__getitem__, map(and_, exact, repeat(mask))))
-    offset = 1 << 31 if signed else 0  # signed 32-bit points -> 0 .. 2**32 - 1
-    scale = float(1 << bits)
-    packed: list[float] = []
-    add, mul = operator.add, operator.mul
-    for rank, node in enumerate(nodes):
-        base = float((offset << bits) + rank + 2**52)
-        packed += map(add, map(mul, node_points(node), repeat(scale)), repeat(base))
-    packed.sort()
-    raw = memoryview(array("d", packed)).cast("B").cast("q")
-    del packed
-    unpack = (_BITS_OF_2_52 >> bits) + offset
-    points = array("q", map(operator.sub, map(rshift, raw, repeat(bits)), repeat(unpack)))
-    return points, list(map(nodes.__getitem__, map(and_, raw, repeat(mask))))
+
+def _starts_by_bisect(
+    points: array[int], shift: int, first: int, size: int
+) -> tuple[array[int], Iterable[int]]:
+    """Bucket starts as :func:`_starts_by_count` gives them, by one bisect per bucket edge:
+    for tables much smaller than the ring."""
+    edges = range(first << shift, (first + size) << shift | 1, 1 << shift)
+    starts = _index_array(map(bisect.bisect_left, repeat(points), edges), len(points))
+    held = compress(range(first, first + size), map(operator.ne, starts, islice(starts, 1, None)))
+    return starts, held
 
 
 def _lookup_function(
@@ -369,18 +366,21 @@ class Ketama(Generic[N]):
         points = sum(count(w, nodes, total) for w in weights.values())
         check_ring_size(points, self._max_points, f"a {self._flavor} ring of {nodes} nodes")
 
-    def _node_points(self, node: N, weights: dict[N, int], total: int) -> Iterable[int]:
+    def _node_points(self, node: N, weights: dict[N, int], total: int) -> bytes:
         return self._point_fn(str(node), weights[node], len(weights), total)
+
+    def _sorted_node_points(self, node: N, weights: dict[N, int]) -> list[int]:
+        points = self._node_points(node, weights, sum(weights.values()))
+        return sorted(_values(points, self._flavor == "fast"))
 
     def _build(self, weights: dict[N, int]) -> _Ring[N]:
         # ``weights`` lists the nodes in the order they were added: of equal points the
         # earlier node comes first (nginx keeps the first in configuration order).
         total = sum(weights.values())
+        nodes = list(weights)
         signed = self._flavor == "fast"
-        points, owners = _sort_points(
-            list(weights), lambda node: self._node_points(node, weights, total), signed
-        )
-        return _Ring(points, owners, weights, signed)
+        points, ranks = sort_points([self._node_points(n, weights, total) for n in nodes], signed)
+        return _Ring(points, list(map(nodes.__getitem__, ranks)), weights, signed)
 
     def _publish(self, ring: _Ring[N]) -> None:
         ring.lookup = lookup = _lookup_function(ring, self._hash, self._bisect)
@@ -407,10 +407,10 @@ class Ketama(Generic[N]):
             # node is the newest, so of equal points it goes after the others (bisect_right):
             # nginx keeps the first in configuration order.
             old_points, old_owners = old.points, old.owners
-            points = array("q")
+            points = array(old_points.typecode)
             owners: list[N] = []
             lo = 0
-            for p in sorted(self._node_points(node, weights, sum(weights.values()))):
+            for p in self._sorted_node_points(node, weights):
                 i = bisect.bisect_right(old_points, p, lo)
                 points += old_points[lo:i]
                 owners += old_owners[lo:i]
@@ -436,10 +436,10 @@ class Ketama(Generic[N]):
                 return
             # the ring always holds what _build(old.weights) makes: recompute the node's points
             old_points, old_owners = old.points, old.owners
-            points = array("q")
+            points = array(old_points.typecode)
             owners: list[N] = []
             lo = 0
-            for p in sorted(self._node_points(node, old.weights, sum(old.weights.values()))):
+            for p in self._sorted_node_points(node, old.weights):
                 i = bisect.bisect_left(old_points, p, lo)
                 while old_owners[i] != node:  # equal points of other nodes
                     i += 1
