@@ -97,7 +97,8 @@ def _count_request(state: PeerState, elapsed: float | None) -> None:
     """One more request ended on ``state``, ``elapsed`` seconds long if known."""
     state.requests += 1
     if elapsed is not None:
-        state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
+        extra = state.more()
+        extra.response_time = ewma_update(extra.response_time, elapsed, RESPONSE_TIME_ALPHA)
 
 
 def _nothing() -> None:
@@ -590,7 +591,8 @@ class Upstream:
                 failed = False
                 if retry:
                     peer.retry = True
-                now = int(self._clock()) if state.accessed < state.checked else 0
+                extra = state.extra  # (a peer that never failed has no probe to end)
+                now = int(self._clock()) if extra and extra.accessed < state.checked else 0
             request = peer.request
             if self._zone is not None:
                 with self._zone.synced((state,)):
@@ -603,7 +605,8 @@ class Upstream:
                     release_peer(request, state, failed, now)
                 _count_request(state, elapsed)
             self._members.released(state)
-            if state.ramp_start is not None and state not in self._ramping:
+            extra = state.extra
+            if extra and extra.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
         finally:
             lock.release()
