@@ -8,6 +8,7 @@ import gc
 import random
 import threading
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -431,3 +432,51 @@ def test_consistent_hash_update_moves_only_the_keys_it_implies(
             assert new not in removed
         else:
             assert new in (old, *added)
+
+
+# -- the servers read from the peers ---------------------------------------------------
+
+
+def test_configured_stays_as_made_and_servers_follow_updates() -> None:
+    first = servers(1, 2, 3)
+    up = lbkit.Upstream(first)
+    assert up.configured == up.servers == tuple(first)
+    up.update(["10.0.0.9:80", "10.0.0.2:80 weight=5"])
+    assert up.configured == tuple(first)
+    assert [(s.address, s.weight) for s in up.servers] == [("10.0.0.9:80", 1), ("10.0.0.2:80", 5)]
+    backups = parse_upstream("upstream u { server a:1 backup; server b:1; server c:1 backup; }")
+    assert [s.address for s in backups.servers] == ["a:1", "b:1", "c:1"]
+    assert backups.configured == backups.servers
+
+
+def test_servers_and_configured_are_never_half_updated_under_16_threads() -> None:
+    # The same addresses with other weights: the first update() changes the servers of
+    # the peers the upstream read its servers from. Each round makes a fresh upstream.
+    one = tuple(lbkit.Server(f"10.1.{i // 250}.{i % 250 + 1}:80") for i in range(2000))
+    two = tuple(attrs.evolve(s, weight=2) for s in one)
+    current = [lbkit.Upstream(one)]
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            up = current[0]
+            read = up.servers
+            if read not in (one, two):
+                seen.append("servers: some old, some new")
+            if up.configured != one:
+                seen.append("configured: not as made")
+
+    threads = [threading.Thread(target=reader) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(20):
+            up = lbkit.Upstream(one)
+            current[0] = up
+            up.update(two)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert seen == []

@@ -8,6 +8,7 @@ peer is considered it recovers by one.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from typing import ClassVar, Literal
 
@@ -74,6 +75,12 @@ def get_round_robin_peer(request: RequestState, now: int) -> PeerState | None:
 MAX_FAST_PERIOD = 100_000
 
 
+def _indexes(order: list[int], peers: int) -> array[int]:
+    """Peer indexes in the narrowest array for ``peers`` peers: 1 or 2 bytes each (4 above
+    65,536 peers) instead of a list's 8-byte reference."""
+    return array("B" if peers <= 1 << 8 else "H" if peers <= 1 << 16 else "I", order)
+
+
 class SmoothPicker:
     """Runtime side of :class:`RoundRobin` (and of :class:`~lbkit.LeastConn`): nginx's scan,
     with an O(1) fast path.
@@ -104,7 +111,6 @@ class SmoothPicker:
         "_pos",
         "_scan",
         "_tried_fast",
-        "_weights",
     )
 
     #: :meth:`begin` does nothing: the upstream may skip it.
@@ -123,11 +129,14 @@ class SmoothPicker:
         self._idle_only = idle_only
         self._busy: list[PeerState] = []
         self._fast = False
-        #: One period of nginx's choices (peers), built when the first pick needs it: a
-        #: membership never picked from holds none (bounded by MAX_FAST_PERIOD).
-        self._order: list[PeerState] = []
-        self._base: list[int] = []
-        self._weights: list[int] = []
+        #: One period of nginx's choices (indexes of peers) while the fast path is on,
+        #: built when the first pick needs it: a membership never picked from holds none
+        #: (bounded by MAX_FAST_PERIOD); dropped by :meth:`sync`.
+        self._order: array[int] = array("B")
+        #: The current weights the order starts from (None: all 0, as in a fresh upstream
+        #: and at the end of every period that started there). The weights are the peers':
+        #: nothing changes them without a :meth:`sync` first.
+        self._base: list[int] | None = None
         self._pos = 0
         self._countdown = 0
         #: Whether the fast path was tried yet: first by the first :meth:`first` (an
@@ -159,7 +168,7 @@ class SmoothPicker:
             busy.clear()
         pos = self._pos
         order = self._order
-        peer = order[pos]
+        peer = self._peers[order[pos]]
         pos += 1
         if pos == len(order):
             self._next_period()
@@ -201,20 +210,25 @@ class SmoothPicker:
     def _next_period(self) -> None:
         """Start the next precomputed period from the weights the last one ended at."""
         end = self._current_weights(len(self._order))
-        if end != self._base:
-            self._base = end
+        if end != self._start():
+            self._base = end if any(end) else None
             self._order = self._period(end)
         self._pos = 0
+
+    def _start(self) -> list[int]:
+        """The current weights the order starts from."""
+        return [0] * len(self._peers) if self._base is None else self._base
 
     def _current_weights(self, pos: int) -> list[int]:
         """The current weights after ``pos`` picks of the precomputed order."""
         total = len(self._order)
-        picks = [0] * len(self._weights)
-        for peer in self._order[:pos]:
-            picks[peer.index] += 1
+        peers = self._peers
+        picks = [0] * len(peers)
+        for index in self._order[:pos]:
+            picks[index] += 1
         return [
-            b + pos * w - total * c
-            for b, w, c in zip(self._base, self._weights, picks, strict=True)
+            b + pos * p.weight - total * c
+            for b, p, c in zip(self._start(), peers, picks, strict=True)
         ]
 
     def _try_fast(self) -> None:
@@ -237,19 +251,16 @@ class SmoothPicker:
                 # order that its first pick would give up)
                 return
         self._busy = []
-        weights = [p.weight for p in peers]
         base = [p.current_weight for p in peers]
-        if weights != self._weights or base != self._base:
-            self._weights = weights
-            self._base = base
-            self._order = self._period(base)
+        self._base = base if any(base) else None
+        self._order = self._period(base)
         self._pos = 0
         self._fast = True
 
-    def _period(self, start: list[int]) -> list[PeerState]:
-        """nginx's next period of choices from current weights ``start``."""
+    def _period(self, start: list[int]) -> array[int]:
+        """nginx's next period of choices (peer indexes) from current weights ``start``."""
         peers = self._peers
-        return [peers[i] for i in smooth_wrr_from(self._weights, start)]
+        return _indexes(smooth_wrr_from([p.weight for p in peers], start), len(peers))
 
     def sync(self) -> None:
         """Write the lagging current weights back and return to nginx's scan."""
@@ -259,8 +270,9 @@ class SmoothPicker:
         weights = self._current_weights(self._pos)
         for p, cw in zip(self._group.peers, weights, strict=True):
             p.current_weight = cw
-        if self._pos:
-            self._base = []  # the order no longer starts from the peers' weights
+        # The weights may change from now on (slow start, a zone, an update): the next
+        # fast path computes its order again.
+        self._order = array("B")
         self._pos = 0
 
 

@@ -16,6 +16,7 @@ from lbkit.upstream._method import (
     default_method,
     set_default_method,
 )
+from lbkit.upstream._peer_extra import PeerExtra
 from lbkit.upstream._peer_times import MSEC_MASK, MSEC_MAX, PeerTimes, response_time_avg
 from lbkit.upstream._peers import (
     AVAILABLE,
@@ -68,6 +69,7 @@ __all__ = [
     "Method",
     "MethodKind",
     "Peer",
+    "PeerExtra",
     "PeerGroup",
     "PeerState",
     "PeerTimes",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from lbkit.upstream._peer_extra import PeerExtra
 from lbkit.upstream._peer_times import PeerTimes
 from lbkit.upstream._server import Server
 
@@ -63,6 +64,11 @@ class PeerState:
     available at ``now`` exactly when ``blocked_until < now``. Every change of ``down``,
     ``conns``, ``fails`` or ``checked`` goes through the functions of this module, which
     refresh it; treat the fields as read-only.
+
+    ``fails``, ``accessed``, ``response_time``, ``ramp_start``, ``draining`` and ``times``
+    live in :attr:`extra` (a :class:`~lbkit.upstream.PeerExtra`), created the first time
+    one of them is set: most peers never fail, drain or ramp up, and a peer table of many
+    peers is smaller without room for them in each.
     """
 
     server: Server
@@ -72,15 +78,11 @@ class PeerState:
     down: bool
     current_weight: int = 0
     conns: int = 0
-    fails: int = 0
-    accessed: int = 0
     checked: int = 0
     requests: int = 0
-    response_time: float | None = None
-    ramp_start: int | None = None
-    draining: bool = False
     blocked_until: float = AVAILABLE
-    times: PeerTimes | None = None
+    #: The rarely set fields (see the class docstring); ``None`` while all are unset.
+    extra: PeerExtra | None = None
 
     @classmethod
     def from_server(cls, server: Server, index: int) -> PeerState:
@@ -95,6 +97,79 @@ class PeerState:
         state.refresh()
         return state
 
+    def more(self) -> PeerExtra:
+        """:attr:`extra`, created if the peer has none yet (under the upstream's lock)."""
+        extra = self.extra
+        if extra is None:
+            extra = self.extra = PeerExtra()
+        return extra
+
+    @property
+    def fails(self) -> int:
+        """Failures counted towards ``max_fails`` (nginx's ``fails``)."""
+        extra = self.extra
+        return 0 if extra is None else extra.fails
+
+    @fails.setter
+    def fails(self, value: int) -> None:
+        if value or self.extra is not None:
+            self.more().fails = value
+
+    @property
+    def accessed(self) -> int:
+        """When the peer last failed (nginx's ``accessed``; 0: never)."""
+        extra = self.extra
+        return 0 if extra is None else extra.accessed
+
+    @accessed.setter
+    def accessed(self, value: int) -> None:
+        if value or self.extra is not None:
+            self.more().accessed = value
+
+    @property
+    def response_time(self) -> float | None:
+        """Moving average of the reported elapsed times, in seconds (``None``: none yet)."""
+        extra = self.extra
+        return None if extra is None else extra.response_time
+
+    @response_time.setter
+    def response_time(self, value: float | None) -> None:
+        if value is not None or self.extra is not None:
+            self.more().response_time = value
+
+    @property
+    def ramp_start(self) -> int | None:
+        """When the peer's slow start began (``None``: not ramping up)."""
+        extra = self.extra
+        return None if extra is None else extra.ramp_start
+
+    @ramp_start.setter
+    def ramp_start(self, value: int | None) -> None:
+        if value is not None or self.extra is not None:
+            self.more().ramp_start = value
+
+    @property
+    def draining(self) -> bool:
+        """Set by :meth:`~lbkit.Upstream.drain`: the peer takes no new requests."""
+        extra = self.extra
+        return extra is not None and extra.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        if value or self.extra is not None:
+            self.more().draining = value
+
+    @property
+    def times(self) -> PeerTimes | None:
+        """least_time's millisecond averages (``None`` until such a method is bound)."""
+        extra = self.extra
+        return None if extra is None else extra.times
+
+    @times.setter
+    def times(self, value: PeerTimes | None) -> None:
+        if value is not None or self.extra is not None:
+            self.more().times = value
+
     def refresh(self) -> None:
         """Decide passive health once, after any change: until when (inclusive) the peer
         is out. nginx's rule: down; or ``max_conns`` reached; or ``max_fails`` failures and
@@ -103,7 +178,11 @@ class PeerState:
         server = self.server
         if self.down or (server.max_conns and self.conns >= server.max_conns):
             self.blocked_until = math.inf
-        elif server.max_fails and self.fails >= server.max_fails:
+        elif (
+            server.max_fails
+            and (extra := self.extra) is not None
+            and extra.fails >= server.max_fails
+        ):
             self.blocked_until = self.checked + server.fail_timeout
         else:
             self.blocked_until = AVAILABLE  # the shared float: no new object per peer
@@ -308,19 +387,21 @@ def release_attempt(peer: PeerState, failed: bool, now: int) -> None:
     ``ngx_http_upstream_free_round_robin_peer`` after its ``single`` shortcut), without
     the request's count of tries left."""
     if failed:
-        peer.fails += 1
-        peer.accessed = now
+        failure = peer.more()
+        failure.fails += 1
+        failure.accessed = now
         peer.checked = now
         max_fails = peer.server.max_fails
         if max_fails:
             peer.effective_weight -= peer.weight // max_fails
         peer.effective_weight = max(peer.effective_weight, 0)
-    elif peer.accessed < peer.checked:
-        # A success after the fail_timeout probe marks the peer live again.
+    elif (extra := peer.extra) is not None and extra.accessed < peer.checked:
+        # A success after the fail_timeout probe marks the peer live again (a peer that
+        # never failed has no fails to clear: nginx's accessed is 0, and so are fails).
         server = peer.server
-        if server.slow_start and server.max_fails and peer.fails >= server.max_fails:
-            peer.ramp_start = now
-        peer.fails = 0
+        if server.slow_start and server.max_fails and extra.fails >= server.max_fails:
+            extra.ramp_start = now
+        extra.fails = 0
     peer.conns -= 1
     if failed or peer.blocked_until != AVAILABLE:
         # An available peer stays available when a connection ends without a failure.

@@ -53,8 +53,14 @@ class _Membership:
     )
 
     def __init__(
-        self, servers: tuple[Server, ...], primary: PeerGroup, picker: Picker, generation: int
+        self,
+        servers: tuple[Server, ...] | None,
+        primary: PeerGroup,
+        picker: Picker,
+        generation: int,
     ) -> None:
+        #: The servers in configuration order; None when they are the primary peers'
+        #: servers in order (no backup): then read them from the peers (under the lock).
         self.servers = servers
         self.primary = primary
         self.picker = picker
@@ -97,7 +103,8 @@ def _count_request(state: PeerState, elapsed: float | None) -> None:
     """One more request ended on ``state``, ``elapsed`` seconds long if known."""
     state.requests += 1
     if elapsed is not None:
-        state.response_time = ewma_update(state.response_time, elapsed, RESPONSE_TIME_ALPHA)
+        extra = state.more()
+        extra.response_time = ewma_update(extra.response_time, elapsed, RESPONSE_TIME_ALPHA)
 
 
 def _nothing() -> None:
@@ -186,7 +193,8 @@ def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGro
             else:
                 state.reconfigure(server, index)
             peers.append(state)
-        return PeerGroup.from_peers(peers)
+        # (a copy holds exactly len(peers) slots; appending over-allocates by an eighth)
+        return PeerGroup.from_peers(peers.copy())
 
     primary = group([s for s in servers if not s.backup])
     backups = [s for s in servers if s.backup]
@@ -246,8 +254,9 @@ class Upstream:
         self.method = method
         self.keepalive = keepalive
         self.zone = zone
-        #: The servers as configured, ``server NAME resolve`` ones included (in order).
-        self.configured = configured
+        # The servers as configured (see the ``configured`` property); None while they
+        # are the first membership's peers' servers, until an update.
+        self._configured: tuple[Server, ...] | None = configured
         #: The ``server NAME resolve`` servers: no peer of their own; their addresses
         #: become peers once resolved (see :class:`~lbkit.discovery.ResolvingUpstream`).
         self.resolve_servers = tuple(s for s in configured if s.resolvable)
@@ -266,7 +275,14 @@ class Upstream:
             # The zone's membership if another process published one (it may have changed).
             server_tuple = self._zone.join(server_tuple)
         primary = _groups(server_tuple, {})
-        self._members = _Membership(server_tuple, primary, self._bind(primary), 0)
+        derived = primary.backup is None and server_tuple is configured
+        if derived:
+            # Every server is a primary peer, in order: the peers hold the servers, and a
+            # tuple of them all would be a second reference to each.
+            self._configured = None
+        self._members = _Membership(
+            None if derived else server_tuple, primary, self._bind(primary), 0
+        )
         self._ramping: list[PeerState] = []
         if self._zone is not None:
             self._zone.bind(self._members.by_name.values())
@@ -280,12 +296,30 @@ class Upstream:
     # -- introspection -------------------------------------------------------------
 
     @property
+    def configured(self) -> tuple[Server, ...]:
+        """The servers as configured, ``server NAME resolve`` ones included (in order)."""
+        configured = self._configured
+        if configured is None:
+            with self._lock:  # (an update() stores them before it changes any peer)
+                configured = self._configured
+                if configured is None:
+                    return tuple(p.server for p in self._members.primary.peers)
+        return configured
+
+    @property
     def servers(self) -> tuple[Server, ...]:
         """The configured servers, in configuration order (with a zone: the zone's)."""
         if self._zone is not None and self._zone.changed():
             with self._lock:
                 self._follow_zone()
-        return self._members.servers
+        servers = self._members.servers
+        if servers is None:
+            with self._lock:  # (an update() may be changing the peers' servers)
+                members = self._members
+                if members.servers is None:
+                    return tuple(p.server for p in members.primary.peers)
+                return members.servers
+        return servers
 
     @property
     def peers(self) -> tuple[PeerState, ...]:
@@ -357,6 +391,9 @@ class Upstream:
         named in ``fresh`` start afresh even if they stay."""
         old = self._members
         old.sync()
+        if self._configured is None:
+            # The first membership's peers hold the configured servers until now.
+            self._configured = tuple(p.server for p in old.primary.peers)
         reuse = dict(old.by_name)
         for name in fresh:
             reuse.pop(name, None)
@@ -590,7 +627,8 @@ class Upstream:
                 failed = False
                 if retry:
                     peer.retry = True
-                now = int(self._clock()) if state.accessed < state.checked else 0
+                extra = state.extra  # (a peer that never failed has no probe to end)
+                now = int(self._clock()) if extra and extra.accessed < state.checked else 0
             request = peer.request
             if self._zone is not None:
                 with self._zone.synced((state,)):
@@ -603,7 +641,8 @@ class Upstream:
                     release_peer(request, state, failed, now)
                 _count_request(state, elapsed)
             self._members.released(state)
-            if state.ramp_start is not None and state not in self._ramping:
+            extra = state.extra
+            if extra and extra.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
         finally:
             lock.release()
