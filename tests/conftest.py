@@ -9,6 +9,13 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis times each example (a 200 ms deadline) and its data generation by default: on a
+# loaded CI machine (load 10-20 on 2 cores) they fail tests that are correct. Tests assert
+# behaviour, never timing: no deadline, no "too slow" health check, for every test.
+settings.register_profile("lbkit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("lbkit")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import lbkit
 
 
@@ -36,3 +40,42 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; AssertionError after ``timeout`` seconds (generous:
+    a loaded CI machine may take seconds for what takes milliseconds at rest)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+class Lateness:
+    """How late a sleeping thread of this process wakes up while the ``with`` block runs.
+
+    A thread sleeps 10 ms again and again and keeps its worst overshoot (``worst``, seconds).
+    A bound on how long a call takes to end at its deadline adds it: on a loaded machine
+    (or with the GIL busy) the call's thread is woken that much later, however exact the
+    call's own deadline; on a quiet one it is about a millisecond and the bound stays tight.
+    """
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._measure, name="lateness", daemon=True)
+
+    def _measure(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            time.sleep(0.01)
+            self.worst = max(self.worst, time.monotonic() - started - 0.01)
+
+    def __enter__(self) -> Lateness:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

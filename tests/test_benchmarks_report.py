@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_until
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -332,4 +334,6 @@ def test_a_timed_out_script_leaves_no_server_running(
     pid_file = tmp_path / "pid"
     outcome, _ = run_all.run_one(script, [str(pid_file)], timeout=3.0)
     assert outcome == "timeout"
-    assert not _alive(int(pid_file.read_text()))
+    # SIGKILL is delivered, not awaited: on a loaded machine the server dies a little later
+    server = int(pid_file.read_text())
+    wait_until(lambda: not _alive(server), timeout=30, what=f"server {server} to be gone")

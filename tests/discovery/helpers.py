@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+
+from tests.helpers import wait_until
+
+__all__ = ["RecordingSink", "UpdateRecorder", "wait_until"]
 
 
 class RecordingSink:
@@ -40,11 +43,3 @@ class UpdateRecorder:
 
     def update(self, servers: Sequence[str]) -> None:
         self.calls.append(list(servers))
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.02)
