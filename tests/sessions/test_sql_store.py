@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ import lbkit
 from lbkit import sessions
 from tests.conformance.servers import free_port
 from tests.conformance.sql_servers import SqlServer, mariadb_server, postgres_server
+from tests.helpers import Lateness, wait_until
 from tests.sessions.increments import increment
 
 DATABASES = ["postgresql", "mariadb"]
@@ -433,9 +434,10 @@ def test_kill_9_mid_load_loses_no_acknowledged_write(
     while len(acked) < 50 and time.monotonic() - started < 20:
         time.sleep(0.05)
     before = len(acked)
+    failed_before = len(failures)
     server.kill()
-    time.sleep(1.0)  # writers fail while it is down
-    down_failures = len(failures)
+    # writes while the database is down must fail
+    wait_until(lambda: len(failures) > failed_before, 30, "a write to fail while it is down")
     server.restart()
     deadline = time.monotonic() + 30
     recovered = False
@@ -451,7 +453,6 @@ def test_kill_9_mid_load_loses_no_acknowledged_write(
     for t in threads:
         t.join(30)
     assert before > 0
-    assert down_failures > 0, "writes while the database was down must fail"
     assert all(name == "StoreUnavailable" for name, _ in failures)
     assert max(elapsed for _, elapsed in failures) < timeout + 1.5
     assert recovered, "the store did not recover after the database came back"
@@ -486,7 +487,7 @@ def test_a_hung_database_ends_each_call_within_its_timeout(
     store = sessions.SqlStore(server.url, timeout=1.0)
     astore = sessions.AsyncSqlStore(server.url, timeout=1.0)
     key = _key()
-    store.set(key, b"before")
+    _answered(lambda: store.set(key, b"before"))
 
     async def async_calls() -> list[float]:
         elapsed = []
@@ -499,7 +500,7 @@ def test_a_hung_database_ends_each_call_within_its_timeout(
 
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(astore.get(key))  # a pooled connection
+        _answered(lambda: loop.run_until_complete(astore.get(key)))  # a pooled connection
         server.pause()
         try:
             elapsed = []
@@ -513,10 +514,9 @@ def test_a_hung_database_ends_each_call_within_its_timeout(
             server.resume()
         assert max(elapsed) < 2.5, elapsed
         # back: both recover; a write that timed out may or may not have been made
-        _wait_until_answering(server)
-        assert store.get(key) in (b"before", b"lost?")
-        store.set(key, b"after")
-        assert loop.run_until_complete(astore.get(key)) == b"after"
+        assert _answered(lambda: store.get(key)) in (b"before", b"lost?")
+        _answered(lambda: store.set(key, b"after"))
+        assert _answered(lambda: loop.run_until_complete(astore.get(key))) == b"after"
         assert store.engine.pool.checkedout() == 0
     finally:
         store.close()
@@ -538,7 +538,7 @@ def test_a_hung_database_bounds_the_whole_call_with_an_exhausted_pool(
     timeout = 1.0
     store = sessions.SqlStore(server.url, timeout=timeout, pool_size=1)
     key = _key()
-    store.set(key, b"before")  # one pooled connection
+    _answered(lambda: store.set(key, b"before"))  # one pooled connection
     elapsed: list[float] = []
     outcomes: list[BaseException | None] = []
     lock = threading.Lock()
@@ -562,36 +562,49 @@ def test_a_hung_database_bounds_the_whole_call_with_an_exhausted_pool(
 
     server.pause()
     try:
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        with Lateness() as late:
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
     finally:
         server.resume()
     try:
         assert len(outcomes) == 16
         assert all(isinstance(o, lbkit.StoreUnavailable) for o in outcomes), outcomes
-        assert max(elapsed) < timeout + 0.35, sorted(elapsed)
-        _wait_until_answering(server)
-        assert store.get(key) in (b"before", b"lost?")
+        # one timeout for the whole call (a phase with its own would take 2 s or more), plus
+        # what the machine's load delays waking up (the watchdog, then the call's thread)
+        assert max(elapsed) < timeout + 0.35 + 2 * late.worst, (sorted(elapsed), late.worst)
+        assert _answered(lambda: store.get(key)) in (b"before", b"lost?")
         assert store.engine.pool.checkedout() == 0
     finally:
         store.close()
 
 
-def _wait_until_answering(server: SqlServer) -> None:
-    probe = sessions.SqlStore(server.url, timeout=1.0)
-    deadline = time.monotonic() + 30
+T = TypeVar("T")
+
+
+def _answered(call: Callable[[], T], within: float = 60.0) -> T:
+    """A call that must succeed against a database that answers (test setup, recovery):
+    retried while it times out, as a healthy database on a loaded machine can take longer
+    than the short timeout under test, and a database just resumed is slow at first."""
+    deadline = time.monotonic() + within
     while True:
         try:
-            probe.get("probe")
-            break
+            return call()
         except lbkit.StoreUnavailable:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-    probe.close()
+
+
+def _wait_until_answering(server: SqlServer) -> None:
+    probe = sessions.SqlStore(server.url, timeout=1.0)
+    try:
+        _answered(lambda: probe.get("probe"))
+    finally:
+        probe.close()
 
 
 def test_a_repeated_write_is_confirmed_by_its_version_not_guessed() -> None:
