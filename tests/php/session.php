@@ -4,6 +4,7 @@
 // (php-redis, php-memcached) or, for sharedance, from the handler below.
 //
 //   php session.php ACTION ID CHANGES_JSON HOLD_MS [sharedance HOST PORT]
+//   HOLD_MS -1: hold the session until a line arrives on standard input
 //   ACTION: new (PHP makes the id; ID ignored) | update | destroy
 //
 // The sharedance handler is written for these tests from the protocol: one request per
@@ -73,7 +74,13 @@ if ($action === 'destroy') {
 foreach (json_decode($changes, true) as $key => $value) {
     $_SESSION[$key] = $value;
 }
-usleep((int) $hold_ms * 1000);  // hold the session (and its lock) like a slow request
+if ((int) $hold_ms < 0) {
+    // held until the test writes a line: it knows the session is read and its lock taken
+    fwrite(STDERR, "session started\n");
+    fgets(STDIN);
+} else {
+    usleep((int) $hold_ms * 1000);  // hold the session (and its lock) like a slow request
+}
 $session = $_SESSION;
 if (!session_write_close()) {
     fwrite(STDERR, "session_write_close failed\n");

@@ -73,10 +73,36 @@ class PhpApp:
         return result
 
     def start(self, sid: str, changes: dict[str, Any], hold_ms: int) -> subprocess.Popen[str]:
+        """A PHP request in the background; ``hold_ms=HELD`` holds its session (and lock)
+        until :meth:`release`."""
         return subprocess.Popen(
             self.args("update", sid, changes, hold_ms),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+
+    @staticmethod
+    def wait_inside(proc: subprocess.Popen[str]) -> None:
+        """Wait until a HELD request is inside its session: read, its lock taken (however
+        long a loaded machine takes to start PHP; killed after 60 s)."""
+        assert proc.stderr is not None
+        deadline = threading.Timer(60, proc.kill)
+        deadline.start()
+        try:
+            line = proc.stderr.readline()
+        finally:
+            deadline.cancel()
+        assert line == "session started\n", line + proc.stderr.read()
+
+    @staticmethod
+    def release(proc: subprocess.Popen[str]) -> None:
+        """Let a HELD request go on: it writes its session and releases its lock."""
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+#: ``hold_ms`` for a PHP request that holds its session until released.
+HELD = -1
 
 
 def python_app(store: Any, handler: str) -> Flask:
@@ -151,19 +177,27 @@ def test_python_waits_for_phps_lock_and_keeps_both_changes(
     store, port = make_store(backend, request)
     php = PhpApp(backend, port, "php")
     sid = php.run("new", changes={"user": "alice"})["id"]
-    slow = php.start(sid, {"php": "slow"}, hold_ms=1500)  # PHP holds its lock 1.5 s
-    time.sleep(0.5)
-    assert slow.poll() is None
-    with python_app(store, "php").test_client() as client:
-        client.set_cookie("PHPSESSID", sid)
-        began = time.monotonic()
-        assert client.post("/set/py/fast").status_code == 200
-        waited = time.monotonic() - began
+    slow = php.start(sid, {"php": "slow"}, hold_ms=HELD)
+    php.wait_inside(slow)  # PHP has read the session and holds its lock
+    replies: list[int] = []
+
+    def python_request() -> None:
+        with python_app(store, "php").test_client() as client:
+            client.set_cookie("PHPSESSID", sid)
+            replies.append(client.post("/set/py/fast").status_code)
+
+    python = threading.Thread(target=python_request)
+    python.start()
+    python.join(0.5)
+    assert python.is_alive()  # Python waits for PHP's lock...
+    php.release(slow)
+    python.join(60)
     _out, err = slow.communicate(timeout=30)
     assert slow.returncode == 0, err
-    assert waited > 0.5  # Python waited for PHP's lock...
+    assert replies == [200]
     final = php.run("update", sid)["session"]
-    assert final == {"user": "alice", "php": "slow", "py": "fast"}  # ...and nothing was lost
+    # ...and wrote after PHP (had it not waited, PHP would have written back what it read)
+    assert final == {"user": "alice", "php": "slow", "py": "fast"}
     store.close()
 
 
@@ -189,11 +223,12 @@ def test_without_locks_phps_write_overwrites_python(request: pytest.FixtureReque
     store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="PHPREDIS_SESSION:", layout="string")
     php = PhpApp("redis", port, "php")
     sid = php.run("new", changes={"user": "alice"})["id"]
-    slow = php.start(sid, {"php": "slow"}, hold_ms=1000)
-    time.sleep(0.4)
+    slow = php.start(sid, {"php": "slow"}, hold_ms=HELD)
+    php.wait_inside(slow)  # PHP has read the session
     with python_app(store, "php").test_client() as client:
         client.set_cookie("PHPSESSID", sid)
         assert client.post("/set/py/lost").status_code == 200
+    php.release(slow)
     slow.communicate(timeout=30)
     assert php.run("update", sid)["session"] == {"user": "alice", "php": "slow"}
     store.close()
@@ -315,12 +350,16 @@ def test_async_locking_store_with_php(backend: str, request: pytest.FixtureReque
         assert json.loads(out)["started"] - began > 0.7
 
         _, version = await store.get_versioned(sid)
-        slow = php.start(sid, {"php": "slow"}, hold_ms=1500)
+        slow = php.start(sid, {"php": "slow"}, hold_ms=HELD)
+        await asyncio.to_thread(php.wait_inside, slow)  # PHP holds its lock
+        write = asyncio.ensure_future(
+            store.set(sid, PhpSerializer("php").dumps({"x": 1}), if_version=version)
+        )
         await asyncio.sleep(0.5)
-        began = time.time()
+        assert not write.done()  # waits for PHP's lock
+        php.release(slow)
         with pytest.raises(lbkit.SessionConflict):  # waited for PHP, then saw its change
-            await store.set(sid, PhpSerializer("php").dumps({"x": 1}), if_version=version)
-        assert time.time() - began > 0.5
+            await write
         await asyncio.to_thread(slow.communicate, timeout=30)
         assert await store.locks.get(sid + store.lock_suffix) is None  # released on error
         assert PhpSerializer("php").loads(await store.get(sid)) == {
