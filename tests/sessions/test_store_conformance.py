@@ -11,6 +11,7 @@ import pytest
 
 import lbkit
 from lbkit import sessions
+from tests.helpers import wait_until
 
 from .conftest import BACKENDS
 
@@ -103,13 +104,16 @@ def test_oversized_value_names_the_limit(store: Any) -> None:
 
 
 def test_ttl_expires_and_touch_extends(vstore: Any) -> None:
-    vstore.set("short", b"a", ttl=1)
-    vstore.set("kept", b"b", ttl=1)
+    # 2 s: memcached counts whole seconds, so a 2 s TTL lasts at least 1 s, time enough for
+    # the next three calls on a loaded machine (a 1 s TTL may end at once)
+    written = time.monotonic()
+    vstore.set("short", b"a", ttl=2)
+    vstore.set("kept", b"b", ttl=2)
     assert vstore.touch("kept", 30) is True
     assert vstore.touch("never-set", 30) is False
     assert vstore.get("short") == b"a"
-    time.sleep(2.2)  # memcached counts whole seconds
-    assert vstore.get("short") is None
+    wait_until(lambda: vstore.get("short") is None, 30, "a 2 s TTL to end")
+    assert time.monotonic() - written >= 1.0
     assert vstore.get("kept") == b"b"
 
 
