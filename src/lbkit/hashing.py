@@ -61,9 +61,9 @@ def as_bytes(key: str | bytes) -> bytes:
     raise KeyTypeError(f"key must be str or bytes, not {type(key).__name__}")
 
 
-def crc32(data: bytes, start: int = 0) -> int:
-    """CRC-32 (IEEE, as nginx's ``ngx_crc32_*``); ``start`` continues a prior value."""
-    return zlib.crc32(data, start)
+#: CRC-32 (IEEE, as nginx's ``ngx_crc32_*``): ``crc32(data, start=0)``, where ``start``
+#: continues a prior value. The C function itself (nginx's ring chains one call per point).
+crc32: Callable[..., int] = zlib.crc32
 
 
 def crc32_key(key: str | bytes) -> int:

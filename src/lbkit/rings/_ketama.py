@@ -115,10 +115,16 @@ def nginx_ring(
     flavour, so both give every key the same server.
     """
     pairs = list(servers)
-    ring: Ketama[str] = Ketama(
-        [a for a, _ in pairs], [w for _, w in pairs], flavor="nginx", max_points=max_points
-    )
-    return ring.distinct_points()
+    ring: Ketama[str] = Ketama(flavor="nginx", max_points=max_points)
+    # the points alone: no lookup table
+    weights = ring._checked_weights([a for a, _ in pairs], [w for _, w in pairs])
+    return _distinct(*ring._sorted(weights))
+
+
+def _distinct(points: Sequence[int], owners: list[N]) -> tuple[list[int], list[N]]:
+    """Sorted ``points`` without repeats, and the owner of each (the first, of equal ones)."""
+    firsts = [True, *map(operator.ne, islice(points, 1, None), points)]
+    return list(compress(points, firsts)), list(compress(owners, firsts))
 
 
 #: Decimal suffixes of the ``fast`` flavour's point names, made once: weights up to 8 need
@@ -258,8 +264,9 @@ def _starts_by_count(
     """Bucket starts (``size + 1`` of them, buckets ``first ..``) from a count of the points
     in each bucket: one pass over the points, for tables about as large as the ring."""
     counts = Counter(map(operator.rshift, points, repeat(shift)))
-    starts = accumulate(map(counts.get, range(first, first + size), repeat(0)), initial=0)
-    return _index_array(starts, len(points)), counts
+    per_bucket = [0] * size  # bucket b at b - first
+    deque(map(per_bucket.__setitem__, map(operator.sub, counts, repeat(first)), counts.values()), 0)
+    return _index_array(accumulate(per_bucket, initial=0), len(points)), counts
 
 
 def _starts_by_bisect(
@@ -339,7 +346,6 @@ class Ketama(Generic[N]):
         if flavor not in _FLAVOR_FUNCS:
             raise ConfigError(f"unknown ring flavor {flavor!r}: expected one of {FLAVORS}")
         self._max_points = check_max_points(max_points)
-        weight_map = node_weights(list(nodes), weights)
         self._flavor: Flavor = flavor
         key_hash, point_fn, count_fn, global_points = _FLAVOR_FUNCS[flavor]
         self._hash = key_hash
@@ -349,12 +355,18 @@ class Ketama(Generic[N]):
         # libketama finds the first point strictly greater than the key's hash.
         self._bisect = bisect.bisect_right if flavor == "libketama" else bisect.bisect_left
         self._lock = threading.Lock()
+        self._publish(self._build(self._checked_weights(nodes, weights)))
+
+    # -- building --------------------------------------------------------------------
+
+    def _checked_weights(
+        self, nodes: Iterable[N], weights: Mapping[N, int] | Sequence[int] | None
+    ) -> dict[N, int]:
+        weight_map = node_weights(list(nodes), weights)
         for node in weight_map:
             self._check_node(node)
         self._check_size(weight_map)
-        self._publish(self._build(weight_map))
-
-    # -- building --------------------------------------------------------------------
+        return weight_map
 
     def _check_node(self, node: N) -> None:
         if self._flavor == "nginx" and not isinstance(node, str):
@@ -373,14 +385,18 @@ class Ketama(Generic[N]):
         points = self._node_points(node, weights, sum(weights.values()))
         return sorted(_values(points, self._flavor == "fast"))
 
-    def _build(self, weights: dict[N, int]) -> _Ring[N]:
-        # ``weights`` lists the nodes in the order they were added: of equal points the
-        # earlier node comes first (nginx keeps the first in configuration order).
+    def _sorted(self, weights: dict[N, int]) -> tuple[array[int], list[N]]:
+        """Every point in ascending order, and its node. ``weights`` lists the nodes in the
+        order they were added: of equal points the earlier node comes first (nginx keeps
+        the first in configuration order)."""
         total = sum(weights.values())
         nodes = list(weights)
-        signed = self._flavor == "fast"
-        points, ranks = sort_points([self._node_points(n, weights, total) for n in nodes], signed)
-        return _Ring(points, list(map(nodes.__getitem__, ranks)), weights, signed)
+        blobs = [self._node_points(n, weights, total) for n in nodes]
+        points, ranks = sort_points(blobs, self._flavor == "fast")
+        return points, list(map(nodes.__getitem__, ranks))
+
+    def _build(self, weights: dict[N, int]) -> _Ring[N]:
+        return _Ring(*self._sorted(weights), weights, self._flavor == "fast")
 
     def _publish(self, ring: _Ring[N]) -> None:
         ring.lookup = lookup = _lookup_function(ring, self._hash, self._bisect)
@@ -477,14 +493,7 @@ class Ketama(Generic[N]):
     def distinct_points(self) -> tuple[list[int], list[N]]:
         """The sorted distinct points and the owner of each (the first added, of equal ones)."""
         ring = self._ring
-        hashes: list[int] = []
-        owners: list[N] = []
-        for value, owner in zip(ring.points, ring.owners, strict=False):
-            if hashes and hashes[-1] == value:
-                continue
-            hashes.append(value)
-            owners.append(owner)
-        return hashes, owners
+        return _distinct(ring.points, ring.owners)
 
     # -- introspection ---------------------------------------------------------------
 
