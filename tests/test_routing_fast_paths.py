@@ -10,16 +10,17 @@ pass) must give the same match, captures included, or the same error.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import lbkit
 from lbkit.errors import ConfigError, LbkitError
 from lbkit.routing import RouteMatch, Router, ServerBlock, ServerNames, normalize_host
 from lbkit.routing._host import ascii_lower
+from lbkit.routing._names import NameMatch, WildcardTables
 from lbkit.routing._regex import ServerRegex, compile_server_regex, default_engine
 from lbkit.routing._regex_scan import RegexScan
 
@@ -61,18 +62,25 @@ class ReferenceNames:
             self.claimed.add(key)
             self.exact[key] = value
 
-    def find(self, host: str) -> tuple[int, str, tuple[str, ...], dict[str, str]] | None:
-        if host in self.exact:
-            return self.exact[host], host, (), {}
+    def find_wildcard(self, host: str) -> tuple[int, str] | None:
+        """The longest leading wildcard by label tuples, else the longest trailing one."""
         labels = host.split(".")
         for n in sorted({len(k) for k in self.head}, reverse=True):
             hit = self.head.get(tuple(labels[::-1][:n])) if n < len(labels) else None
             if hit is not None:
-                return hit[0], hit[1], (), {}
+                return hit
         for n in sorted({len(k) for k in self.tail}, reverse=True):
             hit = self.tail.get(tuple(labels[:n])) if n < len(labels) else None
             if hit is not None:
-                return hit[0], hit[1], (), {}
+                return hit
+        return None
+
+    def find(self, host: str) -> tuple[int, str, tuple[str, ...], dict[str, str]] | None:
+        if host in self.exact:
+            return self.exact[host], host, (), {}
+        wild = self.find_wildcard(host)
+        if wild is not None:
+            return wild[0], wild[1], (), {}
         if host:
             for regex, name, value in self.regexes:
                 found = regex.search(host)
@@ -384,3 +392,132 @@ def test_shared_named_of_a_match_without_captures_is_a_dict_that_refuses_changes
         with pytest.raises(TypeError):
             named.update(k="v")
         assert router.match(host).named == {}
+
+
+# -- the wildcard lookup against nginx's label by label walk ------------------------------
+
+WILD_LABELS = st.sampled_from(["a", "b", "c", "ab"])
+WILD_CORES = st.lists(WILD_LABELS, min_size=1, max_size=4).map(".".join)
+WILD_NAMES = st.lists(
+    st.one_of(
+        WILD_CORES.map(lambda n: "*." + n),
+        WILD_CORES.map(lambda n: "." + n),
+        WILD_CORES.map(lambda n: n + ".*"),
+        WILD_CORES,
+    ),
+    max_size=12,
+)
+# hosts of the same labels (so that they match), up to many labels, and a few odd ones
+WILD_HOSTS = st.lists(
+    st.one_of(
+        st.lists(WILD_LABELS, min_size=1, max_size=9).map(".".join),
+        st.sampled_from(["", ".", "a.", ".a", "a..b", "." * 5, ".".join("a" * 120)]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+Tables = WildcardTables[NameMatch[int]]
+
+
+def check_wildcards_equal_reference(
+    make: Callable[[Tables], Tables], names: list[str], hosts: list[str]
+) -> None:
+    """The wildcard lookup (``make`` gives the one to test from a ServerNames' tables)
+    chooses the entry nginx's label by label walk chooses, for every host."""
+    table: ServerNames[int] = ServerNames()
+    reference = ReferenceNames("re")
+    for value, name in enumerate(names):
+        table.add(name, value)
+        reference.add(name, value)
+    lookup = make(table.wildcards)
+    for host in hosts:
+        found = lookup.find(host)
+        got = None if found is None else (found.value, found.name)
+        assert got == reference.find_wildcard(host), (names, host)
+
+
+@DENSE
+@given(WILD_NAMES, WILD_HOSTS)
+@example(["*.b", "*.a.b", "a.*"], ["x.a.b", "a.b", "b", "a.x", "a.b.c"])
+@example(["*.a", "b.*"], ["b.x", "b.a", "c.b.a"])  # a head wildcard wins over a tail one
+def test_wildcard_lookup_equals_the_label_walk(names: list[str], hosts: list[str]) -> None:
+    check_wildcards_equal_reference(lambda tables: tables, names, hosts)
+
+
+def _shaped(cls: type[Tables]) -> Callable[[Tables], Tables]:
+    return lambda t: cls(t.head, t.head_lengths, t.tail, t.tail_lengths, t.head_ends)
+
+
+class _ParentOnly(WildcardTables[NameMatch[int]]):
+    """Broken: tries only the longest key a host can match (all its labels but one)."""
+
+    def find(self, host: str) -> NameMatch[int] | None:
+        return self.head.get(host.partition(".")[2]) or self.tail.get(host.rpartition(".")[0])
+
+
+class _ShortestFirst(WildcardTables[NameMatch[int]]):
+    """Broken: tries the head keys shortest first (nginx takes the longest)."""
+
+    def find(self, host: str) -> NameMatch[int] | None:
+        reversed_lengths = sorted(self.head_lengths)
+        return WildcardTables(
+            self.head, reversed_lengths, self.tail, self.tail_lengths, self.head_ends
+        ).find(host)
+
+
+class _FirstLabelEnds(WildcardTables[NameMatch[int]]):
+    """Broken: the "no head key ends so" filter looks at the host's first label."""
+
+    def find(self, host: str) -> NameMatch[int] | None:
+        first = host.partition(".")[0]
+        ends = set(self.head_ends) if first in self.head_ends else set()
+        return WildcardTables(
+            self.head, self.head_lengths, self.tail, self.tail_lengths, ends
+        ).find(host)
+
+
+class _TailFirst(WildcardTables[NameMatch[int]]):
+    """Broken: a trailing wildcard is taken before a leading one."""
+
+    def find(self, host: str) -> NameMatch[int] | None:
+        only_tail = WildcardTables({}, [], self.tail, self.tail_lengths, ())
+        only_head = WildcardTables(self.head, self.head_lengths, {}, [], self.head_ends)
+        return only_tail.find(host) or only_head.find(host)
+
+
+@pytest.mark.parametrize("broken", [_ParentOnly, _ShortestFirst, _FirstLabelEnds, _TailFirst])
+def test_wildcard_property_fails_for_a_broken_lookup(broken: type[Tables]) -> None:
+    @settings(
+        max_examples=2000,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(WILD_NAMES, WILD_HOSTS)
+    def prop(names: list[str], hosts: list[str]) -> None:
+        check_wildcards_equal_reference(_shaped(broken), names, hosts)
+
+    with pytest.raises(AssertionError):
+        prop()
+
+
+def test_a_wildcard_match_is_a_frozen_route_match_like_one_built_the_long_way() -> None:
+    """Wildcard matches are built as a plain object that then becomes a RouteMatch (see
+    ``_Draft``): the outcome is a RouteMatch in every respect, and as frozen."""
+    import attrs
+
+    router = Router(
+        [ServerBlock(index=0, names=("_",)), ServerBlock(index=1, names=("*.b.test", "c.*"))]
+    )
+    for host, name in (("x.b.test", "*.b.test"), ("c.org", "c.*")):
+        got = router.match(host)
+        want = RouteMatch(1, router.servers[1], host, (), {}, name, None, "0.0.0.0:80")
+        assert type(got) is RouteMatch
+        assert got == want
+        assert repr(got) == repr(want)
+        assert attrs.asdict(got) == attrs.asdict(want)
+        assert attrs.evolve(got, host="y") == attrs.evolve(want, host="y")
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            got.host = "other"  # type: ignore[misc]
+        assert got.host == host

@@ -4,8 +4,9 @@ Lookup order, as ``ngx_http_find_virtual_server``: an exact name; else the longe
 wildcard (``*.example.com``; ``.example.com`` is both ``example.com`` and
 ``*.example.com``); else the longest trailing wildcard (``www.example.*``); else the first
 regex in configuration order (only for a non-empty host); else no match (the caller falls
-back to the default server). Exact and wildcard lookups are dict lookups per label, so
-their cost does not grow with the number of names.
+back to the default server). Exact and wildcard lookups are dict lookups (for a
+wildcard, usually one: see :meth:`WildcardTables.find`), so their cost does not grow with
+the number of names.
 
 Conflicts follow ``ngx_hash_add_key``: the first entry wins and the later one is ignored
 with nginx's warning. ``*.x`` and ``.x`` share the wildcard key ``x``; ``.x`` also claims
@@ -15,7 +16,7 @@ wildcard half still claims ``x``, and a ``.x`` after an exact ``x`` is dropped e
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
 
@@ -32,7 +33,6 @@ __all__ = [
     "NameMatch",
     "ServerNames",
     "WildcardTables",
-    "find_wildcard_in",
 ]
 
 T = TypeVar("T")
@@ -93,43 +93,59 @@ V = TypeVar("V")
 
 @attrs.frozen
 class WildcardTables(Generic[V]):
-    """Wildcard tables keyed as :func:`find_wildcard_in` looks them up."""
+    """The leading and trailing wildcard tables, and nginx's lookup in them (:meth:`find`).
+
+    ``head`` maps the labels after ``*.`` (``example.com``) and ``tail`` those before
+    ``.*`` (``www.example``), each with its numbers of labels, longest first; no key is
+    empty. ``head_ends`` holds the last label of every head key. The tables may be
+    filled after construction (a :class:`ServerNames` shares its own), but not while
+    :meth:`find` runs.
+    """
 
     head: Mapping[str, V]
     head_lengths: Sequence[int]
     tail: Mapping[str, V]
     tail_lengths: Sequence[int]
+    head_ends: Collection[str]
 
+    def find(self, host: str) -> V | None:
+        """The longest leading wildcard matching ``host``, else the longest trailing one.
 
-def find_wildcard_in(
-    host: str,
-    head: Mapping[str, V],
-    head_lengths: Sequence[int],
-    tail: Mapping[str, V],
-    tail_lengths: Sequence[int],
-) -> V | None:
-    """The wildcard lookup: the longest leading wildcard, else the longest trailing one.
-
-    ``head`` maps the labels after ``*.`` (``example.com``) and ``tail`` those before
-    ``.*`` (``www.example``), each with its numbers of labels, longest first. A wildcard
-    needs at least one label of the host before (head) or after (tail) its own.
-    """
-    dots = host.count(".")
-    # n labels with at least one label before (head) or after (tail) them: one split from
-    # the other end gives them as one string, the table's key
-    if head:
-        for n in head_lengths:
-            if n <= dots:
-                hit = head.get(host.split(".", dots + 1 - n)[-1])
-                if hit is not None:
-                    return hit
-    if tail:
-        for n in tail_lengths:
-            if n <= dots:
-                hit = tail.get(host.rsplit(".", dots + 1 - n)[0])
-                if hit is not None:
-                    return hit
-    return None
+        A wildcard needs at least one label of the host before (head) or after (tail) its
+        own.
+        """
+        # nginx's own first step: no head key ends with the host's last label, no leading
+        # wildcard matches. Else the longest head key that can match is every label of
+        # the host but the first: one partition and one dict lookup, and a hit there is
+        # the longest; shorter keys are tried next, longest first (the last n labels,
+        # split from their end, so a host of many labels costs no more). Likewise for the
+        # tail, whose longest key is every label but the last.
+        rest, _, last = host.rpartition(".")
+        dots = -1
+        if last in self.head_ends:
+            head = self.head
+            hit = head.get(host.partition(".")[2])
+            if hit is not None:
+                return hit
+            dots = host.count(".")
+            for n in self.head_lengths:
+                if n < dots:
+                    hit = head.get(".".join(host.rsplit(".", n)[1:]))
+                    if hit is not None:
+                        return hit
+        tail = self.tail
+        if tail:
+            hit = tail.get(rest)
+            if hit is not None:
+                return hit
+            if dots < 0:
+                dots = host.count(".")
+            for n in self.tail_lengths:
+                if n < dots:
+                    hit = tail.get(".".join(host.split(".", n)[:n]))
+                    if hit is not None:
+                        return hit
+        return None
 
 
 class ServerNames(Generic[T]):
@@ -152,6 +168,11 @@ class ServerNames(Generic[T]):
         # tail wildcards by the labels before ".*": "www.example.*" -> "www.example"
         self._tail: dict[str, NameMatch[T]] = {}
         self._tail_lengths: list[int] = []
+        # the lookup over the four, filled as names are added
+        self._head_ends: set[str] = set()  # the last label of each head key
+        self._wild = WildcardTables(
+            self._head, self._head_lengths, self._tail, self._tail_lengths, self._head_ends
+        )
         self._regexes: list[tuple[ServerRegex, str, T]] = []
         self._scan: RegexScan[T] | None = None
         self._last_regex_groups: dict[T, int] = {}
@@ -187,14 +208,14 @@ class ServerNames(Generic[T]):
                 return
             self._exact.setdefault(core, NameMatch(value, "exact", core))
             self._head[core] = NameMatch(value, "wildcard_head", key)
-            self._note_length(self._head_lengths, core.count(".") + 1)
+            self._note_head(core)
         elif key.startswith("*."):
             core = key[2:]
             if core in self._head:
                 self._conflict(key, line)
                 return
             self._head[core] = NameMatch(value, "wildcard_head", key)
-            self._note_length(self._head_lengths, core.count(".") + 1)
+            self._note_head(core)
         elif key.endswith(".*"):
             core = key[:-2]
             if core in self._tail:
@@ -213,6 +234,10 @@ class ServerNames(Generic[T]):
         self.ignored.append(name)
         where = f" (line {line})" if line is not None else ""
         self.warnings.append(f'conflicting server name "{name}" on {self.where}, ignored{where}')
+
+    def _note_head(self, core: str) -> None:
+        self._note_length(self._head_lengths, core.count(".") + 1)
+        self._head_ends.add(core.rpartition(".")[2])
 
     @staticmethod
     def _note_length(lengths: list[int], n: int) -> None:
@@ -246,15 +271,11 @@ class ServerNames(Generic[T]):
     @property
     def wildcards(self) -> WildcardTables[NameMatch[T]]:
         """The leading and trailing wildcard tables (read them, don't change them)."""
-        return WildcardTables(self._head, self._head_lengths, self._tail, self._tail_lengths)
+        return self._wild
 
     def find_wildcard(self, host: str) -> NameMatch[T] | None:
         """The longest leading wildcard matching ``host``, else the longest trailing one."""
-        if not (self._head or self._tail):
-            return None
-        return find_wildcard_in(
-            host, self._head, self._head_lengths, self._tail, self._tail_lengths
-        )
+        return self._wild.find(host)
 
     def find_regex(self, host: str) -> NameMatch[T] | None:
         """The first regex name in configuration order matching ``host``, with captures."""

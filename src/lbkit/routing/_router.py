@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -24,7 +24,6 @@ from lbkit.routing._names import (
     NameMatch,
     ServerNames,
     WildcardTables,
-    find_wildcard_in,
 )
 from lbkit.routing._template import expand
 from lbkit.upstream import Upstream
@@ -67,8 +66,8 @@ class ServerBlock:
         return first if first.startswith("~") else ascii_lower(first)
 
 
-# slots=False: a frozen attrs class without slots fills the instance dict directly, where a
-# slotted one calls object.__setattr__ per field; Router.match builds one per request.
+# slots=False: Router.match builds one per request, as a _Draft that becomes a RouteMatch
+# (a class with slots could not take the draft's instance dict).
 @attrs.frozen(slots=False)
 class RouteMatch:
     """The outcome of routing one request.
@@ -125,6 +124,7 @@ class _Table:
     __slots__ = (
         "default",
         "deferred",
+        "find_wildcard",
         "lookup",
         "names",
         "protos",
@@ -146,11 +146,16 @@ class _Table:
         self.quick: dict[str, RouteMatch] = {}
         self.quick_len = 0
         self.deferred: frozenset[str] = frozenset()
-        # per block whose proxy_pass has no variables: its match but for host and name
-        self.protos: dict[int, RouteMatch] = {}
+        # per block whose proxy_pass has no variables: its match but for host (see
+        # _with_host)
+        self.protos: dict[int, _Proto] = {}
         # the names' wildcard tables with each entry's match but for host (the entry's
         # NameMatch where the block's proxy_pass has variables)
-        self.wild: WildcardTables[RouteMatch | NameMatch[int]] | None = None
+        self.wild: WildcardTables[_Proto | NameMatch[int]] | None = None
+        # what a host that is no exact name looks up next: the wildcards (a lookup that
+        # finds nothing when there are none); None when its exact names must be looked
+        # up again (some are deferred) or names are not looked up at all
+        self.find_wildcard: Callable[[str], _Proto | NameMatch[int] | None] | None = None
 
 
 class Router:
@@ -227,9 +232,8 @@ class Router:
             for server in table.servers:
                 if server.target is None or "$" not in server.target:
                     upstream = self._fixed_upstream.get(server.index)
-                    table.protos[server.index] = RouteMatch(
-                        server.index, server, "", upstream=upstream, listen=table.where
-                    )
+                    proto = (server.index, server, (), NO_NAMED, None, upstream, table.where)
+                    table.protos[server.index] = proto
                 names = server.names or ("",)
                 lines = server.name_lines or (server.line,) * len(names)
                 for name, line in zip(names, lines, strict=True):
@@ -288,11 +292,11 @@ class Router:
 
         def with_route(
             entries: Mapping[str, NameMatch[int]],
-        ) -> dict[str, RouteMatch | NameMatch[int]]:
-            out: dict[str, RouteMatch | NameMatch[int]] = {}
+        ) -> dict[str, _Proto | NameMatch[int]]:
+            out: dict[str, _Proto | NameMatch[int]] = {}
             for key, found in entries.items():
                 proto = table.protos.get(found.value)
-                out[key] = found if proto is None else attrs.evolve(proto, name=found.name)
+                out[key] = found if proto is None else _found_in(proto, found)
             return out
 
         if names.head or names.tail:
@@ -301,8 +305,11 @@ class Router:
                 names.head_lengths,
                 with_route(names.tail),
                 names.tail_lengths,
+                names.head_ends,
             )
         table.names.prepare()
+        if not table.deferred:
+            table.find_wildcard = _no_wildcard if table.wild is None else table.wild.find
 
     def match(
         self, host: str | bytes | None, *, listen: str | tuple[str, int] | None = None
@@ -315,48 +322,64 @@ class Router:
         :class:`~lbkit.RegexLimitError` where nginx's PCRE2 stops (connection closed).
         """
         table = self._first if listen is None else self._table(listen)
-        found: NameMatch[int] | None = None
-        looked_up = False  # whether the exact names were already tried for ``normalized``
+        hit: _Proto | NameMatch[int] | bool | None = False  # False: wildcards not tried
         if type(host) is str:
-            if len(host) <= table.quick_len:
+            size = len(host)
+            if size <= table.quick_len:
                 route = table.quick.get(host)  # an exact name, as nginx would normalise it
                 if route is not None:
                     return route
             # normalize_host's own fast path, without the call
-            if len(host) > self._fast_limit:
+            if size > self._fast_limit:
                 normalized = normalize_host(host, max_line=self.max_line)
             elif LOWERCASE_CLEAN_HOST(host):
+                # $host is the header itself, and no exact name (``quick`` holds every
+                # one it can be, unless some are deferred): the wildcards next
                 normalized = host
-                looked_up = True  # ``quick`` holds every such exact name
+                find = table.find_wildcard
+                if find is not None:
+                    hit = find(host)
+                    if type(hit) is tuple:
+                        # (_with_host, inlined: the call is a twentieth of this path)
+                        draft = _Draft()
+                        (
+                            draft.index,
+                            draft.server,
+                            draft.captures,
+                            draft.named,
+                            draft.name,
+                            draft.upstream,
+                            draft.listen,
+                        ) = hit
+                        draft.host = host
+                        draft.__class__ = RouteMatch  # type: ignore[assignment]
+                        return draft  # type: ignore[return-value]
             elif CLEAN_HOST(host):
                 normalized = host.lower()
             else:
                 normalized = normalize_host(host, max_line=self.max_line)
         elif host is None:
-            if table.lookup:
-                found = table.names.find("")
+            found = table.names.find("") if table.lookup else None
             server = self.servers[found.value] if found else table.default
             assert server is not None
             return self._result(server, server.server_name, found, table)
         else:
             normalized = normalize_host(host, max_line=self.max_line)
+        found = None
         if table.lookup:
-            if not looked_up:
+            if hit is False:
                 route = table.routes.get(normalized)
                 if route is not None:
                     return route
-            wild = table.wild
-            if table.deferred and normalized in table.deferred:
-                found = table.names.exact[normalized]
-            elif wild is not None and (
-                hit := find_wildcard_in(
-                    normalized, wild.head, wild.head_lengths, wild.tail, wild.tail_lengths
-                )
-            ):
-                if type(hit) is RouteMatch:
-                    return _with_host(hit, normalized)
+                if normalized in table.deferred:
+                    found = table.names.exact[normalized]
+                elif table.wild is not None:
+                    hit = table.wild.find(normalized)
+            if type(hit) is tuple:
+                return _with_host(hit, normalized)
+            if hit:
                 found = hit  # type: ignore[assignment]
-            else:  # (normalize_host never returns "": regexes run)
+            elif found is None:  # (normalize_host never returns "": regexes run)
                 found = table.names.find_regex(normalized)
         server = self.servers[found.value] if found else table.default
         assert server is not None
@@ -367,13 +390,7 @@ class Router:
     ) -> RouteMatch:
         proto = table.protos.get(server.index)
         if proto is not None:
-            route = _with_host(proto, host)
-            if found is not None:
-                fields = route.__dict__  # (still being built: see _with_host)
-                fields["captures"] = found.captures
-                fields["named"] = found.named
-                fields["name"] = found.name
-            return route
+            return _with_host(proto if found is None else _found_in(proto, found), host)
         index, where, target = server.index, table.where, server.target
         assert target is not None  # (a block without proxy_pass has a proto)
         if found is None:
@@ -394,20 +411,56 @@ class Router:
         )
 
 
-_new_object = object.__new__
+#: A RouteMatch but for its host, in _Draft's order: index, server, captures, named,
+#: name, upstream, listen.
+_Proto = tuple[
+    int, ServerBlock, tuple[str, ...], Mapping[str, str], str | None, Upstream | None, str
+]
 
 
-def _with_host(proto: RouteMatch, host: str) -> RouteMatch:
-    """``attrs.evolve(proto, host=host)`` at a fraction of its cost (a per-request path).
-
-    A frozen attrs class without slots keeps its fields in the instance dict, which is
-    where its own ``__init__`` writes them; so does this copy, before anyone sees it.
+class _Draft:
+    """A :class:`RouteMatch` being built, on a per-request path: a plain class takes its
+    attributes cheaply, where the frozen class refuses them (its own ``__init__`` costs
+    almost three times as much). :func:`_with_host` fills one, then makes it the
+    RouteMatch it is by ``__class__`` assignment (two classes without slots: the same
+    layout, the same instance dict), before anyone sees it.
     """
-    route: RouteMatch = _new_object(RouteMatch)
-    fields = route.__dict__
-    fields.update(proto.__dict__)
-    fields["host"] = host
-    return route
+
+    index: int
+    server: ServerBlock
+    host: str
+    captures: tuple[str, ...]
+    named: Mapping[str, str]
+    name: str | None
+    upstream: Upstream | None
+    listen: str
+
+
+def _with_host(proto: _Proto, host: str) -> RouteMatch:
+    """``RouteMatch(*proto, host=host)`` (in the match's order) at a fraction of its cost."""
+    draft = _Draft()
+    (
+        draft.index,
+        draft.server,
+        draft.captures,
+        draft.named,
+        draft.name,
+        draft.upstream,
+        draft.listen,
+    ) = proto
+    draft.host = host
+    draft.__class__ = RouteMatch  # type: ignore[assignment]
+    return draft  # type: ignore[return-value]
+
+
+def _no_wildcard(host: str) -> None:
+    """The wildcard lookup of a table without wildcards: nothing to find."""
+
+
+def _found_in(proto: _Proto, found: NameMatch[int]) -> _Proto:
+    """``proto`` with the name and captures of the entry that matched."""
+    index, server, _, _, _, upstream, listen = proto
+    return (index, server, found.captures, found.named, found.name, upstream, listen)
 
 
 def _with_hostname(server: ServerBlock, hostname: str) -> ServerBlock:
