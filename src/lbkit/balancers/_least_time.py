@@ -165,7 +165,8 @@ class _LeastTimePicker:
         for peer in group.peers:
             if tried >> peer.index & 1 or peer.blocked_until >= now:  # see PeerState.refresh
                 continue
-            times = peer.times
+            extra = peer.extra  # (peer.times without a property call: this loop is hot)
+            times = None if extra is None else extra.times
             assert times is not None
             if times.inflight_reqs > 0:
                 ift = (
