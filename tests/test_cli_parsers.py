@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lbkit import ConfigError
@@ -26,6 +26,8 @@ JSON = st.recursive(
 
 
 @given(st.text(max_size=200))
+@example(text="0 \u00b2")  # a superscript digit: str.isdigit() but not int() (was ValueError)
+@example(text="0 " + "1" * 5000)  # more digits than int() reads (was ValueError)
 def test_node_list_accepts_or_refuses_with_a_config_error(text: str) -> None:
     try:
         nodes, weights = node_list(ConfigFile("nodes.txt", text))

@@ -14,6 +14,7 @@ from lbkit._cli.diagnostics import located
 from lbkit._cli.sources import ConfigFile, load_upstream, read_config
 from lbkit._cli.terminal import table
 from lbkit.nginx import render_method
+from lbkit.upstream import parse_count
 
 __all__ = ["KeyMoves", "add_parser", "node_list", "upstream_owners"]
 
@@ -45,12 +46,14 @@ def node_list(source: ConfigFile) -> tuple[list[str], list[int]]:
             words = raw.split("#", 1)[0].split()
             if not words:
                 continue
-            if len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+            # ASCII digits of a bounded number only ("²" passes str.isdigit(), not int())
+            weight = parse_count(words[1]) if len(words) == 2 else 1
+            if len(words) > 2 or weight is None:
                 raise ConfigError(
                     f'invalid node line "{raw.strip()}": expected NODE or NODE WEIGHT', line=number
                 )
             nodes.append(words[0])
-            weights.append(int(words[1]) if len(words) == 2 else 1)
+            weights.append(weight)
         if not nodes:
             raise ConfigError(f"no nodes in {source.path}: write one NODE [WEIGHT] per line")
     return nodes, weights
