@@ -340,20 +340,7 @@ class Router:
                 if find is not None:
                     hit = find(host)
                     if type(hit) is tuple:
-                        # (_with_host, inlined: the call is a twentieth of this path)
-                        draft = _Draft()
-                        (
-                            draft.index,
-                            draft.server,
-                            draft.captures,
-                            draft.named,
-                            draft.name,
-                            draft.upstream,
-                            draft.listen,
-                        ) = hit
-                        draft.host = host
-                        draft.__class__ = RouteMatch  # type: ignore[assignment]
-                        return draft  # type: ignore[return-value]
+                        return _with_host(hit, host)
             elif CLEAN_HOST(host):
                 normalized = host.lower()
             else:
