@@ -517,5 +517,5 @@ def test_least_conn_on_idle_intact_peers_answers_from_round_robins_order() -> No
     for _ in range(25):
         peer = up.pick()
         assert peer.request is None  # no request state: the request-free path
-        assert up._members.picker._idle.fast  # type: ignore[attr-defined]
+        assert up._members.picker.fast  # type: ignore[attr-defined]
         up.done(peer)
