@@ -200,8 +200,12 @@ def check_fast_path_equals_scan(
     configs: list[dict[str, Any]],
     ops: list[tuple[Any, ...]],
     warm: int,
+    fast_upstream: type[lbkit.Upstream] = lbkit.Upstream,
 ) -> None:
-    """Run ``ops`` on an upstream of each method; every result and peer field must agree."""
+    """Run ``ops`` on an upstream of each method; every result and peer field must agree.
+
+    The fast method's picks come back to ``done()`` without request state (its inline
+    end of an attempt), the reference's with it (the full end)."""
     if not fast_method.supports_backup:
         for c in configs:
             c["backup"] = False
@@ -211,7 +215,7 @@ def check_fast_path_equals_scan(
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]
     clocks = [FakeClock(), FakeClock()]
     ups = [
-        lbkit.Upstream(servers, fast_method, clock=clocks[0]),
+        fast_upstream(servers, fast_method, clock=clocks[0]),
         lbkit.Upstream(servers, ref_method, clock=clocks[1]),
     ]
     held: list[list[lbkit.upstream.Peer]] = [[], []]
@@ -281,6 +285,31 @@ held_scenario = {
     "ops": st.lists(held_op_st, min_size=20, max_size=120),
     "warm": st.integers(0, 30),
 }
+
+
+#: Runs of failures, clock steps and picks: a success after a failure and a fail_timeout,
+#: which ends the probe and forgets the failures, comes up often (on the fast paths too).
+probe_op_st = st.one_of(
+    st.tuples(st.just("pick"), st.booleans(), st.integers(0, 3)),
+    st.tuples(st.just("done"), st.integers(0, 20), st.sampled_from(["ok", "failed", "failed"])),
+    st.tuples(st.just("tick"), st.integers(0, 4)),
+)
+
+probe_scenario = {
+    "configs": st.lists(server_st, min_size=1, max_size=5),
+    "ops": st.lists(probe_op_st, max_size=60),
+    "warm": st.integers(0, 10),
+}
+
+
+@pytest.mark.parametrize("name", list(PAIRS))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**probe_scenario)
+def test_fast_path_ends_fail_timeout_probes_as_nginx_scan(
+    name: str, configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
+) -> None:
+    fast, ref = PAIRS[name]
+    check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -411,6 +440,33 @@ class _OneWeightBuckets(LeastConnBuckets):
                 self._classes = list(self._by_weight.values())
 
 
+class _ProbeBlindUpstream(lbkit.Upstream):
+    """Broken: done() ends every request-free success inline, also the one that ends a
+    fail_timeout probe (its peer's failures are then never forgotten)."""
+
+    def done(
+        self,
+        peer: lbkit.upstream.Peer,
+        failed: bool = False,
+        elapsed: float | None = None,
+        *,
+        retry: bool = False,
+        header_time: float | None = None,
+    ) -> None:
+        if failed or retry or peer.request is not None or peer.reported:
+            super().done(peer, failed, elapsed, retry=retry, header_time=header_time)
+            return
+        with self._lock:
+            peer.reported = True
+            state = peer.state
+            state.conns -= 1
+            state.refresh()
+            state.requests += 1
+            released = self._members.released
+            if released is not None:
+                released(state)
+
+
 BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
     "least_conn deaf to ended connections": (
         lambda: Rebound(
@@ -439,10 +495,28 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(BROKEN))
+#: Broken ends of a request-free attempt (done()), with the method they run under (hash:
+#: its fast path also answers for a peer with failures, so the case comes up often).
+BROKEN_UPSTREAMS: dict[str, tuple[type[lbkit.Upstream], str]] = {
+    "done() not ending a fail_timeout probe": (_ProbeBlindUpstream, "hash"),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN) + list(BROKEN_UPSTREAMS))
 def test_property_fails_for_a_broken_fast_path(name: str) -> None:
-    fast, ref = BROKEN[name]
-    scenario_st = held_scenario if name.startswith("least_conn") else scenario
+    upstream: type[lbkit.Upstream] = lbkit.Upstream
+    if name in BROKEN_UPSTREAMS:
+        upstream, method = BROKEN_UPSTREAMS[name]
+        fast, ref = PAIRS[method]
+    else:
+        fast, ref = BROKEN[name]
+    scenario_st = (
+        held_scenario
+        if name.startswith("least_conn")
+        else probe_scenario
+        if name in BROKEN_UPSTREAMS
+        else scenario
+    )
 
     @settings(
         max_examples=1000,
@@ -453,7 +527,7 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     )
     @given(**scenario_st)
     def prop(configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int) -> None:
-        check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
+        check_fast_path_equals_scan(fast(), ref(), configs, ops, warm, upstream)
 
     with pytest.raises(AssertionError):
         prop()
@@ -517,5 +591,5 @@ def test_least_conn_on_idle_intact_peers_answers_from_round_robins_order() -> No
     for _ in range(25):
         peer = up.pick()
         assert peer.request is None  # no request state: the request-free path
-        assert up._members.picker._idle.fast  # type: ignore[attr-defined]
+        assert up._members.picker.fast  # type: ignore[attr-defined]
         up.done(peer)

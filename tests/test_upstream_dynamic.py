@@ -77,6 +77,33 @@ def test_reported_peers_are_not_given_back_twice() -> None:
     assert sum(p.requests for p in up.peers) == 1
 
 
+@pytest.mark.parametrize("method", [lbkit.RoundRobin(), lbkit.LeastConn()])
+def test_an_attempt_dropped_while_the_lock_is_held_is_given_back(method: lbkit.Method) -> None:
+    """The garbage collector may run a dropped loop's finaliser inside pick() or done(),
+    in the thread that holds the upstream's lock: the give-back must not wait for it."""
+    up = lbkit.Upstream(servers(1, 1), method)
+    up.done(up.pick())  # a request-free pick first (its fast path)
+    finished = threading.Event()
+
+    def drop_inside_the_lock() -> None:
+        attempts = up.attempts()
+        next(attempts)
+        cycle: list[object] = [attempts]
+        cycle.append(cycle)  # freed only by the collector
+        del attempts, cycle
+        with up._lock:  # as pick() or done() hold it when the collector runs
+            gc.collect()
+            finished.set()
+
+    thread = threading.Thread(target=drop_inside_the_lock, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert finished.is_set(), "the give-back waited for the lock its own thread held"
+    assert _conns(up) == [0, 0]
+    up.done(up.pick())
+    assert _conns(up) == [0, 0]
+
+
 # -- asyncio ---------------------------------------------------------------------------
 
 

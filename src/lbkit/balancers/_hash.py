@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, bisect_right
 from typing import ClassVar, Literal
 
 import attrs
@@ -31,13 +31,18 @@ class _HashPicker:
 
     group: PeerGroup
 
+    def __attrs_post_init__(self) -> None:
+        self.group.peer_at(0)  # builds the weight ranges' starts, which first() reads
+
     def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """The first probe of :meth:`get` for a plain pick when its peer can take it;
         None otherwise (the full path then runs from the start: nothing was changed)."""
         group = self.group
         if group.single or not key:
             return None
-        peer = group.peer_at(memcached_crc15(key) % group.total_weight)
+        # group.peer_at(memcached_crc15(key) % total weight), without the two calls
+        weight = (crc32(key) >> 16 & 0x7FFF) % group.total_weight
+        peer = group.peers[bisect_right(group.starts, weight) - 1]
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         return take_first(peer, now)
@@ -71,8 +76,9 @@ class _ConsistentHashPicker:
     """Runtime side of ``hash KEY consistent``: the ring is built once per membership."""
 
     hashes: list[int]
-    owners: list[str]
-    peers: dict[str, PeerState]
+    #: The peer owning each point, and once more the first point's (a key past the last
+    #: point wraps to the first: ``owners[bisect_left(hashes, crc32(key))]``).
+    owners: list[PeerState]
     #: The group has one peer: nginx then uses round robin's single-peer shortcut.
     single: bool
 
@@ -81,9 +87,7 @@ class _ConsistentHashPicker:
         None otherwise (the full path then runs from the start: nothing was changed)."""
         if self.single or not key:
             return None
-        hashes = self.hashes
-        point = bisect.bisect_left(hashes, crc32(key))
-        peer = self.peers[self.owners[point % len(hashes)]]
+        peer = self.owners[bisect_left(self.hashes, crc32(key))]
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         if peer.effective_weight < peer.weight:
@@ -92,7 +96,7 @@ class _ConsistentHashPicker:
 
     def begin(self, request: RequestState) -> None:
         """Find the first ring point >= crc32(key) (may equal the ring size: it wraps)."""
-        request.hash = bisect.bisect_left(self.hashes, crc32(request.key))
+        request.hash = bisect_left(self.hashes, crc32(request.key))
         request.hash_tries = 0
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
@@ -107,9 +111,9 @@ class _ConsistentHashPicker:
         if request.hash_tries > MAX_HASH_TRIES or group.single or not request.key:
             return get_round_robin_peer(request, now)
         number = len(self.hashes)
-        by_name = self.peers
+        owners = self.owners
         while True:
-            peer = by_name[self.owners[request.hash % number]]
+            peer = owners[request.hash % number]
             if can_take(request, peer, now):
                 break
             request.hash = (request.hash + 1) & 0xFFFFFFFF
@@ -152,9 +156,10 @@ class Hash:
         """Build the ring for the consistent flavour."""
         if not self.consistent:
             return _HashPicker(primary)
-        hashes, owners = nginx_ring(
+        hashes, names = nginx_ring(
             ((p.name, p.weight) for p in primary.peers), max_points=self.max_points
         )
-        return _ConsistentHashPicker(
-            hashes, owners, {p.name: p for p in primary.peers}, primary.single
-        )
+        by_name = {p.name: p for p in primary.peers}
+        owners = [by_name[name] for name in names]
+        owners.append(owners[0])
+        return _ConsistentHashPicker(hashes, owners, primary.single)

@@ -271,21 +271,19 @@ class LeastConnBuckets:
         self._seq = []
 
 
-class LeastConnPicker:
+class LeastConnPicker(SmoothPicker):
     """least_conn's picker: round robin's precomputed order while every peer is idle (all
     tied at 0 connections, least_conn's step is round robin's), the buckets of
     :class:`LeastConnBuckets` once connections are held, nginx's scan otherwise.
 
-    The precomputed order is O(1) a pick; it ends at the first pick that finds a peer
-    busy, and the buckets take over (O(n) once) until something syncs the peers (a
-    failure, a read of the peers, an update...). After a sync nginx's scan answers, and
-    every ``len(peers)`` picks the order is tried again, then the buckets.
+    The precomputed order is O(1) a pick (this class is round robin's picker, with
+    ``idle_only``); it ends at the first pick that finds a peer busy, and the buckets take
+    over (O(n) once) until something syncs the peers (a failure, a read of the peers, an
+    update...). After a sync nginx's scan answers, and every ``len(peers)`` picks the
+    order is tried again, then the buckets.
     """
 
-    __slots__ = ("_buckets", "_countdown", "_group", "_idle", "_scan")
-
-    #: :meth:`begin` does nothing: the upstream may skip it.
-    begins = False
+    __slots__ = ("_buckets", "released")
 
     def __init__(
         self,
@@ -293,30 +291,24 @@ class LeastConnPicker:
         scan: Scan,
         buckets: Callable[[PeerGroup], LeastConnBuckets] = LeastConnBuckets,
     ) -> None:
-        self._group = primary
-        self._scan = scan
-        self._idle = SmoothPicker(primary, scan, idle_only=True)
+        super().__init__(primary, scan, idle_only=True)
         self._buckets = buckets(primary)
-        # decide now (round robin's picker waits for its first pick): first() asks the
+        #: A connection of a peer ended (see :meth:`LeastConnBuckets.released`): the
+        #: buckets' own method, so that the upstream calls it directly.
+        self.released: Callable[[PeerState], None] = self._buckets.released
+        # decide now (round robin's picker waits for its first pick): first() takes the
         # idle order only while it is on
-        self._idle.start()
-        if not self._idle.fast:
-            self._buckets.start()
-        self._countdown = len(primary.peers)
+        self.start()
 
-    def begin(self, request: RequestState) -> None:
-        """Nothing to prepare for least_conn."""
+    def _first_off(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` while the idle order is off: the buckets' answer."""
+        return self._buckets.first(key, addr, now)
 
-    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
-        """The first peer of a plain pick, or None when nginx's scan must answer."""
-        idle = self._idle
-        if idle.fast:
-            peer = idle.first(key, addr, now)
-            if peer is not None:
-                return peer
-            if idle.fast:  # a peer is busy: from now on the buckets answer
-                idle.sync()
-                self._buckets.start()
+    def _first_busy(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` when a peer of the idle order is busy: from now on the buckets
+        answer."""
+        SmoothPicker.sync(self)
+        self._buckets.start()
         return self._buckets.first(key, addr, now)
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
@@ -330,17 +322,17 @@ class LeastConnPicker:
         chosen = self._scan(request, now)
         self._countdown -= 1
         if self._countdown <= 0:
-            self._countdown = len(self._group.peers)
-            self._idle.start()
-            if not self._idle.fast:
-                self._buckets.start()
+            self.start()
         return chosen
 
-    def released(self, state: PeerState) -> None:
-        """A connection of ``state`` ended (see :meth:`LeastConnBuckets.released`)."""
-        self._buckets.released(state)
+    def start(self) -> None:
+        """Switch to the idle order if every peer allows it, else to the buckets if they
+        allow it (see :class:`LeastConnBuckets`)."""
+        self._try_fast()  # also counts len(peers) picks down again
+        if not self._fast:
+            self._buckets.start()
 
     def sync(self) -> None:
         """Write the current weights back to the peers and return to nginx's scan."""
-        self._idle.sync()
+        SmoothPicker.sync(self)
         self._buckets.sync()

@@ -29,11 +29,11 @@ from lbkit.upstream import (
     MSEC_MASK,
     MSEC_MAX,
     AttemptOutcome,
-    Peer,
     PeerGroup,
     PeerState,
     PeerTimes,
     RequestState,
+    TimedPeer,
     response_time_avg,
     take_peer,
     take_single_peer,
@@ -205,7 +205,7 @@ class _LeastTimePicker:
 
     # -- timing of attempts (called by the upstream, under its lock) -------------------
 
-    def attempt_started(self, peer: Peer) -> None:
+    def attempt_started(self, peer: TimedPeer) -> None:
         """Remember when the attempt started and whether it counts as in flight."""
         peer.started = self._clock()
         # in-flight accounting happened in _choose: not on the single-peer path
@@ -213,10 +213,10 @@ class _LeastTimePicker:
         request = peer.request
         peer.in_flight = self._inflight and (request is None or not request.group.single)
 
-    def _elapsed_ms(self, peer: Peer, now_ms: int) -> int:
+    def _elapsed_ms(self, peer: TimedPeer, now_ms: int) -> int:
         return (now_ms - int(peer.started * 1000)) & MSEC_MASK
 
-    def header_arrived(self, peer: Peer, elapsed: float | None) -> None:
+    def header_arrived(self, peer: TimedPeer, elapsed: float | None) -> None:
         """nginx's notify HEADER: with ``header inflight``, average the header time now and
         take the attempt out of the in-flight account."""
         now_ms = int(self._clock() * 1000)
@@ -224,7 +224,7 @@ class _LeastTimePicker:
         peer.header_ms = header_ms
         self._notified(peer, header_ms, now_ms)
 
-    def _notified(self, peer: Peer, header_ms: int, now_ms: int) -> None:
+    def _notified(self, peer: TimedPeer, header_ms: int, now_ms: int) -> None:
         if not self._notify:
             return
         times = peer.state.times
@@ -236,7 +236,7 @@ class _LeastTimePicker:
 
     def attempt_ended(
         self,
-        peer: Peer,
+        peer: TimedPeer,
         outcome: AttemptOutcome,
         elapsed: float | None,
         header_time: float | None,

@@ -155,16 +155,12 @@ class SmoothPicker:
         """The first peer of a plain pick from the precomputed order, or None when the
         fast path is off (the upstream then builds a request and calls :meth:`get`)."""
         if not self._fast:
-            if self._tried_fast:
-                return None
-            self._try_fast()
-            if not self._fast:
-                return None
+            return self._first_off(key, addr, now)
         busy = self._busy
         if busy:
-            for peer in busy:
-                if peer.conns:
-                    return None
+            for held in busy:
+                if held.conns:
+                    return self._first_busy(key, addr, now)
             busy.clear()
         pos = self._pos
         order = self._order
@@ -187,6 +183,20 @@ class SmoothPicker:
             if peer.blocked_until != AVAILABLE:
                 self.sync()
         return peer
+
+    def _first_off(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` while the precomputed order is off: it is tried once, on the
+        first pick (round robin's order waits for it); then None until :meth:`get`'s
+        scan tries again."""
+        if self._tried_fast:
+            return None
+        self._try_fast()
+        return self.first(key, addr, now) if self._fast else None
+
+    def _first_busy(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` when a peer it handed out is still busy (``idle_only``): None,
+        the scan answers."""
+        return None
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """Next peer in nginx's order."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Literal, Protocol, runtime_checkable
 
 from lbkit.errors import UsageError
-from lbkit.upstream._peers import Peer, PeerGroup, PeerState, RequestState
+from lbkit.upstream._peers import PeerGroup, PeerState, RequestState, TimedPeer
 
 __all__ = [
     "AttemptOutcome",
@@ -62,15 +62,15 @@ class AttemptTimer(Protocol):
     def set_clock(self, clock: Callable[[], float]) -> None:
         """Use the upstream's clock (seconds) for milliseconds and measured times."""
 
-    def attempt_started(self, peer: Peer) -> None:
+    def attempt_started(self, peer: TimedPeer) -> None:
         """``peer`` was just chosen (by this picker's ``get``)."""
 
-    def header_arrived(self, peer: Peer, elapsed: float | None) -> None:
+    def header_arrived(self, peer: TimedPeer, elapsed: float | None) -> None:
         """The response header from ``peer`` arrived (nginx's notify HEADER)."""
 
     def attempt_ended(
         self,
-        peer: Peer,
+        peer: TimedPeer,
         outcome: AttemptOutcome,
         elapsed: float | None,
         header_time: float | None,

@@ -31,6 +31,7 @@ __all__ = [
     "PeerGroup",
     "PeerState",
     "RequestState",
+    "TimedPeer",
     "can_take",
     "hash_tries_exhausted",
     "release_attempt",
@@ -408,7 +409,7 @@ def release_attempt(peer: PeerState, failed: bool, now: int) -> None:
         peer.refresh()
 
 
-@attrs.define(slots=True, eq=False)
+@attrs.define(slots=True, eq=False, weakref_slot=False)
 class Peer:
     """The peer chosen for one attempt of one request, as returned by ``pick()``.
 
@@ -425,13 +426,8 @@ class Peer:
     failed: bool = False
     #: Reported with ``retry=True``: not a failure, but the request goes on to the next peer.
     retry: bool = False
-    #: When the attempt started, on the upstream's clock (set for methods that time
-    #: attempts: ``least_time``).
-    started: float = 0.0
     #: Milliseconds to the response header, once known (:meth:`~lbkit.Upstream.header`).
     header_ms: int | None = None
-    #: Whether the attempt still counts in its peer's in-flight account (``inflight``).
-    in_flight: bool = False
 
     @property
     def name(self) -> str:
@@ -445,3 +441,14 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer {self.name}>"
+
+
+@attrs.define(slots=True, eq=False, weakref_slot=False, repr=False)
+class TimedPeer(Peer):
+    """A :class:`Peer` of a method that times attempts (``least_time``): when it started
+    and whether it counts in flight. Other methods hand out plain peers, one pick cheaper."""
+
+    #: When the attempt started, on the upstream's clock.
+    started: float = 0.0
+    #: Whether the attempt still counts in its peer's in-flight account (``inflight``).
+    in_flight: bool = False

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from math import trunc
 
 from lbkit.errors import ConfigError, NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
 from lbkit.hashing import as_bytes, client_address_bytes
@@ -13,10 +14,12 @@ from lbkit.latency import check_sample, ewma_update
 from lbkit.upstream._attempts import AsyncAttempts, Attempts
 from lbkit.upstream._method import AttemptOutcome, AttemptTimer, Method, Picker, default_method
 from lbkit.upstream._peers import (
+    AVAILABLE,
     Peer,
     PeerGroup,
     PeerState,
     RequestState,
+    TimedPeer,
     release_attempt,
     release_peer,
 )
@@ -68,17 +71,18 @@ class _Membership:
         #: fields lag); called before anything but a pick reads or changes a peer.
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
         #: Told of every connection ended by done() or give_back() (a picker that keeps
-        #: peers ordered by their connections follows them).
-        self.released: Callable[[PeerState], None] = getattr(picker, "released", _ignore)
+        #: peers ordered by their connections follows them); None for the others.
+        self.released: Callable[[PeerState], None] | None = getattr(picker, "released", None)
         #: Whether the picker's ``begin`` does anything (a picker may say it does not).
         self.begins: bool = getattr(picker, "begins", True)
         #: The picker, if it times attempts (least_time; also behind _BackupOnly).
         timed = picker._inner if isinstance(picker, _BackupOnly) else picker
         self.timer = timed if isinstance(timed, AttemptTimer) else None
         #: The picker's answer for the first attempt of a plain pick(), with no request
-        #: state, or None when it needs the full path (see :meth:`Upstream.pick`).
-        self.first: Callable[[bytes, bytes, int], PeerState | None] = getattr(
-            picker, "first", _no_first
+        #: state, or None when it needs the full path (see :meth:`Upstream.pick`). Never
+        #: for a picker that times attempts: done() ends a request-free peer inline.
+        self.first: Callable[[bytes, bytes, int], PeerState | None] = (
+            _no_first if self.timer is not None else getattr(picker, "first", _no_first)
         )
         self.generation = generation
         backup = primary.backup
@@ -111,10 +115,6 @@ def _nothing() -> None:
     """The ``sync`` of a picker that keeps every peer up to date."""
 
 
-def _ignore(state: PeerState) -> None:
-    """The ``released`` of a picker that does not follow connection counts."""
-
-
 class _NoPeers:
     """The picker of an upstream with no peer yet (only names still to resolve): nginx's
     ``NGX_BUSY``."""
@@ -139,7 +139,7 @@ class _BackupOnly:
         self._inner = inner
         self._primary = primary
         self.sync: Callable[[], None] = getattr(inner, "sync", _nothing)
-        self.released: Callable[[PeerState], None] = getattr(inner, "released", _ignore)
+        self.released: Callable[[PeerState], None] | None = getattr(inner, "released", None)
 
     def _to_backup(self, request: RequestState) -> None:
         if request.group is self._primary:
@@ -286,12 +286,8 @@ class Upstream:
         self._ramping: list[PeerState] = []
         if self._zone is not None:
             self._zone.bind(self._members.by_name.values())
-        # pick() with no key and no address builds its request inline (the hot path).
-        self._plain = (
-            not (method.needs_key or method.needs_client_addr)
-            and zone is None
-            and self._members.timer is None
-        )
+        # What pick() takes as its input (None: nothing), for its request-free path.
+        self._input = "key" if method.needs_key else "addr" if method.needs_client_addr else None
 
     # -- introspection -------------------------------------------------------------
 
@@ -520,7 +516,7 @@ class Upstream:
         members = self._members
         if request.generation != members.generation:
             self._follow(request, members)
-        now = int(self._clock())
+        now = trunc(self._clock())
         zone = self._zone
         if zone is not None:
             members.sync()  # no fast path may keep weights apart from the zone's
@@ -533,10 +529,12 @@ class Upstream:
             state = members.picker.get(request, now)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
-        peer = Peer(state, request, self)
-        if members.timer is not None:
-            members.timer.attempt_started(peer)
-        return peer
+        timer = members.timer
+        if timer is None:
+            return Peer(state, request, self)
+        timed = TimedPeer(state, request, self)
+        timer.attempt_started(timed)
+        return timed
 
     def pick(
         self,
@@ -553,22 +551,39 @@ class Upstream:
         :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
         ``sticky`` is the server id a sticky client asks for (see :class:`~lbkit.balancers.Sticky`).
         """
-        if sticky is None and key is None and client_addr is None and self._plain:
-            key_bytes = addr = b""
-        elif sticky is None and self._zone is None:
-            key_bytes, addr = self._inputs(key, client_addr)
-        else:
+        if sticky is not None or self._zone is not None:
             return self._get(self._new_request(key, client_addr, sticky))
-        now = int(self._clock())
+        # The inputs of the common picks inline (_inputs() checks every other case).
+        wants = self._input
+        if key is None and client_addr is None and wants is None:
+            key_bytes = addr = b""
+        elif wants == "key" and client_addr is None and type(key) is str:
+            try:
+                key_bytes = key.encode()
+            except UnicodeEncodeError:
+                key_bytes = as_bytes(key)  # raises KeyTypeError
+            if len(key_bytes) > MAX_KEY_LENGTH:
+                self._inputs(key, client_addr)  # raises RequestError
+            addr = b""
+        elif wants == "addr" and key is None and client_addr is not None:
+            key_bytes = b""
+            addr = client_address_bytes(client_addr)
+        else:
+            key_bytes, addr = self._inputs(key, client_addr)
+        # (Callables held in attributes are read into locals before the call: CPython 3.11
+        # does not specialise ``self.attribute()``, and looks it up in full each time.
+        # trunc() is int() for a number of seconds, at a third of the cost.)
+        clock = self._clock
+        now = trunc(clock())
         lock = self._lock
         lock.acquire()
         try:
-            members = self._members
             # The method answers a first attempt alone while no slow start runs (the ramp
             # moves with time; _get_locked applies it).
-            state = None if self._ramping else members.first(key_bytes, addr, now)
+            first = self._members.first
+            state = None if self._ramping else first(key_bytes, addr, now)
             if state is None:
-                return self._get_locked(self._request(members, key_bytes, addr))
+                return self._get_locked(self._request(self._members, key_bytes, addr))
         finally:
             lock.release()
         return Peer(state, None, self)
@@ -609,43 +624,76 @@ class Upstream:
                 raise UsageError(f"{peer!r} was already reported to done()")
             if peer.owner is not self:
                 raise UsageError(f"{peer!r} does not belong to {self!r}")
-            if header_time is not None and peer.header_ms is not None:
-                raise UsageError(f"the header time of {peer!r} was already reported by header()")
             state = peer.state
-            timer = self._members.timer
-            if timer is not None:
-                outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
-                with self._synced((state,)):
-                    timer.attempt_ended(peer, outcome, elapsed, header_time)
+            extra = state.extra  # (a peer that never failed has no probe to end)
+            if (
+                failed
+                or peer.request is not None
+                or header_time is not None
+                or (extra and extra.fails and extra.accessed < state.checked)
+            ):
+                self._end(peer, failed, elapsed, retry, header_time)
+                return
+            # The common end: a success (or retry) of a request-free attempt (so no zone
+            # and no timer: see pick()) on a peer with no failure to forget.
+            # release_attempt() then only ends the connection; _count_request() inline.
             peer.reported = True
-            # The clock matters only to a failure or to the end of a fail_timeout probe.
-            if failed:
-                failed = peer.failed = True
-                self._members.sync()
-                now = int(self._clock())
+            if retry:
+                peer.retry = True
+            state.conns -= 1
+            if state.blocked_until != AVAILABLE:
+                state.refresh()
+            if elapsed is None:
+                state.requests += 1  # _count_request() without the call
             else:
-                failed = False
-                if retry:
-                    peer.retry = True
-                extra = state.extra  # (a peer that never failed has no probe to end)
-                now = int(self._clock()) if extra and extra.accessed < state.checked else 0
-            request = peer.request
-            if self._zone is not None:
-                with self._zone.synced((state,)):
-                    self._release(request, state, failed, now)
-                    _count_request(state, elapsed)
-            else:
-                if request is None:
-                    release_attempt(state, failed, now)
-                else:
-                    release_peer(request, state, failed, now)
                 _count_request(state, elapsed)
-            self._members.released(state)
-            extra = state.extra
+            released = self._members.released
+            if released is not None:
+                released(state)
             if extra and extra.ramp_start is not None and state not in self._ramping:
                 self._ramping.append(state)
         finally:
             lock.release()
+
+    def _end(
+        self,
+        peer: Peer,
+        failed: bool,
+        elapsed: float | None,
+        retry: bool,
+        header_time: float | None,
+    ) -> None:
+        """:meth:`done` for any attempt (lock held, ``peer`` checked)."""
+        if header_time is not None and peer.header_ms is not None:
+            raise UsageError(f"the header time of {peer!r} was already reported by header()")
+        state = peer.state
+        timer = self._members.timer
+        if timer is not None:
+            assert isinstance(peer, TimedPeer)  # every peer of a timing method
+            outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
+            with self._synced((state,)):
+                timer.attempt_ended(peer, outcome, elapsed, header_time)
+        peer.reported = True
+        # The clock matters only to a failure or to the end of a fail_timeout probe.
+        if failed:
+            failed = peer.failed = True
+            self._members.sync()
+            now = int(self._clock())
+        else:
+            failed = False
+            if retry:
+                peer.retry = True
+            extra = state.extra  # (a peer that never failed has no probe to end)
+            now = int(self._clock()) if extra and extra.accessed < state.checked else 0
+        with nullcontext() if self._zone is None else self._zone.synced((state,)):
+            self._release(peer.request, state, failed, now)
+            _count_request(state, elapsed)
+        released = self._members.released
+        if released is not None:
+            released(state)
+        extra = state.extra
+        if extra and extra.ramp_start is not None and state not in self._ramping:
+            self._ramping.append(state)
 
     @staticmethod
     def _release(request: RequestState | None, state: PeerState, failed: bool, now: int) -> None:
@@ -678,6 +726,7 @@ class Upstream:
                 raise UsageError(f"the header of {peer!r} was already reported")
             timer = self._members.timer
             if timer is not None:
+                assert isinstance(peer, TimedPeer)  # every peer of a timing method
                 with self._synced((peer.state,)):
                     timer.header_arrived(peer, elapsed)
             else:
@@ -694,9 +743,12 @@ class Upstream:
             peer.reported = True
             with self._synced((peer.state,)):
                 if timer is not None:
+                    assert isinstance(peer, TimedPeer)  # every peer of a timing method
                     timer.attempt_ended(peer, "abandoned", None, None)
                 peer.state.give_back()
-            self._members.released(peer.state)
+            released = self._members.released
+            if released is not None:
+                released(peer.state)
 
     def attempts(
         self,
