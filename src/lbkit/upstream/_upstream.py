@@ -286,8 +286,10 @@ class Upstream:
         self._ramping: list[PeerState] = []
         if self._zone is not None:
             self._zone.bind(self._members.by_name.values())
-        # What pick() takes as its input (None: nothing), for its request-free path.
+        # What pick() takes as its input (None: nothing), for its request-free path, and
+        # whether a pick with no input takes that path.
         self._input = "key" if method.needs_key else "addr" if method.needs_client_addr else None
+        self._plain = self._input is None and zone is None
 
     # -- introspection -------------------------------------------------------------
 
@@ -551,13 +553,12 @@ class Upstream:
         :class:`~lbkit.errors.RequestError` for a bad key or address (nothing changes).
         ``sticky`` is the server id a sticky client asks for (see :class:`~lbkit.balancers.Sticky`).
         """
-        if sticky is not None or self._zone is not None:
-            return self._get(self._new_request(key, client_addr, sticky))
         # The inputs of the common picks inline (_inputs() checks every other case).
-        wants = self._input
-        if key is None and client_addr is None and wants is None:
+        if key is None and client_addr is None and sticky is None and self._plain:
             key_bytes = addr = b""
-        elif wants == "key" and client_addr is None and type(key) is str:
+        elif sticky is not None or self._zone is not None:
+            return self._get(self._new_request(key, client_addr, sticky))
+        elif (wants := self._input) == "key" and client_addr is None and type(key) is str:
             try:
                 key_bytes = key.encode()
             except UnicodeEncodeError:
