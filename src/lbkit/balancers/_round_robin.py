@@ -95,17 +95,18 @@ class SmoothPicker:
 
     With ``idle_only`` (least_conn) the fast path also needs every peer idle: least_conn
     then finds all peers tied at 0 connections and runs exactly round robin's step among
-    them. It starts only when every peer is idle; the peers it hands out are remembered,
-    and any of them still busy at the next pick sends that pick to the scan.
+    them. It starts only when every peer is idle; the peer it hands out is remembered, and
+    if it is still busy at the next pick, that pick goes to the scan (so at most one peer
+    is remembered: each pick either finds the last one idle or ends the fast path).
     """
 
     __slots__ = (
         "_base",
-        "_busy",
         "_countdown",
         "_fast",
         "_group",
         "_idle_only",
+        "_last",
         "_order",
         "_peers",
         "_pos",
@@ -127,7 +128,8 @@ class SmoothPicker:
         self._peers = primary.peers
         self._scan = scan
         self._idle_only = idle_only
-        self._busy: list[PeerState] = []
+        #: The peer the fast path handed out last (``idle_only``; None: none yet).
+        self._last: PeerState | None = None
         self._fast = False
         #: One period of nginx's choices (indexes of peers) while the fast path is on,
         #: built when the first pick needs it: a membership never picked from holds none
@@ -156,12 +158,9 @@ class SmoothPicker:
         fast path is off (the upstream then builds a request and calls :meth:`get`)."""
         if not self._fast:
             return self._first_off(key, addr, now)
-        busy = self._busy
-        if busy:
-            for held in busy:
-                if held.conns:
-                    return self._first_busy(key, addr, now)
-            busy.clear()
+        last = self._last
+        if last is not None and last.conns:
+            return self._first_busy(key, addr, now)
         pos = self._pos
         order = self._order
         peer = self._peers[order[pos]]
@@ -177,7 +176,7 @@ class SmoothPicker:
         if now - peer.checked > server.fail_timeout:
             peer.checked = now
         if self._idle_only:
-            busy.append(peer)
+            self._last = peer
         if server.max_conns:
             peer.refresh()
             if peer.blocked_until != AVAILABLE:
@@ -260,7 +259,7 @@ class SmoothPicker:
                 # (a busy peer also stops least_conn's fast path before it computes an
                 # order that its first pick would give up)
                 return
-        self._busy = []
+        self._last = None
         base = [p.current_weight for p in peers]
         self._base = base if any(base) else None
         self._order = self._period(base)
