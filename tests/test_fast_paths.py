@@ -519,7 +519,7 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     )
 
     @settings(
-        max_examples=1000,
+        max_examples=2000,
         deadline=None,
         database=None,
         phases=[Phase.generate],
