@@ -363,7 +363,8 @@ def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
     period (round robin ignores conns without max_conns), no connection stays counted, and
     the current weights written back are those of the scan after as many picks."""
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(48)]
-    up = lbkit.Upstream(servers)
+    clock = FakeClock()  # (on the real clock a second may turn between the two runs)
+    up = lbkit.Upstream(servers, clock=clock)
     period = sum(s.weight for s in servers)
     rounds = 4 * period // 16  # 96 * 4 picks: four whole periods
 
@@ -374,7 +375,7 @@ def test_fast_path_from_16_threads_keeps_nginx_counts() -> None:
     _in_16_threads(lambda _: work())
     assert [p.requests for p in up.peers] == [4 * s.weight for s in servers]
     assert all(p.conns == 0 for p in up.peers)
-    ref = lbkit.Upstream(servers, scan_round_robin())  # type: ignore[arg-type]
+    ref = lbkit.Upstream(servers, scan_round_robin(), clock=clock)  # type: ignore[arg-type]
     for _ in range(16 * rounds):
         ref.done(ref.pick())
     assert _fields(up) == _fields(ref)
