@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.nginx import parse_upstream
 
-from .helpers import FakeClock, servers
+from .helpers import FakeClock, servers, wait_until
 
 
 def _conns(up: lbkit.Upstream) -> list[int]:
@@ -80,10 +80,13 @@ def test_reported_peers_are_not_given_back_twice() -> None:
 @pytest.mark.parametrize("method", [lbkit.RoundRobin(), lbkit.LeastConn()])
 def test_an_attempt_dropped_while_the_lock_is_held_is_given_back(method: lbkit.Method) -> None:
     """The garbage collector may run a dropped loop's finaliser inside pick() or done(),
-    in the thread that holds the upstream's lock: the give-back must not wait for it."""
+    in the thread that holds the upstream's lock: the give-back neither waits for that
+    lock (a deadlock) nor changes peers in the middle of that change (least_conn's buckets
+    may be half-updated); it is made as soon as the change is over."""
     up = lbkit.Upstream(servers(1, 1), method)
     up.done(up.pick())  # a request-free pick first (its fast path)
     finished = threading.Event()
+    inside: list[list[int]] = []
 
     def drop_inside_the_lock() -> None:
         attempts = up.attempts()
@@ -93,15 +96,31 @@ def test_an_attempt_dropped_while_the_lock_is_held_is_given_back(method: lbkit.M
         del attempts, cycle
         with up._lock:  # as pick() or done() hold it when the collector runs
             gc.collect()
+            inside.append([p.conns for p in up._members.primary.peers])
             finished.set()
 
     thread = threading.Thread(target=drop_inside_the_lock, daemon=True)
     thread.start()
     thread.join(timeout=10)
     assert finished.is_set(), "the give-back waited for the lock its own thread held"
-    assert _conns(up) == [0, 0]
+    assert sorted(inside[0]) == [0, 1], "the give-back changed a peer inside the lock"
+    wait_until(lambda: _conns(up) == [0, 0], timeout=10)
     up.done(up.pick())
     assert _conns(up) == [0, 0]
+
+
+def test_a_request_context_closed_without_an_exit_gives_its_peer_back() -> None:
+    """A request() context entered and then dropped (its generator closed by the
+    collector) has no outcome: its connection is given back, not counted as a failure."""
+    up = lbkit.Upstream(servers(1, 1))
+    context = up.request()
+    peer = context.__enter__()
+    del context
+    gc.collect()
+    assert peer.reported
+    assert not peer.failed
+    assert _conns(up) == [0, 0]
+    assert all(p.fails == 0 for p in up.peers)
 
 
 # -- asyncio ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from math import trunc
 
 from lbkit.errors import ConfigError, NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
@@ -263,8 +263,12 @@ class Upstream:
         #: nginx's ``resolver`` words for those names (``("10.0.0.2:53", "valid=30s")``).
         self.resolver = _check_resolver(resolver)
         self._clock = clock
-        # Reentrant: an abandoned attempt may be given back from a finaliser in this thread.
+        # Reentrant: a method holding it may call another (a finaliser does not re-enter: see
+        # give_back()).
         self._lock = threading.RLock()
+        #: Whether this thread holds the lock (the RLock's own check, as threading.Condition
+        #: uses it).
+        self._lock_held_here: Callable[[], bool] = self._lock._is_owned  # type: ignore[attr-defined]
         server_tuple = (
             tuple(s for s in configured if not s.resolvable) if self.resolve_servers else configured
         )
@@ -736,7 +740,16 @@ class Upstream:
     def give_back(self, peer: Peer) -> None:
         """Release an attempt that ended without an outcome (the client went away, the task
         was cancelled): its connection is no longer counted, nothing else changes. Does
-        nothing for a peer already reported."""
+        nothing for a peer already reported.
+
+        Called by a finaliser that the garbage collector runs in the middle of one of this
+        upstream's own changes (this thread already holds its lock, and a structure may be
+        half-updated), the give-back is left to a short-lived thread, which makes it as
+        soon as that change is over.
+        """
+        if self._lock_held_here():
+            self._give_back_later(peer)
+            return
         with self._lock:
             if peer.reported or peer.owner is not self:
                 return
@@ -750,6 +763,14 @@ class Upstream:
             released = self._members.released
             if released is not None:
                 released(peer.state)
+
+    def _give_back_later(self, peer: Peer) -> None:
+        """:meth:`give_back` from another thread, once this one leaves the lock."""
+        # (RuntimeError: the interpreter is shutting down, and nothing is counted anymore)
+        with suppress(RuntimeError):
+            threading.Thread(
+                target=self.give_back, args=(peer,), name="lbkit-give-back", daemon=True
+            ).start()
 
     def attempts(
         self,
@@ -809,6 +830,12 @@ class Upstream:
         started = time.perf_counter()
         try:
             yield peer
+        except GeneratorExit:
+            # closed without an exit (the context manager dropped, its generator collected):
+            # no outcome, as a dropped attempts() loop
+            if not peer.reported:
+                self.give_back(peer)
+            raise
         except BaseException:
             if not peer.reported:
                 self.done(peer, failed=True, elapsed=time.perf_counter() - started)
