@@ -3,7 +3,8 @@
 The whole ``done(pick())`` (round robin, weights 1, 2, 3...) is measured beside ``pick()``
 alone and ``done()`` alone, and beside the parts any thread-safe pick pays: the choice
 itself (``SmoothSchedule.next()``, the same order with no health state), two lock round
-trips (``with lock:`` on a ``threading.RLock``: one in ``pick()``, one in ``done()``) and
+trips (``acquire()`` and ``release()`` of a ``threading.RLock``, as lbkit calls them: one in
+``pick()``, one in ``done()``) and
 two clock reads (``time.monotonic()``). What is left is lbkit's bookkeeping: the ``Peer``
 handed out, the health and connection accounting. One interleaved run (round 1 of every
 case, then round 2...), the garbage collector off while a case runs, medians of
@@ -71,13 +72,14 @@ def fixed_cost_cases(n: int) -> dict[str, Callable[[], None]]:
         held.clear()
 
     lock = threading.RLock()
+    acquire, release = lock.acquire, lock.release
 
     def locks() -> None:
         for _ in range(n):
-            with lock:
-                pass
-            with lock:
-                pass
+            acquire()
+            release()
+            acquire()
+            release()
 
     clock = time.monotonic
 
