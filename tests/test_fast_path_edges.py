@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -25,7 +27,7 @@ from lbkit.routing import ServerNames
 from tests.test_ring_fast_paths import _reference_lookup
 from tests.test_routing_fast_paths import check_wildcards_equal_reference
 
-from .helpers import FakeClock
+from .helpers import FakeClock, wait_until
 
 # -- Ketama through the integer sort and the small table ----------------------------------
 
@@ -133,3 +135,83 @@ def test_configured_stays_as_made_when_the_zone_membership_changes() -> None:
     assert [(s.address, s.weight) for s in here.servers] == [("10.0.0.2:80", 7), ("10.0.0.9:80", 1)]
     assert here.configured == there.configured == tuple(made)
     assert here.peer_state("10.0.0.2:80").server.weight == 7
+
+
+# -- a finaliser giving a peer back inside a pick ---------------------------------------------
+
+
+def _pick_with_a_finaliser_inside(
+    weights: list[int], hold: int, allocations: int
+) -> tuple[lbkit.Upstream, str, list[lbkit.upstream.Peer], str]:
+    """Hold ``hold`` picks, then abandon an attempt in a reference cycle and pick again
+    with the collector primed to run after ``allocations`` more objects: somewhere in or
+    around the pick (inside its lock for some counts) the attempt's finaliser gives its
+    peer back. The upstream, the abandoned peer's name, the held peers, the pick (or the
+    error that escaped it)."""
+    up = lbkit.Upstream(
+        [lbkit.Server(f"10.0.0.{i + 1}:80", weight=w) for i, w in enumerate(weights)],
+        lbkit.LeastConn(),
+    )
+    held = [up.pick() for _ in range(hold)]
+    threshold = gc.get_threshold()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        attempts = up.attempts()
+        abandoned = next(attempts).name
+        cycle: list[object] = [attempts]
+        cycle.append(cycle)
+        del attempts, cycle
+        gc.set_threshold(20)
+        keep: list[list[int]] = [[] for _ in range(allocations)]
+        gc.enable()
+        try:
+            picked = up.pick()
+            held.append(picked)
+            outcome = picked.name
+        except Exception as exc:  # what escaped is the finding
+            outcome = f"{type(exc).__name__}: {exc}"
+        del keep
+    finally:
+        gc.disable()
+        gc.set_threshold(*threshold)
+        gc.collect()
+        if enabled:
+            gc.enable()
+    return up, abandoned, held, outcome
+
+
+def _wait_for_conns(up: lbkit.Upstream, want: dict[str, int]) -> None:
+    wait_until(
+        lambda: {p.name: p.conns for p in up.peers if p.conns} == want,
+        what=f"conns {want} after the give-back",
+    )
+
+
+@pytest.mark.parametrize(("weights", "hold"), [([1, 1], 2), ([1, 1, 1], 3), ([1, 2], 2)])
+def test_a_finaliser_giving_back_inside_a_pick_leaves_the_pick_whole(
+    weights: list[int], hold: int
+) -> None:
+    """The collector may run an abandoned attempt's finaliser at any allocation, also
+    inside a pick that holds the upstream's (reentrant) lock: the give-back must not
+    change least_conn's buckets under the pick (a ValueError escaped). The pick chooses
+    as nginx would with the peer given back before it or after it."""
+    for allocations in range(40):
+        up, abandoned, held, outcome = _pick_with_a_finaliser_inside(weights, hold, allocations)
+        answers = set()
+        for give_back_first in (True, False):
+            ref = lbkit.Upstream(
+                [lbkit.Server(f"10.0.0.{i + 1}:80", weight=w) for i, w in enumerate(weights)],
+                lbkit.LeastConn(),
+            )
+            for _ in range(hold):
+                ref.pick()
+            with ref.attempts() as attempts:  # (kept open: its end gives the peer back)
+                assert next(attempts).name == abandoned
+                if give_back_first:
+                    attempts.close()
+                answers.add(ref.pick().name)
+        assert outcome in answers, (allocations, outcome, answers)
+        # the abandoned peer is given back (maybe by a short thread, once the pick is over)
+        _wait_for_conns(up, dict(Counter(p.name for p in held)))
