@@ -9,6 +9,7 @@ pass) must give the same match, captures included, or the same error.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Sequence
 
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.errors import ConfigError, LbkitError
 from lbkit.routing import RouteMatch, Router, ServerBlock, ServerNames, normalize_host
-from lbkit.routing._host import ascii_lower
+from lbkit.routing._host import CLEAN_LABEL_CHARS, ascii_lower, is_clean_label
 from lbkit.routing._names import NameMatch, WildcardTables
 from lbkit.routing._regex import ServerRegex, compile_server_regex, default_engine
 from lbkit.routing._regex_scan import RegexScan
@@ -521,3 +522,95 @@ def test_a_wildcard_match_is_a_frozen_route_match_like_one_built_the_long_way() 
         with pytest.raises(attrs.exceptions.FrozenInstanceError):
             got.host = "other"  # type: ignore[misc]
         assert got.host == host
+
+
+# Every character nginx's ngx_http_validate_host treats specially (".", ":", "[", "]", "/",
+# NUL, control bytes, space, DEL, uppercase, bytes >= 0x80) besides clean label characters.
+RAW_ALPHABET = "ab1-_.A:[]/\x00\t \x7f\x80é"
+RAW_WILD_CORES = st.lists(st.sampled_from(["a", "b", "ab", "a-1", "b_"]), min_size=1, max_size=3)
+RAW_WILD_NAMES = st.lists(
+    st.one_of(
+        RAW_WILD_CORES.map(lambda labels: "*." + ".".join(labels)),
+        RAW_WILD_CORES.map(lambda labels: "." + ".".join(labels)),
+        RAW_WILD_CORES.map(lambda labels: ".".join(labels) + ".*"),
+        RAW_WILD_CORES.map(".".join),
+        st.sampled_from(["*.a:1", "a/b.*", "*.A.b", "~^a"]),
+    ),
+    min_size=1,
+    max_size=6,
+)
+RAW_HOSTS = st.lists(
+    st.one_of(
+        st.text(alphabet=RAW_ALPHABET, max_size=10),
+        st.builds(
+            lambda a, b: f"{a}.{b}", RAW_WILD_CORES.map(".".join), RAW_WILD_CORES.map(".".join)
+        ),
+        st.builds(
+            lambda a, b: f"{a}.{b}",
+            st.text(alphabet=RAW_ALPHABET, max_size=4),
+            RAW_WILD_CORES.map(".".join),
+        ),
+        st.builds(
+            lambda a, b: f"{a}.{b}",
+            RAW_WILD_CORES.map(".".join),
+            st.text(alphabet=RAW_ALPHABET, max_size=4),
+        ),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def check_raw_wildcards_equal_reference(
+    names: list[str], hosts: list[str], breaking: Callable[[Router], None] | None = None
+) -> None:
+    servers = _servers([[n] for n in names] + [["_"]], len(names))
+    router = Router(servers, regex_engine="re")
+    if breaking is not None:
+        breaking(router)
+    for host in hosts:
+        assert _outcome(lambda h=host: router.match(h)) == _outcome(
+            lambda h=host: reference_match(servers, "re", h)
+        ), host
+
+
+@DENSE
+@given(RAW_WILD_NAMES, RAW_HOSTS)
+@example(["*.a", "b.*"], ["b.a", "x.a", "b.x", "b.", ".a", "A.a", "b.A", "b:1.a"])
+@example(["b.*", "*.a", "*.b.a"], ["b.a", "b.b.a", "b.x", "B.a", "b.a."])
+def test_wildcards_found_from_the_raw_host_equal_the_reference(
+    names: list[str], hosts: list[str]
+) -> None:
+    check_raw_wildcards_equal_reference(names, hosts)
+
+
+@given(st.text(alphabet=RAW_ALPHABET + "zZ09", max_size=6))
+def test_clean_label_test_is_the_label_pattern(label: str) -> None:
+    assert is_clean_label(label) == (re.fullmatch(r"[a-z0-9_-]+", label) is not None)
+
+
+def _label_chars_with_uppercase(router: Router) -> None:
+    import lbkit.routing._router as module
+
+    module.CLEAN_LABEL_CHARS = CLEAN_LABEL_CHARS + "A:"
+
+
+def _no_leading_key_ends_so(router: Router) -> None:
+    router._first.head_chars = frozenset()
+
+
+@pytest.mark.parametrize("breaking", [_label_chars_with_uppercase, _no_leading_key_ends_so])
+def test_raw_wildcard_property_fails_for_a_broken_fast_path(
+    breaking: Callable[[Router], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lbkit.routing._router as module
+
+    monkeypatch.setattr(module, "CLEAN_LABEL_CHARS", CLEAN_LABEL_CHARS)
+
+    @settings(max_examples=2_000, deadline=None, phases=[Phase.generate])
+    @given(RAW_WILD_NAMES, RAW_HOSTS)
+    def prop(names: list[str], hosts: list[str]) -> None:
+        check_raw_wildcards_equal_reference(names, hosts, breaking)
+
+    with pytest.raises(AssertionError):
+        prop()

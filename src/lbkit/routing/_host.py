@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLEAN_HOST",
+    "CLEAN_LABEL_CHARS",
     "FAST_HOST_LENGTH",
     "LINE_OVERHEAD",
     "LOWERCASE_CLEAN_HOST",
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_HOST_LENGTH",
     "ascii_lower",
     "is_clean_host",
+    "is_clean_label",
     "normalize_host",
 ]
 
@@ -41,6 +43,9 @@ _BAD = bytes(range(0x21)) + b"/\x7f"
 CLEAN_HOST = re.compile(r"[A-Za-z0-9_-]++(?:\.[A-Za-z0-9_-]++)*+").fullmatch
 #: The same, already lowercase: nginx's ``$host`` is the header value itself.
 LOWERCASE_CLEAN_HOST = re.compile(r"[a-z0-9_-]++(?:\.[a-z0-9_-]++)*+").fullmatch
+#: What a label of a lowercase clean host is made of: ``label.strip(CLEAN_LABEL_CHARS)`` is
+#: empty exactly when every character is one of them (a cheaper test than a regex).
+CLEAN_LABEL_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-_"
 #: Longest host the fast path looks at (a DNS name has at most 253 characters); a longer
 #: one takes the long way, whose checks are single passes in C.
 FAST_HOST_LENGTH = 255
@@ -111,6 +116,14 @@ def normalize_host(raw: str | bytes, *, max_line: int = MAX_HEADER_LINE) -> str:
 def is_clean_host(host: str) -> bool:
     """Whether ``normalize_host(host)`` is ``host`` itself by the fast path's rule."""
     return LOWERCASE_CLEAN_HOST(host) is not None
+
+
+def is_clean_label(label: str) -> bool:
+    """Whether ``label`` is one label of a lowercase clean host: ``[a-z0-9_-]+``.
+
+    A host made of clean labels joined by single dots is one :func:`is_clean_host` accepts.
+    """
+    return label != "" and not label.strip(CLEAN_LABEL_CHARS)
 
 
 _UPPER_TEXT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import attrs
 
 from lbkit.errors import ConfigError, LbkitError, RequestError
 from lbkit.routing._host import (
     CLEAN_HOST,
+    CLEAN_LABEL_CHARS,
     FAST_HOST_LENGTH,
     LINE_OVERHEAD,
     LOWERCASE_CLEAN_HOST,
@@ -119,12 +120,19 @@ class _Table:
     raw Host header can be looked up by before normalisation (already lowercase, nothing
     for nginx to strip), ``quick_len`` the longest of these. ``deferred`` are the exact
     names whose match raises (a ``proxy_pass`` nginx refuses): built per request.
+    ``clean_head`` and ``clean_tail`` are the wildcard entries a raw Host header can be
+    looked up by (see Router.match): lowercase clean keys whose match is a ``_Proto``,
+    as ``.example.com`` (from ``*.example.com``) and ``www.example.`` (``www.example.*``).
     """
 
     __slots__ = (
+        "clean_head",
+        "clean_tail",
         "default",
         "deferred",
         "find_wildcard",
+        "head_chars",
+        "head_ends",
         "lookup",
         "names",
         "protos",
@@ -156,6 +164,11 @@ class _Table:
         # finds nothing when there are none); None when its exact names must be looked
         # up again (some are deferred) or names are not looked up at all
         self.find_wildcard: Callable[[str], _Proto | NameMatch[int] | None] | None = None
+        # None when the raw Host is not looked up in the wildcards first (see match)
+        self.clean_head: dict[str, _Proto] | None = None
+        self.clean_tail: dict[str, _Proto] = {}
+        self.head_ends: Collection[str] = ()
+        self.head_chars: frozenset[str] = frozenset()
 
 
 class Router:
@@ -310,6 +323,11 @@ class Router:
         table.names.prepare()
         if not table.deferred:
             table.find_wildcard = _no_wildcard if table.wild is None else table.wild.find
+            if table.wild is not None:
+                table.clean_head = _clean_entries(table.wild.head, ".{}")
+                table.clean_tail = _clean_entries(table.wild.tail, "{}.")
+                table.head_ends = table.wild.head_ends
+                table.head_chars = frozenset(end[-1] for end in table.wild.head_ends)
 
     def match(
         self, host: str | bytes | None, *, listen: str | tuple[str, int] | None = None
@@ -329,6 +347,32 @@ class Router:
                 route = table.quick.get(host)  # an exact name, as nginx would normalise it
                 if route is not None:
                     return route
+            if size <= self._fast_limit:
+                clean_head = table.clean_head
+                if clean_head is not None:
+                    # A wildcard straight from the raw host. Stripping the clean label
+                    # characters from its start leaves "." + the longest leading key it can
+                    # match (all labels but the first; clean_head keeps that dot) if its
+                    # first label is clean; likewise from its end, the longest trailing
+                    # key + "." (clean_tail). A clean key after (before) a clean label makes
+                    # a lowercase clean host, $host itself and no exact name (``quick``
+                    # would have had it), and the lookup below would find it first; a
+                    # trailing one only when no leading key ends with the host's last label
+                    # (head_chars: the last character of every leading key).
+                    head = host[-1:] in table.head_chars
+                    if head:
+                        rest = host.lstrip(CLEAN_LABEL_CHARS)
+                        proto = clean_head.get(rest)
+                        if proto is not None and len(rest) != size:
+                            return _with_host(proto, host)
+                    rest = host.rstrip(CLEAN_LABEL_CHARS)
+                    proto = table.clean_tail.get(rest)
+                    if (
+                        proto is not None
+                        and len(rest) != size
+                        and not (head and host[len(rest) :] in table.head_ends)
+                    ):
+                        return _with_host(proto, host)
             # normalize_host's own fast path, without the call
             if size > self._fast_limit:
                 normalized = normalize_host(host, max_line=self.max_line)
@@ -438,6 +482,12 @@ def _with_host(proto: _Proto, host: str) -> RouteMatch:
     draft.host = host
     draft.__class__ = RouteMatch  # type: ignore[assignment]
     return draft  # type: ignore[return-value]
+
+
+def _clean_entries(entries: Mapping[str, _Proto | NameMatch[int]], shape: str) -> dict[str, _Proto]:
+    """The entries of a wildcard table with a lowercase clean key and a prebuilt match,
+    keyed by ``shape`` filled with the key (its dot towards the wildcard's label)."""
+    return {shape.format(k): v for k, v in entries.items() if type(v) is tuple and is_clean_host(k)}
 
 
 def _no_wildcard(host: str) -> None:
