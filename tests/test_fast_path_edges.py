@@ -6,6 +6,8 @@
   those branches (a real ring past them takes minutes to build).
 - The wildcard lookup with the odd names nginx accepts (``*.x.``, ``.*.x``, ``.x.*``,
   ``x.``) and hosts with empty labels, against nginx's label by label walk.
+- A request-free peer from a plain ``pick()`` (a ``BarePeer``, its fields set by ``pick()``
+  itself) has every field of the ``Peer`` its ``__init__`` would make.
 - ``Upstream.configured`` read from the peers (no backup, no ``resolve``) stays as made
   while another process's upstream changes the shared zone's membership.
 """
@@ -16,6 +18,7 @@ import gc
 import random
 from collections import Counter
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -215,3 +218,24 @@ def test_a_finaliser_giving_back_inside_a_pick_leaves_the_pick_whole(
         assert outcome in answers, (allocations, outcome, answers)
         # the abandoned peer is given back (maybe by a short thread, once the pick is over)
         _wait_for_conns(up, dict(Counter(p.name for p in held)))
+
+
+# -- the request-free peer of a plain pick ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method", [lbkit.RoundRobin(), lbkit.LeastConn(), lbkit.Hash(), lbkit.IpHash()]
+)
+def test_request_free_peer_has_every_field_a_made_peer_has(method: lbkit.Method) -> None:
+    up = lbkit.Upstream([lbkit.Server("a:80", weight=2), lbkit.Server("b:80")], method)
+    arg = {"key": "k"} if method.needs_key else {"client_addr": "10.0.0.1"}
+    peer = up.pick(**(arg if method.needs_key or method.needs_client_addr else {}))
+    assert isinstance(peer, lbkit.upstream.Peer)
+    assert peer.request is None  # the fast path answered
+    made = lbkit.upstream.Peer(peer.state, None, up)
+    for field in attrs.fields(lbkit.upstream.Peer):
+        assert getattr(peer, field.name) == getattr(made, field.name), field.name
+    assert repr(peer) == repr(made)
+    up.done(peer)
+    assert peer.reported
+    assert peer.state.conns == 0

@@ -423,6 +423,18 @@ class _DeafBuckets(LeastConnBuckets):
         """Ignore it."""
 
 
+class _UntoldPicker(LeastConnPicker):
+    """Broken: the buckets take over from the idle order (a pick found a peer busy) but
+    the upstream is not told to tell them of the connections that end."""
+
+    __slots__ = ()
+
+    def _first_busy(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        SmoothPicker.sync(self)
+        self._buckets.start()
+        return self._buckets.first(key, addr, now)
+
+
 class _OneWeightBuckets(LeastConnBuckets):
     """Broken: peers of different weights with the same connections per weight do not tie
     (only the first weight with the lowest fraction takes the round-robin step)."""
@@ -463,7 +475,7 @@ class _ProbeBlindUpstream(lbkit.Upstream):
             state.conns -= 1
             state.refresh()
             state.requests += 1
-            released = self._members.released
+            released = self._members.follower.released
             if released is not None:
                 released(state)
 
@@ -473,6 +485,10 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
         lambda: Rebound(
             lbkit.LeastConn(), lambda g: LeastConnPicker(g, get_least_conn_peer, _DeafBuckets)
         ),
+        scan_least_conn,
+    ),
+    "least_conn buckets started from the idle order untold of ended connections": (
+        lambda: Rebound(lbkit.LeastConn(), lambda g: _UntoldPicker(g, get_least_conn_peer)),
         scan_least_conn,
     ),
     "least_conn with ties within one weight only": (

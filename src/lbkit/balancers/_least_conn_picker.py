@@ -94,6 +94,11 @@ class LeastConnBuckets:
         self._offset: list[int] = []
         self._seq: list[int] = []
 
+    @property
+    def fast(self) -> bool:
+        """Whether the buckets answer (False: until :meth:`start`)."""
+        return self._fast
+
     def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """nginx's choice for a first attempt, taken; None when the fast path is off."""
         if not self._fast:
@@ -294,8 +299,10 @@ class LeastConnPicker(SmoothPicker):
         super().__init__(primary, scan, idle_only=True)
         self._buckets = buckets(primary)
         #: A connection of a peer ended (see :meth:`LeastConnBuckets.released`): the
-        #: buckets' own method, so that the upstream calls it directly.
-        self.released: Callable[[PeerState], None] = self._buckets.released
+        #: buckets' own method while they answer, so that the upstream calls it directly;
+        #: None while they do not (the idle order and the scan need no telling), so that
+        #: the upstream calls nothing. Set by :meth:`_buckets_start`, unset by :meth:`sync`.
+        self.released: Callable[[PeerState], None] | None = None
         # decide now (round robin's picker waits for its first pick): first() takes the
         # idle order only while it is on
         self.start()
@@ -308,8 +315,16 @@ class LeastConnPicker(SmoothPicker):
         """:meth:`first` when a peer of the idle order is busy: from now on the buckets
         answer."""
         SmoothPicker.sync(self)
-        self._buckets.start()
+        self._buckets_start()
         return self._buckets.first(key, addr, now)
+
+    def _buckets_start(self) -> None:
+        """Start the buckets if they allow it, and have the upstream tell them of every
+        connection that ends from now on (:attr:`released`) if they do."""
+        buckets = self._buckets
+        buckets.start()
+        if buckets.fast:
+            self.released = buckets.released
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """Next peer in nginx's order."""
@@ -330,9 +345,10 @@ class LeastConnPicker(SmoothPicker):
         allow it (see :class:`LeastConnBuckets`)."""
         self._try_fast()  # also counts len(peers) picks down again
         if not self._fast:
-            self._buckets.start()
+            self._buckets_start()
 
     def sync(self) -> None:
         """Write the current weights back to the peers and return to nginx's scan."""
         SmoothPicker.sync(self)
         self._buckets.sync()
+        self.released = None

@@ -39,7 +39,8 @@ class Picker(Protocol):
     the peer as :func:`~lbkit.upstream.take_first` does, or return ``None`` having changed
     nothing, for the full ``begin``/``get`` path); ``sync()`` writes back peer fields such a
     fast path lets lag; ``released(state)`` hears of every connection of a peer ended
-    by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back`;
+    by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back` (read at each
+    end: ``released = None`` while the picker needs no telling);
     ``begins = False`` says ``begin`` does nothing.
     """
 

@@ -27,6 +27,7 @@ from lbkit.upstream._server import Server
 __all__ = [
     "AVAILABLE",
     "MAX_HASH_TRIES",
+    "BarePeer",
     "Peer",
     "PeerGroup",
     "PeerState",
@@ -441,6 +442,18 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer {self.name}>"
+
+
+class BarePeer(Peer):
+    """A :class:`Peer` made without running ``__init__``: whoever makes one sets every
+    field (as :meth:`~lbkit.Upstream.pick` does for a request-free peer).
+
+    CPython runs a Python ``__init__`` in an interpreter frame of its own, the largest
+    single cost of a plain pick; ``BarePeer()`` runs none.
+    """
+
+    __slots__ = ()
+    __init__ = object.__init__
 
 
 @attrs.define(slots=True, eq=False, weakref_slot=False, repr=False)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from math import trunc
+from typing import Protocol, cast
 
 from lbkit.errors import ConfigError, NoLiveUpstreams, RequestError, UnknownPeerError, UsageError
 from lbkit.hashing import as_bytes, client_address_bytes
@@ -15,6 +16,7 @@ from lbkit.upstream._attempts import AsyncAttempts, Attempts
 from lbkit.upstream._method import AttemptOutcome, AttemptTimer, Method, Picker, default_method
 from lbkit.upstream._peers import (
     AVAILABLE,
+    BarePeer,
     Peer,
     PeerGroup,
     PeerState,
@@ -45,10 +47,10 @@ class _Membership:
         "_by_name",
         "begins",
         "first",
+        "follower",
         "generation",
         "picker",
         "primary",
-        "released",
         "servers",
         "sync",
         "timer",
@@ -70,14 +72,15 @@ class _Membership:
         #: Brings every peer's state up to date (a picker with a fast path may let some
         #: fields lag); called before anything but a pick reads or changes a peer.
         self.sync: Callable[[], None] = getattr(picker, "sync", _nothing)
-        #: Told of every connection ended by done() or give_back() (a picker that keeps
-        #: peers ordered by their connections follows them); None for the others.
-        self.released: Callable[[PeerState], None] | None = getattr(picker, "released", None)
         #: Whether the picker's ``begin`` does anything (a picker may say it does not).
         self.begins: bool = getattr(picker, "begins", True)
+        inner = picker._inner if isinstance(picker, _BackupOnly) else picker
         #: The picker, if it times attempts (least_time; also behind _BackupOnly).
-        timed = picker._inner if isinstance(picker, _BackupOnly) else picker
-        self.timer = timed if isinstance(timed, AttemptTimer) else None
+        self.timer = inner if isinstance(inner, AttemptTimer) else None
+        #: Whose ``released`` is told of every connection ended by done() or give_back()
+        #: (a picker that keeps peers ordered by their connections follows them): read at
+        #: each end, as such a picker sets it to None while it needs no telling.
+        self.follower = cast(_Follower, inner) if hasattr(inner, "released") else _NOT_FOLLOWING
         #: The picker's answer for the first attempt of a plain pick(), with no request
         #: state, or None when it needs the full path (see :meth:`Upstream.pick`). Never
         #: for a picker that times attempts: done() ends a request-free peer inline.
@@ -111,6 +114,23 @@ def _count_request(state: PeerState, elapsed: float | None) -> None:
         extra.response_time = ewma_update(extra.response_time, elapsed, RESPONSE_TIME_ALPHA)
 
 
+class _Follower(Protocol):
+    """A picker told of the connections that end (see ``_Membership.follower``)."""
+
+    @property
+    def released(self) -> Callable[[PeerState], None] | None:
+        """What to tell of a peer whose connection ended (None: nothing to tell now)."""
+
+
+class _NotFollowing:
+    """The follower of a picker that follows no connection."""
+
+    released = None
+
+
+_NOT_FOLLOWING = _NotFollowing()
+
+
 def _nothing() -> None:
     """The ``sync`` of a picker that keeps every peer up to date."""
 
@@ -139,7 +159,6 @@ class _BackupOnly:
         self._inner = inner
         self._primary = primary
         self.sync: Callable[[], None] = getattr(inner, "sync", _nothing)
-        self.released: Callable[[PeerState], None] | None = getattr(inner, "released", None)
 
     def _to_backup(self, request: RequestState) -> None:
         if request.group is self._primary:
@@ -591,7 +610,14 @@ class Upstream:
                 return self._get_locked(self._request(self._members, key_bytes, addr))
         finally:
             lock.release()
-        return Peer(state, None, self)
+        # Peer(state, None, self), each field set here (see BarePeer).
+        peer: Peer = BarePeer()
+        peer.state = state
+        peer.request = None
+        peer.owner = self
+        peer.reported = peer.failed = peer.retry = False
+        peer.header_ms = None
+        return peer
 
     def done(
         self,
@@ -652,7 +678,7 @@ class Upstream:
                 state.requests += 1  # _count_request() without the call
             else:
                 _count_request(state, elapsed)
-            released = self._members.released
+            released = self._members.follower.released
             if released is not None:
                 released(state)
             if extra and extra.ramp_start is not None and state not in self._ramping:
@@ -693,7 +719,7 @@ class Upstream:
         with nullcontext() if self._zone is None else self._zone.synced((state,)):
             self._release(peer.request, state, failed, now)
             _count_request(state, elapsed)
-        released = self._members.released
+        released = self._members.follower.released
         if released is not None:
             released(state)
         extra = state.extra
@@ -760,7 +786,7 @@ class Upstream:
                     assert isinstance(peer, TimedPeer)  # every peer of a timing method
                     timer.attempt_ended(peer, "abandoned", None, None)
                 peer.state.give_back()
-            released = self._members.released
+            released = self._members.follower.released
             if released is not None:
                 released(peer.state)
 
