@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from hypothesis import strategies as st
 
 import lbkit
 
@@ -79,3 +81,27 @@ class Lateness:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def churn_ring(
+    data: st.DataObject,
+    ring: lbkit.Ketama[str],
+    weights: dict[str, int],
+    pool: Sequence[str],
+    steps: int,
+    *,
+    keep_one: bool = True,
+) -> None:
+    """``steps`` random adds (weights 1-3, nodes from ``pool``) and removes on ``ring``,
+    mirrored in ``weights``; ``keep_one``: never remove the last node."""
+    for _ in range(steps):
+        absent = [n for n in pool if n not in weights]
+        must_add = len(weights) == 1 if keep_one else not weights
+        if absent and (must_add or data.draw(st.booleans())):
+            node, w = data.draw(st.sampled_from(absent)), data.draw(st.integers(1, 3))
+            ring.add(node, w)
+            weights[node] = w
+        else:
+            node = data.draw(st.sampled_from(sorted(weights)))
+            ring.remove(node)
+            del weights[node]

@@ -30,7 +30,7 @@ from lbkit.routing import ServerNames
 from tests.test_ring_fast_paths import _reference_lookup
 from tests.test_routing_fast_paths import check_wildcards_equal_reference
 
-from .helpers import FakeClock, wait_until
+from .helpers import FakeClock, churn_ring, wait_until
 
 # -- Ketama through the integer sort and the small table ----------------------------------
 
@@ -62,16 +62,7 @@ def test_a_ring_sorted_as_huge_rings_are_answers_as_the_ordinary_ring(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_point_sort, "MAX_RECORD_NODES", 0)
         patch.setattr(_ketama, "_SMALL_TABLE_ABOVE", 0)
-        for _ in range(data.draw(st.integers(0, 4))):
-            absent = [n for n in _POOL if n not in weights]
-            if absent and (len(weights) == 1 or data.draw(st.booleans())):
-                node, w = data.draw(st.sampled_from(absent)), data.draw(st.integers(1, 3))
-                huge.add(node, w)
-                weights[node] = w
-            else:
-                node = data.draw(st.sampled_from(sorted(weights)))
-                huge.remove(node)
-                del weights[node]
+        churn_ring(data, huge, weights, _POOL, data.draw(st.integers(0, 4)))
     rng = random.Random(seed)
     keys: list[str | bytes] = [f"k{rng.getrandbits(64):x}" for _ in range(300)]
     keys += [b"", "", b"\xff" * 3]

@@ -26,6 +26,8 @@ from hypothesis import strategies as st
 import lbkit
 from lbkit.rings import _jump, _ketama, _point_sort, split_address
 
+from .helpers import churn_ring
+
 # -- a reference ring, from the hash functions up ----------------------------------------
 
 
@@ -86,16 +88,7 @@ def test_fast_lookup_equals_a_plain_bisect(
     first = data.draw(st.lists(st.sampled_from(_NODE_POOL), min_size=1, max_size=6, unique=True))
     weights = {n: data.draw(st.integers(1, 3)) for n in first}
     ring: lbkit.Ketama[str] = lbkit.Ketama(list(weights), dict(weights), flavor)
-    for _ in range(data.draw(st.integers(0, 5))):
-        absent = [n for n in _NODE_POOL if n not in weights]
-        if absent and (len(weights) == 1 or data.draw(st.booleans())):
-            node, w = data.draw(st.sampled_from(absent)), data.draw(st.integers(1, 3))
-            ring.add(node, w)
-            weights[node] = w
-        else:
-            node = data.draw(st.sampled_from(sorted(weights)))
-            ring.remove(node)
-            del weights[node]
+    churn_ring(data, ring, weights, _NODE_POOL, data.draw(st.integers(0, 5)))
     rng = random.Random(seed)
     keys = keys + [f"k{rng.getrandbits(64):x}" for _ in range(300)]
     expected = _reference_lookup(flavor, weights)
@@ -118,16 +111,7 @@ def test_a_ring_built_at_once_equals_one_built_by_adds_and_removes(
     start = data.draw(st.lists(st.sampled_from(pool), max_size=5, unique=True))
     weights = {n: data.draw(st.integers(1, 3)) for n in start}
     ring: lbkit.Ketama[str] = lbkit.Ketama(list(weights), dict(weights), flavor)
-    for _ in range(data.draw(st.integers(1, 8))):
-        absent = [n for n in pool if n not in weights]
-        if absent and (not weights or data.draw(st.booleans())):
-            node, w = data.draw(st.sampled_from(absent)), data.draw(st.integers(1, 3))
-            ring.add(node, w)
-            weights[node] = w
-        else:
-            node = data.draw(st.sampled_from(sorted(weights)))
-            ring.remove(node)
-            del weights[node]
+    churn_ring(data, ring, weights, pool, data.draw(st.integers(1, 8)), keep_one=False)
     built: lbkit.Ketama[str] = lbkit.Ketama(list(weights), dict(weights), flavor)
     got, want = ring._ring, built._ring
     assert list(got.points) == list(want.points)
