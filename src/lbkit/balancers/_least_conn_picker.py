@@ -290,6 +290,9 @@ class LeastConnPicker(SmoothPicker):
 
     __slots__ = ("_buckets", "released")
 
+    #: The buckets answer :meth:`first` while the idle order is off.
+    _first_when_off = True
+
     def __init__(
         self,
         primary: PeerGroup,
@@ -325,20 +328,6 @@ class LeastConnPicker(SmoothPicker):
         buckets.start()
         if buckets.fast:
             self.released = buckets.released
-
-    def get(self, request: RequestState, now: int) -> PeerState | None:
-        """Next peer in nginx's order."""
-        if request.tried == 0 and request.group is self._group:
-            peer = self.first(b"", b"", now)
-            if peer is not None:
-                request.tried = 1 << peer.index
-                return peer
-        self.sync()
-        chosen = self._scan(request, now)
-        self._countdown -= 1
-        if self._countdown <= 0:
-            self.start()
-        return chosen
 
     def start(self) -> None:
         """Switch to the idle order if every peer allows it, else to the buckets if they

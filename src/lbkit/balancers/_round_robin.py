@@ -116,6 +116,9 @@ class SmoothPicker:
 
     #: :meth:`begin` does nothing: the upstream may skip it.
     begins = False
+    #: Whether :meth:`first` may answer while the precomputed order is off (round robin's
+    #: answers only from the order; least_conn's buckets answer without it).
+    _first_when_off = False
 
     def __init__(
         self,
@@ -198,18 +201,22 @@ class SmoothPicker:
         return None
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        """Next peer in nginx's order."""
-        if self._fast:
-            if request.tried == 0 and request.group is self._group:
-                peer = self.first(b"", b"", now)
-                if peer is not None:
-                    request.tried = 1 << peer.index
-                    return peer
-            self.sync()
+        """Next peer in nginx's order: :meth:`first` for a request's first attempt while it
+        may answer, else nginx's scan (and, every ``len(peers)`` scans, :meth:`start`)."""
+        if (
+            (self._fast or self._first_when_off)
+            and request.tried == 0
+            and request.group is self._group
+        ):
+            peer = self.first(b"", b"", now)
+            if peer is not None:
+                request.tried = 1 << peer.index
+                return peer
+        self.sync()
         chosen = self._scan(request, now)
         self._countdown -= 1
         if self._countdown <= 0:
-            self._try_fast()
+            self.start()
         return chosen
 
     def start(self) -> None:
