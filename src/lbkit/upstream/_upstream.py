@@ -92,6 +92,12 @@ class _Membership:
         self._by_name: dict[str, PeerState] | None = None
         self.tries = primary.tries + (backup.tries if backup else 0)
 
+    def listed_servers(self) -> tuple[Server, ...]:
+        """The servers in configuration order: :attr:`servers`, or the primary peers'
+        servers when it is None (read under the upstream's lock)."""
+        servers = self.servers
+        return tuple(p.server for p in self.primary.peers) if servers is None else servers
+
     @property
     def by_name(self) -> dict[str, PeerState]:
         """Every peer by address, primaries first: built on first use (picks never need
@@ -324,7 +330,7 @@ class Upstream:
             with self._lock:  # (an update() stores them before it changes any peer)
                 configured = self._configured
                 if configured is None:
-                    return tuple(p.server for p in self._members.primary.peers)
+                    return self._members.listed_servers()
         return configured
 
     @property
@@ -336,10 +342,7 @@ class Upstream:
         servers = self._members.servers
         if servers is None:
             with self._lock:  # (an update() may be changing the peers' servers)
-                members = self._members
-                if members.servers is None:
-                    return tuple(p.server for p in members.primary.peers)
-                return members.servers
+                return self._members.listed_servers()
         return servers
 
     @property
@@ -414,7 +417,7 @@ class Upstream:
         old.sync()
         if self._configured is None:
             # The first membership's peers hold the configured servers until now.
-            self._configured = tuple(p.server for p in old.primary.peers)
+            self._configured = old.listed_servers()
         reuse = dict(old.by_name)
         for name in fresh:
             reuse.pop(name, None)
