@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from typing import ClassVar, Literal
 
 import attrs
@@ -31,18 +31,13 @@ class _HashPicker:
 
     group: PeerGroup
 
-    def __attrs_post_init__(self) -> None:
-        self.group.peer_at(0)  # builds the weight ranges' starts, which first() reads
-
     def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """The first probe of :meth:`get` for a plain pick when its peer can take it;
         None otherwise (the full path then runs from the start: nothing was changed)."""
         group = self.group
         if group.single or not key:
             return None
-        # group.peer_at(memcached_crc15(key) % total weight), without the two calls
-        weight = (crc32(key) >> 16 & 0x7FFF) % group.total_weight
-        peer = group.peers[bisect_right(group.starts, weight) - 1]
+        peer = group.peer_at(memcached_crc15(key) % group.total_weight)
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         return take_first(peer, now)

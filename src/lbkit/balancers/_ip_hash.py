@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from typing import ClassVar, Literal
 
 import attrs
@@ -32,23 +31,13 @@ class _IpHashPicker:
 
     group: PeerGroup
 
-    def __attrs_post_init__(self) -> None:
-        self.group.peer_at(0)  # builds the weight ranges' starts, which first() reads
-
     def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """The first probe of :meth:`get` for a plain pick when its peer can take it;
         None otherwise (the full path then runs from the start: nothing was changed)."""
         group = self.group
         if group.single:
             return None
-        if len(addr) == 3:
-            # ip_hash_step(START, addr) for IPv4's three octets, without the call
-            a, b, c = addr
-            hash_value = (((START * 113 + a) % 6271 * 113 + b) % 6271 * 113 + c) % 6271
-        else:
-            hash_value = ip_hash_step(START, addr)
-        # group.peer_at(hash_value % total weight), without the call
-        peer = group.peers[bisect_right(group.starts, hash_value % group.total_weight) - 1]
+        peer = group.peer_at(ip_hash_step(START, addr) % group.total_weight)
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         return take_first(peer, now)
