@@ -103,6 +103,13 @@ CANNED: dict[str, Any] = {
             "two lock round trips (RLock)": 270.0,
             "two clock reads (time.monotonic)": 80.0,
         },
+        "thread_safe_floor_ns": {
+            "round robin: a minimal thread-safe pick+done": 360.0,
+            "round robin: lbkit pick() + done()": 800.0,
+            "hash: its lookup alone (crc15 + weight table)": 200.0,
+            "hash: a minimal thread-safe pick+done around that lookup": 600.0,
+            "hash: lbkit pick(key) + done()": 1000.0,
+        },
     },
     "bench_rings": {
         "lookup_ns": _lookup(300.0),
@@ -225,6 +232,17 @@ def test_the_page_says_how_the_run_was_made(written: tuple[str, Path]) -> None:
     assert "**quick** run on 2026-11-30 10:00 UTC, Python 3.11.7" in page
     assert "at the start 1.50 / 1.25 / 1.00, at the end 2.50 / 1.75 / 1.12" in page
     assert "| bench_pick.py | ok | 3.0 |" in page
+
+
+def test_the_thread_safe_floor_is_set_beside_the_hash_lookup(written: tuple[str, Path]) -> None:
+    page = written[0]
+    assert "| hash: a minimal thread-safe pick+done around that lookup | 600 ns | 3.00x |" in page
+    assert "| hash: lbkit pick(key) + done() | 1.00 µs | 5.00x |" in page
+    assert "The minimal thread-safe pick+done is 3.0x the lookup it wraps" in page
+    assert "lbkit's costs 1.67x that minimum." in page
+    without = {**CANNED, "bench_pick_parts": {**CANNED["bench_pick_parts"]}}
+    del without["bench_pick_parts"]["thread_safe_floor_ns"]
+    assert "thread-safe pick+done costs" not in report.render(without, {})
 
 
 def test_figures_are_written_and_deterministic(written: tuple[str, Path], tmp_path: Path) -> None:
