@@ -201,8 +201,10 @@ def check_fast_path_equals_scan(
     ops: list[tuple[Any, ...]],
     warm: int,
     fast_upstream: type[lbkit.Upstream] = lbkit.Upstream,
+    after_each: Callable[[lbkit.Upstream, lbkit.Upstream], None] | None = None,
 ) -> None:
-    """Run ``ops`` on an upstream of each method; every result and peer field must agree.
+    """Run ``ops`` on an upstream of each method; every result and peer field must agree
+    (``after_each`` checks more after every step).
 
     The fast method's picks come back to ``done()`` without request state (its inline
     end of an attempt), the reference's with it (the full end)."""
@@ -232,6 +234,8 @@ def check_fast_path_equals_scan(
             except lbkit.LbkitError as exc:  # 502, or a drain of a server updated away
                 results.append(type(exc).__name__)
         assert results[0] == results[1], op
+        if after_each is not None:
+            after_each(*ups)
     assert _fields(ups[0]) == _fields(ups[1])
 
 

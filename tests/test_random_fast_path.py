@@ -12,7 +12,6 @@ must agree on what was chosen, on every peer field, and on the state of the rand
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,17 +20,31 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 import lbkit
+from lbkit.balancers import Sticky, StickyMethod
 from lbkit.balancers._random import _RandomPicker
 from lbkit.balancers._round_robin import MAX_FAST_PERIOD
 from lbkit.upstream import PeerState
-from tests.helpers import FakeClock
-from tests.test_fast_paths import Rebound, _fields, _step, op_st, without_first
+from tests.test_fast_paths import (
+    Rebound,
+    _fields,
+    _in_16_threads,
+    check_fast_path_equals_scan,
+    op_st,
+    without_first,
+)
 
 
 def _source(up: lbkit.Upstream) -> object:
     """The state of the random source of ``up``'s current membership."""
     picker = up._members.picker
-    return getattr(picker, "inner", picker).rng.getstate()
+    while hasattr(picker, "inner"):  # (a picker wrapped by sticky, or by without_first)
+        picker = picker.inner
+    return picker.rng.getstate()
+
+
+def _same_peers_and_draws(fast: lbkit.Upstream, ref: lbkit.Upstream) -> None:
+    assert _fields(fast) == _fields(ref)
+    assert _source(fast) == _source(ref)
 
 
 def check_first_equals_get(
@@ -42,27 +55,7 @@ def check_first_equals_get(
 ) -> None:
     """Run ``ops`` on an upstream of each method: every result, every peer field and the
     random source must agree after every step."""
-    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]
-    clocks = [FakeClock(), FakeClock()]
-    ups = [
-        lbkit.Upstream(servers, fast, clock=clocks[0]),
-        lbkit.Upstream(servers, ref, clock=clocks[1]),
-    ]
-    held: list[list[lbkit.upstream.Peer]] = [[], []]
-    for op in ops:
-        if op[0] == "tick":
-            for clock in clocks:
-                clock.now += op[1]
-            continue
-        results = []
-        for up, mine in zip(ups, held, strict=True):
-            try:
-                results.append(_step(op, up, mine, fast, servers))
-            except lbkit.LbkitError as exc:  # 502, or a drain of a server updated away
-                results.append(type(exc).__name__)
-        assert results[0] == results[1], op
-        assert _fields(ups[0]) == _fields(ups[1]), op
-        assert _source(ups[0]) == _source(ups[1]), op
+    check_fast_path_equals_scan(fast, ref, configs, ops, 0, after_each=_same_peers_and_draws)
 
 
 def _methods(two: bool, seed: int) -> tuple[lbkit.Method, lbkit.Method]:
@@ -215,46 +208,65 @@ def test_no_live_peer_draws_once_as_the_full_path(two: bool) -> None:
     assert _fields(fast) == _fields(ref)
 
 
-def test_random_fast_path_from_16_threads_makes_the_draws_of_one_thread() -> None:
-    """``random`` from 16 threads at once, each pick reported at once: with every peer
-    available each pick is one draw, so however the threads interleave, the peers get
-    exactly the requests of as many picks in one thread, and the source ends alike."""
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    two=st.booleans(),
+    seed=st.integers(0, 2**64),
+    configs=st.lists(crowded_server_st, min_size=2, max_size=5),
+    picks=st.lists(st.tuples(st.integers(-1, 4), st.booleans()), min_size=5, max_size=60),
+)
+def test_sticky_random_fast_path_equals_full_path(
+    two: bool, seed: int, configs: list[dict[str, Any]], picks: list[tuple[int, bool]]
+) -> None:
+    """Under ``sticky`` (which hands a pick without a hint to the method's first()),
+    picks with and without hints, some held: the same peers, fields and draws."""
+    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]
+    sticky = Sticky("cookie", cookie="srv")
+    ups = [lbkit.Upstream(servers, StickyMethod(m, sticky)) for m in _methods(two, seed)]
+    held: list[list[lbkit.upstream.Peer]] = [[], []]
+    for target, hold in picks:
+        hint = None if target < 0 else sticky.sid(servers[target % len(servers)].address)
+        names = []
+        for up, mine in zip(ups, held, strict=True):
+            try:
+                peer = up.pick(sticky=hint)
+            except lbkit.NoLiveUpstreams:
+                names.append("502")
+                if mine:
+                    up.done(mine.pop(0))
+                continue
+            names.append(peer.name)
+            if hold:
+                mine.append(peer)
+            else:
+                up.done(peer)
+        assert names[0] == names[1]
+        assert _source(ups[0]) == _source(ups[1])
+    assert _fields(ups[0]) == _fields(ups[1])
+
+
+@pytest.mark.parametrize("two", [False, True])
+def test_random_fast_path_from_16_threads(two: bool) -> None:
+    """Picks from 16 threads at once, each reported at once: nothing stays counted. With
+    every peer available each pick of ``random`` is one draw, so however the threads
+    interleave, the peers get exactly the requests of as many picks in one thread, and the
+    source ends alike (``two`` compares connections, which the other threads change)."""
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(48)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(False, 13))
+    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(two, 13))
     rounds = 300
 
     def work() -> None:
         for _ in range(rounds):
             fast.done(fast.pick())
 
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for _ in range(16 * rounds):
-        ref.done(ref.pick())
-    assert [p.requests for p in fast.peers] == [p.requests for p in ref.peers]
+    _in_16_threads(lambda _: work())
+    assert sum(p.requests for p in fast.peers) == 16 * rounds
     assert all(p.conns == 0 for p in fast.peers)
-    assert _source(fast) == _source(ref)
-
-
-def test_random_two_from_16_threads_leaves_nothing_counted() -> None:
-    servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(20)]
-    up = lbkit.Upstream(servers, lbkit.Random(two=True, least_conn=True, seed=14))
-    rounds = 300
-
-    def work() -> None:
-        for _ in range(rounds):
-            up.done(up.pick())
-
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(p.requests for p in up.peers) == 16 * rounds
-    assert all(p.conns == 0 for p in up.peers)
+    if not two:
+        for _ in range(16 * rounds):
+            ref.done(ref.pick())
+        assert [p.requests for p in fast.peers] == [p.requests for p in ref.peers]
+        assert _source(fast) == _source(ref)
 
 
 # -- the property catches wrong fast paths ----------------------------------------------

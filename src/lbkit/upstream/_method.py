@@ -36,11 +36,13 @@ class Picker(Protocol):
 
     Optional, found by name: ``first(key, addr, now)`` answers the first attempt of a
     plain :meth:`~lbkit.Upstream.pick` from the primary group without request state (take
-    the peer as :func:`~lbkit.upstream.take_first` does, or return ``None`` having changed
-    nothing, for the full ``begin``/``get`` path); ``sync()`` writes back peer fields such a
-    fast path lets lag; ``released(state)`` hears of every connection of a peer ended
-    by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back` (read at each
-    end: ``released = None`` while the picker needs no telling);
+    the peer as :func:`~lbkit.upstream.take_first` does, or return ``None`` for the full
+    ``begin``/``get`` path, having changed nothing, or having made steps of that path that
+    its ``get`` then leaves out: the upstream calls ``get`` for the request it builds next,
+    under the same lock, as ``random`` needs after 21 draws); ``sync()`` writes back peer
+    fields such a fast path lets lag; ``released(state)`` hears of every connection of a
+    peer ended by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back` (read
+    at each end: ``released = None`` while the picker needs no telling);
     ``begins = False`` says ``begin`` does nothing.
     """
 

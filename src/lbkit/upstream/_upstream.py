@@ -610,6 +610,8 @@ class Upstream:
             first = self._members.first
             state = None if self._ramping else first(key_bytes, addr, now)
             if state is None:
+                # (in the same lock hold: first() may have made steps of this get(); see
+                # Picker)
                 return self._get_locked(self._request(self._members, key_bytes, addr))
         finally:
             lock.release()
