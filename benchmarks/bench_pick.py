@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lbkit
+from lbkit.rings._ketama import nginx_ring_table
+from lbkit.upstream import PeerGroup
 
 #: Name of the reference row; ratios are relative to it.
 FLOOR = "floor: random.choice(list)"
@@ -153,23 +155,28 @@ def lookup_loop(
     label: str, servers: list[lbkit.Server], keys: list[str], addrs: list[str]
 ) -> Callable[[], None]:
     """The lookup floor of a hash method: the key (or address) to its server through the
-    method's own table or ring, with no upstream around it (no health, no accounting)."""
+    method's own table or ring, with no upstream around it (no health, no accounting).
+
+    The structures are the ones the method's picker builds, so that ``x lookup`` compares
+    like with like: hash's weight ranges (a bisect over their starts, as
+    ``PeerGroup.peer_at``), ip_hash's table of the peer of each hash
+    (``PeerGroup.peers_by_weight``), and hash consistent's ring with its prefix table
+    (``nginx_ring_table``, whose lookup is mostly one table index).
+    """
     names = [s.address for s in servers]
-    starts = list(itertools.accumulate((s.weight for s in servers), initial=0))[:-1]
-    total = sum(s.weight for s in servers)
-    bisect_right = bisect.bisect_right
     if label == "hash consistent":
-        hashes, owners = lbkit.rings.nginx_ring((s.address, s.weight) for s in servers)
-        bisect_left = bisect.bisect_left
-        crc32 = lbkit.hashing.crc32
-        number = len(hashes)
+        pairs = [(s.address, s.weight) for s in servers]
+        lookup = nginx_ring_table(pairs, names).lookup
 
         def run_ring() -> None:
             for k in keys:
-                owners[bisect_left(hashes, crc32(k.encode())) % number]
+                lookup(k.encode())
 
         return run_ring
     if label == "hash":
+        starts = list(itertools.accumulate((s.weight for s in servers), initial=0))[:-1]
+        total = sum(s.weight for s in servers)
+        bisect_right = bisect.bisect_right
         crc15 = lbkit.hashing.memcached_crc15
 
         def run_table() -> None:
@@ -177,12 +184,14 @@ def lookup_loop(
                 names[bisect_right(starts, crc15(k.encode()) % total) - 1]
 
         return run_table
+    by_hash = PeerGroup.from_servers(servers).peers_by_weight(lbkit.hashing.IP_HASH_MODULUS)
     step = lbkit.hashing.ip_hash_step
     address_bytes = lbkit.hashing.client_address_bytes
+    size = len(by_hash)
 
     def run_ip() -> None:
         for a in addrs:
-            names[bisect_right(starts, step(89, address_bytes(a)) % total) - 1]
+            by_hash[step(89, address_bytes(a)) % size]
 
     return run_ip
 

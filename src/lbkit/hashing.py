@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import operator
 import socket
 import struct
 import zlib
@@ -22,6 +23,7 @@ import mmh3
 from lbkit.errors import InvalidAddressError, KeyTypeError
 
 __all__ = [
+    "IP_HASH_MODULUS",
     "MAX_ADDRESS_TEXT",
     "as_bytes",
     "client_address_bytes",
@@ -133,12 +135,18 @@ def mmh3_64(key: str | bytes, seed: int = 0) -> int:
     return int(mmh3.hash64(key, seed, signed=False)[0])
 
 
+_AF_INET = socket.AF_INET
+_inet_pton = socket.inet_pton
+
+
 def client_address_bytes(client_addr: str | bytes) -> bytes:
     """The bytes nginx's ``ip_hash`` hashes: 3 octets of IPv4, all 16 bytes of IPv6.
 
     Raises :class:`~lbkit.InvalidAddressError` for anything that is not an IP address.
     """
-    if isinstance(client_addr, bytes):
+    if client_addr.__class__ is str:  # the common case first: plain text
+        text: str = client_addr
+    elif isinstance(client_addr, bytes):
         try:
             text = client_addr.decode("ascii")
         except UnicodeDecodeError:
@@ -157,7 +165,7 @@ def client_address_bytes(client_addr: str | bytes) -> bytes:
         )
     # fast path: the C parser for plain dotted-quad and IPv6 text
     try:
-        return socket.inet_pton(socket.AF_INET, text)[:3]
+        return _inet_pton(_AF_INET, text)[:3]
     except (OSError, ValueError):  # ValueError: embedded NUL or lone surrogate
         pass
     if ":" in text and "%" not in text:
@@ -176,8 +184,26 @@ def client_address_bytes(client_addr: str | bytes) -> bytes:
     return address.packed
 
 
+#: nginx's ip_hash works modulo this prime: every hash it makes is below it.
+IP_HASH_MODULUS = 6271
+#: ``113**n % 6271`` for IPv6's 16 bytes, and each byte's multiplier ``113**(15-i) % 6271``.
+_IP_HASH_SHIFT_16 = 113**16 % IP_HASH_MODULUS
+_IP_HASH_WEIGHTS_16 = tuple(113**i % IP_HASH_MODULUS for i in range(15, -1, -1))
+
+
 def ip_hash_step(hash_value: int, addr: bytes) -> int:
-    """One round of nginx's ip_hash: ``hash = (hash * 113 + byte) % 6271`` over ``addr``."""
+    """One round of nginx's ip_hash: ``hash = (hash * 113 + byte) % 6271`` over ``addr``.
+
+    Taken modulo 6271 once at the end, the loop is one sum, ``hash * 113**n +
+    sum(byte_i * 113**(n-1-i))``: computed so for IPv4's 3 bytes and IPv6's 16.
+    """
+    n = len(addr)
+    if n == 3:
+        # 113**3 % 6271 == 567, 113**2 == 12769 (literals: no name lookups per pick)
+        return (hash_value * 567 + addr[0] * 12769 + addr[1] * 113 + addr[2]) % 6271
+    if n == 16:
+        addr_sum: int = sum(map(operator.mul, addr, _IP_HASH_WEIGHTS_16))
+        return (hash_value * _IP_HASH_SHIFT_16 + addr_sum) % IP_HASH_MODULUS
     for byte in addr:
-        hash_value = (hash_value * 113 + byte) % 6271
+        hash_value = (hash_value * 113 + byte) % IP_HASH_MODULUS
     return hash_value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import attrs
@@ -10,7 +10,8 @@ import attrs
 from lbkit.balancers._round_robin import get_round_robin_peer
 from lbkit.errors import ConfigError
 from lbkit.hashing import crc32, memcached_crc15
-from lbkit.rings import MAX_RING_POINTS, nginx_ring
+from lbkit.rings import MAX_RING_POINTS
+from lbkit.rings._ketama import nginx_ring_table
 from lbkit.upstream import (
     MAX_HASH_TRIES,
     PeerGroup,
@@ -70,10 +71,14 @@ class _HashPicker:
 class _ConsistentHashPicker:
     """Runtime side of ``hash KEY consistent``: the ring is built once per membership."""
 
-    hashes: list[int]
     #: The peer owning each point, and once more the first point's (a key past the last
-    #: point wraps to the first: ``owners[bisect_left(hashes, crc32(key))]``).
+    #: point wraps to the first).
     owners: list[PeerState]
+    #: The owner of a key's point: ``owners[bisect_left(points, crc32(key))]`` through the
+    #: ring's prefix table (see :func:`~lbkit.rings.nginx_ring_table`).
+    lookup: Callable[[bytes], PeerState]
+    #: The index of a crc32's point, ``bisect_left(points, crc32)`` (may be the ring size).
+    position: Callable[[int], int]
     #: The group has one peer: nginx then uses round robin's single-peer shortcut.
     single: bool
 
@@ -82,7 +87,8 @@ class _ConsistentHashPicker:
         None otherwise (the full path then runs from the start: nothing was changed)."""
         if self.single or not key:
             return None
-        peer = self.owners[bisect_left(self.hashes, crc32(key))]
+        lookup = self.lookup
+        peer = lookup(key)
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         if peer.effective_weight < peer.weight:
@@ -91,7 +97,8 @@ class _ConsistentHashPicker:
 
     def begin(self, request: RequestState) -> None:
         """Find the first ring point >= crc32(key) (may equal the ring size: it wraps)."""
-        request.hash = bisect_left(self.hashes, crc32(request.key))
+        position = self.position
+        request.hash = position(crc32(request.key))
         request.hash_tries = 0
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
@@ -105,8 +112,8 @@ class _ConsistentHashPicker:
         group = request.group
         if request.hash_tries > MAX_HASH_TRIES or group.single or not request.key:
             return get_round_robin_peer(request, now)
-        number = len(self.hashes)
         owners = self.owners
+        number = len(owners) - 1
         while True:
             peer = owners[request.hash % number]
             if can_take(request, peer, now):
@@ -151,10 +158,8 @@ class Hash:
         """Build the ring for the consistent flavour."""
         if not self.consistent:
             return _HashPicker(primary)
-        hashes, names = nginx_ring(
-            ((p.name, p.weight) for p in primary.peers), max_points=self.max_points
+        peers = primary.peers
+        ring = nginx_ring_table(
+            [(p.name, p.weight) for p in peers], peers, max_points=self.max_points
         )
-        by_name = {p.name: p for p in primary.peers}
-        owners = [by_name[name] for name in names]
-        owners.append(owners[0])
-        return _ConsistentHashPicker(hashes, owners, primary.single)
+        return _ConsistentHashPicker(ring.owners, ring.lookup, ring.position, primary.single)

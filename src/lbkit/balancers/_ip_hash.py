@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import attrs
 
 from lbkit.balancers._round_robin import get_round_robin_peer
-from lbkit.hashing import ip_hash_step
+from lbkit.hashing import IP_HASH_MODULUS, ip_hash_step
 from lbkit.upstream import (
     MAX_HASH_TRIES,
     PeerGroup,
@@ -30,14 +30,17 @@ class _IpHashPicker:
     """Runtime side of :class:`IpHash`."""
 
     group: PeerGroup
+    #: The peer of every hash: ``peer_at(hash % total_weight)`` is
+    #: ``by_hash[hash % len(by_hash)]`` (see :meth:`PeerGroup.peers_by_weight`).
+    by_hash: list[PeerState]
 
     def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """The first probe of :meth:`get` for a plain pick when its peer can take it;
         None otherwise (the full path then runs from the start: nothing was changed)."""
-        group = self.group
-        if group.single:
+        if self.group.single:
             return None
-        peer = group.peer_at(ip_hash_step(START, addr) % group.total_weight)
+        by_hash = self.by_hash
+        peer = by_hash[ip_hash_step(START, addr) % len(by_hash)]
         if peer.blocked_until >= now:  # not available (see PeerState.refresh)
             return None
         return take_first(peer, now)
@@ -52,9 +55,10 @@ class _IpHashPicker:
         if request.hash_tries > MAX_HASH_TRIES or group.single:
             return get_round_robin_peer(request, now)
         hash_value = request.hash
+        by_hash = self.by_hash
         while True:
             hash_value = ip_hash_step(hash_value, request.addr)
-            peer = group.peer_at(hash_value % group.total_weight)
+            peer = by_hash[hash_value % len(by_hash)]
             if can_take(request, peer, now):
                 break
             if hash_tries_exhausted(request):
@@ -73,5 +77,5 @@ class IpHash:
     needs_client_addr = True
 
     def bind(self, primary: PeerGroup) -> _IpHashPicker:
-        """ip_hash needs no precomputed structure."""
-        return _IpHashPicker(primary)
+        """The peer of each hash (at most 6,271 of them: as many as the total weight)."""
+        return _IpHashPicker(primary, primary.peers_by_weight(IP_HASH_MODULUS))

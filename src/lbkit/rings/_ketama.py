@@ -48,6 +48,7 @@ __all__ = [
     "Ketama",
     "nginx_points",
     "nginx_ring",
+    "nginx_ring_table",
     "split_address",
 ]
 
@@ -115,15 +116,59 @@ def nginx_ring(
     flavour, so both give every key the same server.
     """
     pairs = list(servers)
+    points, ranks = _nginx_ranked(pairs, max_points)
+    addresses = [a for a, _ in pairs]
+    return list(points), list(map(addresses.__getitem__, ranks))
+
+
+def nginx_ring_table(
+    servers: Sequence[tuple[str, int]], owners: Sequence[N], *, max_points: int = MAX_RING_POINTS
+) -> _Ring[N]:
+    """:func:`nginx_ring` with :class:`Ketama`'s prefix table, for lookups.
+
+    ``owners[i]`` owns the points of ``servers[i]`` (an upstream's peer, say). The ring's
+    ``lookup(key)`` is the owner of the first point >= crc32(key) (bytes; past the last
+    point, the first), as ``owners[bisect_left(points, crc32(key)) % len(points)]`` but
+    mostly one table index; ``position(crc32(key))`` is that point's index, by a bisect
+    bounded to the table bucket (``len(points)`` past the last point, where ``owners``
+    holds a copy of the first owner). Never changed once built.
+    """
+    points, ranks = _nginx_ranked(servers, max_points)
+    ring: _Ring[N] = _Ring(points, list(map(owners.__getitem__, ranks)), {}, signed=False)
+    _set_lookups(ring, crc32, bisect.bisect_left)
+    return ring
+
+
+def _nginx_ranked(
+    servers: Sequence[tuple[str, int]], max_points: int
+) -> tuple[array[int], array[int]]:
+    """nginx's sorted distinct points, and the index in ``servers`` of each one's server."""
     ring: Ketama[str] = Ketama(flavor="nginx", max_points=max_points)
     # the points alone: no lookup table
-    weights = ring._checked_weights([a for a, _ in pairs], [w for _, w in pairs])
-    return _distinct(*ring._sorted(weights))
+    weights = ring._checked_weights([a for a, _ in servers], [w for _, w in servers])
+    points, ranks = ring._ranked(weights)
+    firsts = _firsts(points)
+    if firsts is None:
+        return points, ranks
+    return (
+        array(points.typecode, compress(points, firsts)),
+        array(ranks.typecode, compress(ranks, firsts)),
+    )
+
+
+def _firsts(points: Sequence[int]) -> list[bool] | None:
+    """Which of the sorted ``points`` are the first of their value; None when all are (one
+    C pass finds that: equal points are rare)."""
+    if not any(map(operator.eq, islice(points, 1, None), points)):
+        return None
+    return [True, *map(operator.ne, islice(points, 1, None), points)]
 
 
 def _distinct(points: Sequence[int], owners: list[N]) -> tuple[list[int], list[N]]:
     """Sorted ``points`` without repeats, and the owner of each (the first, of equal ones)."""
-    firsts = [True, *map(operator.ne, islice(points, 1, None), points)]
+    firsts = _firsts(points)
+    if firsts is None:
+        return list(points), owners[: len(points)]
     return list(compress(points, firsts)), list(compress(owners, firsts))
 
 
@@ -219,7 +264,17 @@ class _Ring(Generic[N]):
     so that Python's negative indexing finds it, ``half`` maps it back for ``starts``).
     """
 
-    __slots__ = ("direct", "half", "lookup", "owners", "points", "shift", "starts", "weights")
+    __slots__ = (
+        "direct",
+        "half",
+        "lookup",
+        "owners",
+        "points",
+        "position",
+        "shift",
+        "starts",
+        "weights",
+    )
 
     def __init__(
         self, points: array[int], owners: list[N], weights: dict[N, int], signed: bool
@@ -230,6 +285,7 @@ class _Ring(Generic[N]):
         self.owners = owners
         self.weights = weights
         self.lookup: Callable[[str | bytes], N]
+        self.position: Callable[[int], int]
         n = len(points)
         if n > _SMALL_TABLE_ABOVE:
             bits, bucket_starts = _SMALL_TABLE_BITS, _starts_by_bisect
@@ -302,6 +358,30 @@ def _lookup_function(
         return node  # type: ignore[return-value]
 
     return lookup
+
+
+def _position_function(ring: _Ring[N], find: Callable[..., int]) -> Callable[[int], int]:
+    """The index of the point a key hash finds on one ring state (``len(points)`` past the
+    last point), by a bisect bounded to the hash's bucket of the prefix table."""
+    points, starts, shift, half = ring.points, ring.starts, ring.shift, ring.half
+
+    def position(h: int) -> int:
+        """The index of the first point >= ``h`` (> ``h`` for libketama)."""
+        j = (h >> shift) + half
+        try:
+            return find(points, h, starts[j], starts[j + 1])
+        except IndexError:
+            raise EmptyRingError("lookup on an empty ring: add a node first") from None
+
+    return position
+
+
+def _set_lookups(
+    ring: _Ring[N], key_hash: Callable[[str | bytes], int], find: Callable[..., int]
+) -> None:
+    """Give one ring state its ``lookup`` and ``position``."""
+    ring.lookup = _lookup_function(ring, key_hash, find)
+    ring.position = _position_function(ring, find)
 
 
 class Ketama(Generic[N]):
@@ -389,20 +469,24 @@ class Ketama(Generic[N]):
         """Every point in ascending order, and its node. ``weights`` lists the nodes in the
         order they were added: of equal points the earlier node comes first (nginx keeps
         the first in configuration order)."""
-        total = sum(weights.values())
+        points, ranks = self._ranked(weights)
         nodes = list(weights)
-        blobs = [self._node_points(n, weights, total) for n in nodes]
-        points, ranks = sort_points(blobs, self._flavor == "fast")
         return points, list(map(nodes.__getitem__, ranks))
+
+    def _ranked(self, weights: dict[N, int]) -> tuple[array[int], array[int]]:
+        """:meth:`_sorted` with each point's node as its index in ``weights``."""
+        total = sum(weights.values())
+        blobs = [self._node_points(n, weights, total) for n in weights]
+        return sort_points(blobs, self._flavor == "fast")
 
     def _build(self, weights: dict[N, int]) -> _Ring[N]:
         return _Ring(*self._sorted(weights), weights, self._flavor == "fast")
 
     def _publish(self, ring: _Ring[N]) -> None:
-        ring.lookup = lookup = _lookup_function(ring, self._hash, self._bisect)
+        _set_lookups(ring, self._hash, self._bisect)
         # Two references, each consistent on its own: a call uses one or the other.
         self._ring = ring
-        self.lookup: Callable[[str | bytes], N] = lookup
+        self.lookup: Callable[[str | bytes], N] = ring.lookup
 
     # -- changing membership ---------------------------------------------------------
 
@@ -487,7 +571,7 @@ class Ketama(Generic[N]):
         if not points:
             raise EmptyRingError("walk on an empty ring: add a node first")
         n = len(points)
-        start = self._bisect(points, self._hash(key)) % n
+        start = ring.position(self._hash(key)) % n
         return (owners[(start + i) % n] for i in range(n))
 
     def distinct_points(self) -> tuple[list[int], list[N]]:

@@ -300,6 +300,16 @@ class PeerGroup:
             self.starts = starts
         return self.peers[bisect.bisect_right(starts, w) - 1]
 
+    def peers_by_weight(self, count: int) -> list[PeerState]:
+        """``[peer_at(w) for w in range(min(count, total_weight))]`` in one pass: each peer
+        as many times as its weight, in config order, cut at ``count`` entries.
+
+        For a method whose hashes are all below ``count``, ``table[h % len(table)]`` is
+        ``peer_at(h % total_weight)`` in O(1) (past ``count`` the modulo changes nothing).
+        """
+        repeats = map(itertools.repeat, self.peers, [p.weight for p in self.peers])
+        return list(itertools.islice(itertools.chain.from_iterable(repeats), count))
+
 
 @attrs.define(slots=True, eq=False)
 class RequestState:
