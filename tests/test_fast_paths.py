@@ -445,16 +445,23 @@ class _OneWeightBuckets(LeastConnBuckets):
 
     __slots__ = ()
 
-    def first(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
-        classes = self._classes
-        if not self._fast or len(classes) < 2:
-            return super().first(key, addr, now)
-        self._classes = [min(classes, key=lambda c: c.low / c.weight)]
-        try:
-            return super().first(key, addr, now)
-        finally:
-            if self._fast:
-                self._classes = list(self._by_weight.values())
+    def _tie(self) -> list[Any]:
+        tied = super()._tie()
+        del tied[1:]  # (the list the buckets keep)
+        return tied
+
+
+class _StaleTieBuckets(LeastConnBuckets):
+    """Broken: the tie set kept between picks is not found again when an ended connection
+    makes a lower bucket (the peer that now has the fewest connections is passed over)."""
+
+    __slots__ = ()
+
+    def released(self, state: PeerState) -> None:
+        tied = self._tied
+        super().released(state)
+        if self._fast and tied is not None and all(bucket.live for bucket in tied):
+            self._tied = tied
 
 
 class _ProbeBlindUpstream(lbkit.Upstream):
@@ -498,6 +505,12 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
     "least_conn with ties within one weight only": (
         lambda: Rebound(
             lbkit.LeastConn(), lambda g: LeastConnPicker(g, get_least_conn_peer, _OneWeightBuckets)
+        ),
+        scan_least_conn,
+    ),
+    "least_conn keeping its tie set when a lower bucket fills": (
+        lambda: Rebound(
+            lbkit.LeastConn(), lambda g: LeastConnPicker(g, get_least_conn_peer, _StaleTieBuckets)
         ),
         scan_least_conn,
     ),

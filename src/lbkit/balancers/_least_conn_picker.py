@@ -8,18 +8,19 @@ on equal ones) and gives back the tied total. A single best peer changes no weig
 
 :class:`LeastConnBuckets` keeps the peers in buckets, one per (weight, connection count),
 so the tie set is the lowest bucket of each weight whose ``conns / weight`` is the
-minimum: a scan over the distinct weights, not the peers. Inside a bucket every peer
-gains the same weight at each step, so a member's current weight is stored as an offset
-from ``weight * ticks`` (the bucket's steps) and a heap of offsets gives the bucket's
-winner in O(log n). A weight's lowest non-empty bucket is looked for again only when it
-empties (among that weight's buckets: one per distinct connection count). While every peer
-is idle, :class:`LeastConnPicker` answers from round robin's precomputed order instead.
+minimum: a scan over the distinct weights, not the peers, and only when one of those
+lowest buckets changes (it is kept between picks). Inside a bucket every peer gains the
+same weight at each step, so a member's current weight is stored relative to the
+bucket's steps and a heap gives the bucket's winner in O(log n). A pick moves the winner
+one bucket up and the end of a connection one bucket down, along links between the
+buckets of a weight. While every peer is idle, :class:`LeastConnPicker` answers from
+round robin's precomputed order instead.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
+from heapq import heapify, heappop, heappush
 
 from lbkit.balancers._round_robin import SmoothPicker
 from lbkit.upstream import AVAILABLE, PeerGroup, PeerState, RequestState
@@ -33,37 +34,61 @@ Scan = Callable[[RequestState, int], PeerState | None]
 class _Bucket:
     """The candidates of one weight with one connection count.
 
-    A member's current weight is its offset (``LeastConnBuckets._offset``) plus
-    ``weight * ticks``. ``heap`` holds ``(-offset, index, seq)``: the largest current
-    weight, then the first in configuration order, on top; entries whose ``seq`` is no
-    longer the peer's are stale (the peer moved) and skipped.
+    A member's current weight is ``weight * ticks - key``, ``(key, index)`` being its
+    heap entry: the largest current weight, then the first in configuration order, on
+    top. An entry that is no longer its peer's (``LeastConnBuckets._entry``) is stale
+    (the peer moved) and skipped. ``down`` and ``up`` are the buckets of the same weight
+    with one connection fewer and one more (``up``: None until a peer gets there).
     """
 
-    __slots__ = ("conns", "heap", "live", "ticks", "weight")
+    __slots__ = ("conns", "down", "heap", "live", "owner", "ticks", "up", "weight")
 
-    def __init__(self, weight: int, conns: int) -> None:
-        self.weight = weight
+    def __init__(self, owner: _WeightClass, conns: int, down: _Bucket | None) -> None:
+        self.owner = owner
+        self.weight = owner.weight
         self.conns = conns
         self.ticks = 0
         self.live = 0
-        self.heap: list[tuple[int, int, int]] = []
+        self.heap: list[tuple[int, int]] = []
+        self.down = down
+        self.up: _Bucket | None = None
 
 
 class _WeightClass:
-    """The candidates of one weight, by connection count; ``low`` is the smallest count
-    of a non-empty bucket."""
+    """The candidates of one weight: a bucket for every connection count from 0 up to
+    the largest reached since the buckets started (so bounded by the connections held);
+    ``low`` is the smallest count of a non-empty bucket (-1: none)."""
 
     __slots__ = ("buckets", "low", "weight")
 
     def __init__(self, weight: int) -> None:
         self.weight = weight
-        self.buckets: dict[int, _Bucket] = {}
+        self.buckets: list[_Bucket] = []
         self.low = 0
+
+    def at(self, conns: int) -> _Bucket:
+        """The bucket of ``conns`` connections, made (with those below it) if missing."""
+        buckets = self.buckets
+        while len(buckets) <= conns:
+            below = buckets[-1] if buckets else None
+            bucket = _Bucket(self, len(buckets), below)
+            if below is not None:
+                below.up = bucket
+            buckets.append(bucket)
+        return buckets[conns]
+
+    def lowest(self) -> int:
+        """The smallest count of a non-empty bucket (-1: every bucket is empty)."""
+        return next((b.conns for b in self.buckets if b.live), -1)
+
+
+#: The entry of a peer in no bucket (down, full, or not a candidate).
+_NO_ENTRY = (0, -1)
 
 
 class LeastConnBuckets:
     """least_conn's fast path once connections are held: nginx's choice in
-    O(distinct weights + log n).
+    O(distinct weights + log n), O(log n) while the tie set's buckets stay the lowest.
 
     It runs while every peer is down (never a candidate), full (``max_conns`` reached:
     out of the buckets until one of its connections ends) or available with no time limit
@@ -76,11 +101,11 @@ class LeastConnBuckets:
     __slots__ = (
         "_by_weight",
         "_classes",
+        "_entry",
         "_fast",
         "_group",
-        "_offset",
         "_peers",
-        "_seq",
+        "_tied",
         "_where",
     )
 
@@ -90,9 +115,12 @@ class LeastConnBuckets:
         self._fast = False
         self._classes: list[_WeightClass] = []
         self._by_weight: dict[int, _WeightClass] = {}
+        #: Each peer's bucket (None: in none) and heap entry (``_NO_ENTRY``: none).
         self._where: list[_Bucket | None] = []
-        self._offset: list[int] = []
-        self._seq: list[int] = []
+        self._entry: list[tuple[int, int]] = []
+        #: The buckets whose peers tie for the pick (None: to be found again, as the
+        #: lowest bucket of a weight changed).
+        self._tied: list[_Bucket] | None = None
 
     @property
     def fast(self) -> bool:
@@ -103,57 +131,80 @@ class LeastConnBuckets:
         """nginx's choice for a first attempt, taken; None when the fast path is off."""
         if not self._fast:
             return None
-        classes = self._classes
-        if len(classes) == 1:
-            cls = classes[0]
-            tied = [cls.buckets[cls.low]]
-        else:
-            tied = []
-            best_conns = best_weight = 0
-            for cls in classes:
-                conns = cls.low
-                weight = cls.weight
-                if not tied or conns * best_weight < best_conns * weight:
-                    tied = [cls.buckets[conns]]
-                    best_conns, best_weight = conns, weight
-                elif conns * best_weight == best_conns * weight:
-                    tied.append(cls.buckets[conns])
+        tied = self._tied
+        if tied is None:
+            tied = self._tie()
             if not tied:
-                return None  # every peer is down
-        seq = self._seq
-        offset = self._offset
-        winner: _Bucket | None = None
-        best_cw = best_index = 0
-        many = len(tied) > 1 or tied[0].live > 1
-        total = 0
-        for bucket in tied:
+                return None  # every peer is down or full
+        entry = self._entry
+        if len(tied) == 1:
+            bucket = tied[0]
             heap = bucket.heap
-            while heap[0][2] != seq[heap[0][1]]:
-                heapq.heappop(heap)
-            if many:
-                bucket.ticks += 1
-                total += bucket.weight * bucket.live
-            index = heap[0][1]
-            cw = offset[index] + bucket.weight * bucket.ticks
-            if winner is None or cw > best_cw or (cw == best_cw and index < best_index):
-                winner, best_cw, best_index = bucket, cw, index
-        assert winner is not None
-        heapq.heappop(winner.heap)
-        self._remove(best_index, winner)
-        cw = best_cw - total
+            top = heap[0]
+            index = top[1]
+            while entry[index] is not top:
+                heappop(heap)
+                top = heap[0]
+                index = top[1]
+            live = bucket.live
+            weight = bucket.weight
+            if live == 1:  # a single best peer: no weight changes
+                cw = weight * bucket.ticks - top[0]
+            else:
+                ticks = bucket.ticks = bucket.ticks + 1
+                cw = weight * (ticks - live) - top[0]  # minus the tied total
+        else:
+            bucket = tied[0]
+            index = -1
+            best_cw = total = 0
+            for tie in tied:
+                heap = tie.heap
+                top = heap[0]
+                i = top[1]
+                while entry[i] is not top:
+                    heappop(heap)
+                    top = heap[0]
+                    i = top[1]
+                weight = tie.weight
+                ticks = tie.ticks = tie.ticks + 1
+                total += weight * tie.live
+                cw = weight * ticks - top[0]
+                if index < 0 or cw > best_cw or (cw == best_cw and i < index):
+                    bucket, best_cw, index = tie, cw, i
+            heap = bucket.heap
+            live = bucket.live
+            weight = bucket.weight
+            cw = best_cw - total
+        heappop(heap)  # the winner's entry
+        bucket.live = live - 1
+        if live == 1:
+            heap.clear()  # only stale entries are left
+            self._tied = None  # (the winner's weight has a new lowest bucket)
         # take_first(), for a peer available with no time limit.
-        peer = self._peers[best_index]
+        peer = self._peers[index]
         peer.conns += 1
-        if now - peer.checked > peer.fail_timeout:
+        server = peer.server
+        if now - peer.checked > server.fail_timeout:
             peer.checked = now
-        if peer.max_conns:
+        if server.max_conns:
             peer.refresh()
             if peer.blocked_until != AVAILABLE:
                 # Full: out of the buckets, its current weight kept on the peer.
                 peer.current_weight = cw
-                self._where[best_index] = None
+                self._where[index] = None
+                entry[index] = _NO_ENTRY
+                if live == 1:
+                    bucket.owner.low = bucket.owner.lowest()
                 return peer
-        self._insert(best_index, winner.weight, winner.conns + 1, cw)
+        up = bucket.up
+        if up is None:
+            up = bucket.owner.at(bucket.conns + 1)
+        entry[index] = e = (weight * up.ticks - cw, index)
+        heappush(up.heap, e)
+        up.live += 1
+        self._where[index] = up
+        if live == 1:
+            bucket.owner.low = up.conns
         return peer
 
     def released(self, state: PeerState) -> None:
@@ -162,60 +213,110 @@ class LeastConnBuckets:
         if not self._fast:
             return
         index = state.index
-        peers = self._peers
-        if index >= len(peers) or peers[index] is not state or state.down:
-            return  # not a candidate of this group (down, a backup, an older membership's)
-        bucket = self._where[index]
+        where = self._where
+        if index >= len(where) or self._peers[index] is not state:
+            return  # not a candidate of this group (a backup, an older membership's)
+        bucket = where[index]
+        if bucket is None or state.conns != bucket.conns - 1 or state.blocked_until != AVAILABLE:
+            self._released_other(state, bucket)
+            return
+        # One connection fewer: one bucket down.
+        entry = self._entry
+        weight = bucket.weight
+        cw = weight * bucket.ticks - entry[index][0]
+        live = bucket.live = bucket.live - 1
+        heap = bucket.heap
+        if not live:
+            heap.clear()
+        elif len(heap) > 2 * live + 8:
+            self._compact(bucket)
+        down = bucket.down
+        assert down is not None  # (conns >= 0)
+        entry[index] = e = (weight * down.ticks - cw, index)
+        heappush(down.heap, e)
+        down.live += 1
+        where[index] = down
+        owner = bucket.owner
+        if down.conns < owner.low:
+            owner.low = down.conns
+            self._tied = None
+
+    def _released_other(self, state: PeerState, bucket: _Bucket | None) -> None:
+        """:meth:`released` for any other change: a full peer no longer full, another
+        connection count, a peer out for a time."""
+        if state.down:
+            return  # never a candidate
         if state.blocked_until != AVAILABLE:
             if not state.is_full():
                 self.sync()  # out for a time (cannot happen without a failure, which syncs)
             return
+        index = state.index
         if bucket is None:  # no longer full
-            self._insert(index, state.weight, state.conns, state.current_weight)
-        elif bucket.conns != state.conns:
-            self._insert(index, bucket.weight, state.conns, self._remove(index, bucket))
+            cw = state.current_weight
+        elif bucket.conns == state.conns:
+            return
+        else:
+            cw = self._remove(index, bucket)
+        self._insert(index, state.weight, state.conns, cw)
+
+    def _compact(self, bucket: _Bucket) -> None:
+        """Drop the stale entries of ``bucket``'s heap (more than half of it)."""
+        entry = self._entry
+        heap = bucket.heap = [e for e in bucket.heap if entry[e[1]] is e]
+        heapify(heap)
 
     def _remove(self, index: int, bucket: _Bucket) -> int:
         """Take peer ``index`` out of ``bucket`` (its heap entry is left stale); its
         current weight."""
-        weight = bucket.weight
-        cw = self._offset[index] + weight * bucket.ticks
-        self._seq[index] += 1
-        bucket.live -= 1
-        cls = self._by_weight[weight]
-        if not bucket.live:
-            buckets = cls.buckets
-            del buckets[bucket.conns]
-            if not buckets:
-                del self._by_weight[weight]
-                self._classes.remove(cls)
-            elif bucket.conns == cls.low:
-                cls.low = min(buckets)
-        elif len(bucket.heap) > 2 * bucket.live + 8:
-            seq = self._seq
-            bucket.heap = [e for e in bucket.heap if e[2] == seq[e[1]]]
-            heapq.heapify(bucket.heap)
+        entry = self._entry
+        cw = bucket.weight * bucket.ticks - entry[index][0]
+        entry[index] = _NO_ENTRY
+        self._where[index] = None
+        live = bucket.live = bucket.live - 1
+        if not live:
+            bucket.heap.clear()
+            owner = bucket.owner
+            if bucket.conns == owner.low:
+                owner.low = owner.lowest()
+                self._tied = None
+        elif len(bucket.heap) > 2 * live + 8:
+            self._compact(bucket)
         return cw
 
     def _insert(self, index: int, weight: int, conns: int, cw: int) -> None:
         """Put peer ``index`` into its weight's bucket of ``conns``, with current weight
         ``cw``."""
-        cls = self._by_weight.get(weight)
-        if cls is None:
-            cls = self._by_weight[weight] = _WeightClass(weight)
-            cls.low = conns
-            self._classes.append(cls)
-        buckets = cls.buckets
-        target = buckets.get(conns)
-        if target is None:
-            target = buckets[conns] = _Bucket(weight, conns)
-            if conns < cls.low:
-                cls.low = conns
-        off = cw - weight * target.ticks
-        self._offset[index] = off
-        heapq.heappush(target.heap, (-off, index, self._seq[index]))
+        owner = self._by_weight.get(weight)
+        if owner is None:
+            owner = self._by_weight[weight] = _WeightClass(weight)
+            owner.low = -1
+            self._classes.append(owner)
+        target = owner.at(conns)
+        self._entry[index] = e = (weight * target.ticks - cw, index)
+        heappush(target.heap, e)
         target.live += 1
         self._where[index] = target
+        if owner.low < 0 or conns < owner.low:
+            owner.low = conns
+            self._tied = None
+
+    def _tie(self) -> list[_Bucket]:
+        """The buckets whose peers tie for the next pick (the lowest of each weight whose
+        ``conns / weight`` is the minimum), kept in :attr:`_tied` when there are any."""
+        tied: list[_Bucket] = []
+        best_conns = best_weight = 0
+        for owner in self._classes:
+            conns = owner.low
+            if conns < 0:
+                continue  # every peer of this weight is full
+            weight = owner.weight
+            if not tied or conns * best_weight < best_conns * weight:
+                tied = [owner.buckets[conns]]
+                best_conns, best_weight = conns, weight
+            elif conns * best_weight == best_conns * weight:
+                tied.append(owner.buckets[conns])
+        self._tied = tied or None
+        return tied
 
     def start(self) -> None:
         """Build the buckets when every peer allows the fast path (see the class
@@ -235,29 +336,27 @@ class LeastConnBuckets:
                 return
         classes: dict[int, _WeightClass] = {}
         where: list[_Bucket | None] = [None] * len(peers)
-        offset = [0] * len(peers)
+        entry = [_NO_ENTRY] * len(peers)
         for i, p in enumerate(peers):
             if p.blocked_until != AVAILABLE:
                 continue  # down or full
-            cls = classes.get(p.weight)
-            if cls is None:
-                cls = classes[p.weight] = _WeightClass(p.weight)
-            bucket = cls.buckets.get(p.conns)
-            if bucket is None:
-                bucket = cls.buckets[p.conns] = _Bucket(p.weight, p.conns)
-            bucket.heap.append((-p.current_weight, i, 0))
+            owner = classes.get(p.weight)
+            if owner is None:
+                owner = classes[p.weight] = _WeightClass(p.weight)
+            bucket = owner.at(p.conns)
+            entry[i] = e = (-p.current_weight, i)
+            bucket.heap.append(e)
             bucket.live += 1
-            offset[i] = p.current_weight
             where[i] = bucket
-        for cls in classes.values():
-            cls.low = min(cls.buckets)
-            for bucket in cls.buckets.values():
-                heapq.heapify(bucket.heap)
+        for owner in classes.values():
+            owner.low = owner.lowest()
+            for bucket in owner.buckets:
+                heapify(bucket.heap)
         self._classes = list(classes.values())
         self._by_weight = classes
         self._where = where
-        self._offset = offset
-        self._seq = [0] * len(peers)
+        self._entry = entry
+        self._tied = None
         self._fast = True
 
     def sync(self) -> None:
@@ -265,15 +364,14 @@ class LeastConnBuckets:
         if not self._fast:
             return
         self._fast = False
-        offset = self._offset
-        for p, bucket, off in zip(self._peers, self._where, offset, strict=True):
+        for p, bucket, e in zip(self._peers, self._where, self._entry, strict=True):
             if bucket is not None:
-                p.current_weight = off + bucket.weight * bucket.ticks
+                p.current_weight = bucket.weight * bucket.ticks - e[0]
         self._classes = []
         self._by_weight = {}
         self._where = []
-        self._offset = []
-        self._seq = []
+        self._entry = []
+        self._tied = None
 
 
 class LeastConnPicker(SmoothPicker):
