@@ -58,6 +58,12 @@ def check_first_equals_get(
     check_fast_path_equals_scan(fast, ref, configs, ops, 0, after_each=_same_peers_and_draws)
 
 
+def _still() -> float:
+    """One clock for both upstreams compared, standing still: their peers' ``checked``
+    seconds cannot differ because a second ended between two picks."""
+    return 1_000_000.0
+
+
 def _methods(two: bool, seed: int) -> tuple[lbkit.Method, lbkit.Method]:
     """``random [two least_conn]`` with ``seed``, and the same answering by get() alone."""
     method = lbkit.Random(two=two, least_conn=two, seed=seed)
@@ -145,7 +151,7 @@ def test_inline_draws_are_randrange_over_the_total_weight(
     more): the fast path's draws (``getrandbits`` inline) are exactly
     ``randrange(total)``'s."""
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=w) for i, w in enumerate(weights)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(two, seed))
+    fast, ref = (lbkit.Upstream(servers, m, clock=_still) for m in _methods(two, seed))
     for _ in range(40):
         peers = [fast.pick(), ref.pick()]
         assert peers[0].name == peers[1].name
@@ -160,7 +166,7 @@ def test_inline_draws_are_randrange_over_the_total_weight(
 def test_weights_past_the_table_take_the_full_path() -> None:
     weights = [MAX_FAST_PERIOD // 2, MAX_FAST_PERIOD // 2 + 1]
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=w) for i, w in enumerate(weights)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(True, 9))
+    fast, ref = (lbkit.Upstream(servers, m, clock=_still) for m in _methods(True, 9))
     for _ in range(20):
         peers = [fast.pick(), ref.pick()]
         assert peers[0].name == peers[1].name
@@ -177,7 +183,7 @@ def test_draws_run_out_then_round_robin_answers_as_the_full_path(
     second round of draws)."""
     servers = [lbkit.Server("10.0.0.1:80", weight=down, down=True)]
     servers += [lbkit.Server(f"10.0.0.{i + 2}:80") for i in range(live)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(two, 11))
+    fast, ref = (lbkit.Upstream(servers, m, clock=_still) for m in _methods(two, 11))
     paths = set()
     for _ in range(60):
         peers = [fast.pick(), ref.pick()]
@@ -193,7 +199,7 @@ def test_draws_run_out_then_round_robin_answers_as_the_full_path(
 @pytest.mark.parametrize("two", [False, True])
 def test_no_live_peer_draws_once_as_the_full_path(two: bool) -> None:
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=i + 1, max_conns=1) for i in range(3)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(two, 12))
+    fast, ref = (lbkit.Upstream(servers, m, clock=_still) for m in _methods(two, 12))
     held = [[up.pick() for _ in range(3)] for up in (fast, ref)]
     assert [p.name for p in held[0]] == [p.name for p in held[1]]
     for _ in range(3):
@@ -222,7 +228,9 @@ def test_sticky_random_fast_path_equals_full_path(
     picks with and without hints, some held: the same peers, fields and draws."""
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", **c) for i, c in enumerate(configs)]
     sticky = Sticky("cookie", cookie="srv")
-    ups = [lbkit.Upstream(servers, StickyMethod(m, sticky)) for m in _methods(two, seed)]
+    ups = [
+        lbkit.Upstream(servers, StickyMethod(m, sticky), clock=_still) for m in _methods(two, seed)
+    ]
     held: list[list[lbkit.upstream.Peer]] = [[], []]
     for target, hold in picks:
         hint = None if target < 0 else sticky.sid(servers[target % len(servers)].address)
@@ -252,7 +260,7 @@ def test_random_fast_path_from_16_threads(two: bool) -> None:
     interleave, the peers get exactly the requests of as many picks in one thread, and the
     source ends alike (``two`` compares connections, which the other threads change)."""
     servers = [lbkit.Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(48)]
-    fast, ref = (lbkit.Upstream(servers, m) for m in _methods(two, 13))
+    fast, ref = (lbkit.Upstream(servers, m, clock=_still) for m in _methods(two, 13))
     rounds = 300
 
     def work() -> None:
