@@ -599,18 +599,37 @@ def _no_leading_key_ends_so(router: Router) -> None:
     router._first.head_chars = frozenset()
 
 
-@pytest.mark.parametrize("breaking", [_label_chars_with_uppercase, _no_leading_key_ends_so])
+@st.composite
+def crossing_wildcards(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    """Names with a leading and a trailing wildcard (and others), and hosts including one
+    both match: nginx takes the leading one, which a fast path that skips leading keys
+    gets wrong. (RAW_WILD_NAMES makes such a pair in only a few examples in a hundred.)"""
+    lead, tail = draw(RAW_WILD_CORES), draw(RAW_WILD_CORES)
+    names = ["*." + ".".join(lead), ".".join(tail) + ".*", *draw(RAW_WILD_NAMES)]
+    hosts = [".".join(tail) + "." + ".".join(lead), *draw(RAW_HOSTS)]
+    return names, hosts
+
+
+@pytest.mark.parametrize(
+    ("breaking", "cases"),
+    [
+        (_label_chars_with_uppercase, st.tuples(RAW_WILD_NAMES, RAW_HOSTS)),
+        (_no_leading_key_ends_so, crossing_wildcards()),
+    ],
+)
 def test_raw_wildcard_property_fails_for_a_broken_fast_path(
-    breaking: Callable[[Router], None], monkeypatch: pytest.MonkeyPatch
+    breaking: Callable[[Router], None],
+    cases: st.SearchStrategy[tuple[list[str], list[str]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import lbkit.routing._router as module
 
     monkeypatch.setattr(module, "CLEAN_LABEL_CHARS", CLEAN_LABEL_CHARS)
 
     @settings(max_examples=2_000, deadline=None, phases=[Phase.generate])
-    @given(RAW_WILD_NAMES, RAW_HOSTS)
-    def prop(names: list[str], hosts: list[str]) -> None:
-        check_raw_wildcards_equal_reference(names, hosts, breaking)
+    @given(cases)
+    def prop(case: tuple[list[str], list[str]]) -> None:
+        check_raw_wildcards_equal_reference(*case, breaking)
 
     with pytest.raises(AssertionError):
         prop()
