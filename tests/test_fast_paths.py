@@ -627,3 +627,24 @@ def test_least_conn_on_idle_intact_peers_answers_from_round_robins_order() -> No
         assert peer.request is None  # no request state: the request-free path
         assert up._members.picker.fast  # type: ignore[attr-defined]
         up.done(peer)
+
+
+def test_least_conn_upstream_calls_the_part_that_answers() -> None:
+    """The upstream calls least_conn's answering part itself (one call a pick): the idle
+    order's first() while every peer is idle, the buckets' once connections are held, and
+    the buckets' again when the scan restarts them after a sync."""
+    servers = [lbkit.Server(f"10.0.0.{i}:80", weight=1 + i % 3) for i in range(1, 5)]
+    up = lbkit.Upstream(servers, lbkit.LeastConn())
+    members = up._members
+    picker: Any = members.picker
+    assert members.first == picker.first
+    held = [up.pick() for _ in range(3)]
+    assert members.first == picker._buckets.first
+    for peer in held:
+        up.done(peer)
+    assert [p.conns for p in up.peers] == [0, 0, 0, 0]  # (a read of the peers syncs)
+    assert not picker._buckets.fast
+    for _ in range(len(servers)):
+        up.done(up.pick())  # nginx's scan, then the buckets start again
+    assert picker._buckets.fast
+    assert members.first == picker._buckets.first

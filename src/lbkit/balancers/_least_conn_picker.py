@@ -30,6 +30,14 @@ __all__ = ["LeastConnBuckets", "LeastConnPicker"]
 #: nginx's scan: the picker's answer whenever the fast path is off.
 Scan = Callable[[RequestState, int], PeerState | None]
 
+#: An answer for a plain pick's first attempt (``first(key, addr, now)``; None: the full
+#: path answers).
+First = Callable[[bytes, bytes, int], PeerState | None]
+
+
+def _tell_nobody(first: First) -> None:
+    """What :class:`LeastConnPicker` tells until an upstream asks (see ``publish_first``)."""
+
 
 class _Bucket:
     """The candidates of one weight with one connection count.
@@ -386,7 +394,7 @@ class LeastConnPicker(SmoothPicker):
     order is tried again, then the buckets.
     """
 
-    __slots__ = ("_buckets", "released")
+    __slots__ = ("_buckets", "_publish", "released")
 
     #: The buckets answer :meth:`first` while the idle order is off.
     _first_when_off = True
@@ -404,6 +412,9 @@ class LeastConnPicker(SmoothPicker):
         #: None while they do not (the idle order and the scan need no telling), so that
         #: the upstream calls nothing. Set by :meth:`_buckets_start`, unset by :meth:`sync`.
         self.released: Callable[[PeerState], None] | None = None
+        #: Tells the upstream which method answers a first attempt from now on (see
+        #: :meth:`publish_first`); nothing until it asks.
+        self._publish: Callable[[First], None] = _tell_nobody
         # decide now (round robin's picker waits for its first pick): first() takes the
         # idle order only while it is on
         self.start()
@@ -426,12 +437,25 @@ class LeastConnPicker(SmoothPicker):
         buckets.start()
         if buckets.fast:
             self.released = buckets.released
+            self._publish(buckets.first)
+
+    def publish_first(self, publish: Callable[[First], None]) -> None:
+        """Call ``publish`` with the method that answers a first attempt, now and whenever
+        another one takes over: the buckets' :meth:`~LeastConnBuckets.first` from the
+        moment they start, this picker's :meth:`first` (the idle order) when that starts
+        again. The upstream calls it directly (one call a pick, not three); while the
+        buckets are stopped their method answers None, and the full path's :meth:`get`
+        sorts the picker out."""
+        self._publish = publish
+        publish(self._buckets.first if self._buckets.fast else self.first)
 
     def start(self) -> None:
         """Switch to the idle order if every peer allows it, else to the buckets if they
         allow it (see :class:`LeastConnBuckets`)."""
         self._try_fast()  # also counts len(peers) picks down again
-        if not self._fast:
+        if self._fast:
+            self._publish(self.first)
+        else:
             self._buckets_start()
 
     def sync(self) -> None:

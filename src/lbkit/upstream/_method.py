@@ -43,6 +43,9 @@ class Picker(Protocol):
     fields such a fast path lets lag; ``released(state)`` hears of every connection of a
     peer ended by :meth:`~lbkit.Upstream.done` or :meth:`~lbkit.Upstream.give_back` (read
     at each end: ``released = None`` while the picker needs no telling);
+    ``publish_first(publish)`` is called once with a function the picker calls with the
+    callable the upstream should use as ``first`` from then on (least_conn: its idle
+    order's ``first`` or its buckets', so that a pick makes one call);
     ``begins = False`` says ``begin`` does nothing.
     """
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from functools import partial
 from math import trunc
 from typing import Protocol, cast
 
@@ -87,6 +88,12 @@ class _Membership:
         self.first: Callable[[bytes, bytes, int], PeerState | None] = (
             _no_first if self.timer is not None else getattr(picker, "first", _no_first)
         )
+        # A picker whose first attempts are answered by one part or another as its state
+        # changes (least_conn: round robin's order while idle, its buckets once connections
+        # are held) sets ``first`` to the part that answers, so that a pick makes one call.
+        publish = getattr(picker, "publish_first", None)
+        if publish is not None and self.timer is None:
+            publish(partial(setattr, self, "first"))
         self.generation = generation
         backup = primary.backup
         self._by_name: dict[str, PeerState] | None = None
