@@ -290,6 +290,21 @@ held_scenario = {
     "warm": st.integers(0, 30),
 }
 
+#: Long runs of held picks and ends of connections in any order, as a busy server sees:
+#: some peers stay busy while others come and go through the same connection counts, so
+#: least_conn's buckets fill with stale heap entries and compact them, and emptied
+#: buckets are used again.
+churn_op_st = st.one_of(
+    st.tuples(st.just("pick"), st.just(True), st.integers(0, 3)),
+    st.tuples(st.just("done"), st.integers(0, 40), st.just("ok")),
+)
+
+churn_scenario = {
+    "configs": st.lists(held_server_st, min_size=2, max_size=12),
+    "ops": st.lists(churn_op_st, min_size=100, max_size=300),
+    "warm": st.just(0),
+}
+
 
 #: Runs of failures, clock steps and picks: a success after a failure and a fail_timeout,
 #: which ends the probe and forgets the failures, comes up often (on the fast paths too).
@@ -319,6 +334,14 @@ def test_fast_path_ends_fail_timeout_probes_as_nginx_scan(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(**held_scenario)
 def test_least_conn_fast_path_with_held_connections_equals_nginx_scan(
+    configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
+) -> None:
+    check_fast_path_equals_scan(lbkit.LeastConn(), scan_least_conn(), configs, ops, warm)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**churn_scenario)
+def test_least_conn_fast_path_with_churning_connections_equals_nginx_scan(
     configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
 ) -> None:
     check_fast_path_equals_scan(lbkit.LeastConn(), scan_least_conn(), configs, ops, warm)
@@ -464,6 +487,19 @@ class _StaleTieBuckets(LeastConnBuckets):
             self._tied = tied
 
 
+class _DriftingCompactBuckets(LeastConnBuckets):
+    """Broken: compacting a bucket's heap (dropping its stale entries) takes one from the
+    current weight of every peer left in it."""
+
+    __slots__ = ()
+
+    def _compact(self, bucket: Any) -> None:
+        super()._compact(bucket)
+        bucket.heap = [(key + 1, index) for key, index in bucket.heap]
+        for entry in bucket.heap:
+            self._entry[entry[1]] = entry
+
+
 class _ProbeBlindUpstream(lbkit.Upstream):
     """Broken: done() ends every request-free success inline, also the one that ends a
     fail_timeout probe (its peer's failures are then never forgotten)."""
@@ -514,6 +550,13 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
         ),
         scan_least_conn,
     ),
+    "least_conn compacting a heap with drift": (
+        lambda: Rebound(
+            lbkit.LeastConn(),
+            lambda g: LeastConnPicker(g, get_least_conn_peer, _DriftingCompactBuckets),
+        ),
+        scan_least_conn,
+    ),
     "least_conn ignoring busy peers": (
         lambda: Rebound(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
         scan_least_conn,
@@ -545,7 +588,9 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     else:
         fast, ref = BROKEN[name]
     scenario_st = (
-        held_scenario
+        churn_scenario
+        if name.startswith("least_conn compacting")
+        else held_scenario
         if name.startswith("least_conn")
         else probe_scenario
         if name in BROKEN_UPSTREAMS
