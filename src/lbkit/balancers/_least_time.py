@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
+from lbkit.balancers._least_time_buckets import BUCKET_MS, RT_CAP_MS, LeastTimeBuckets
 from lbkit.balancers._round_robin import switch_to_backup
 from lbkit.errors import ConfigError
 from lbkit.upstream import (
@@ -42,11 +43,6 @@ from lbkit.upstream import (
 __all__ = ["LeastTime", "LeastTimeMode", "StickyLookup", "eta"]
 
 LeastTimeMode = Literal["header", "last_byte"]
-
-#: Above this many milliseconds every time is equally bad (nginx's ``rt > 5000``).
-RT_CAP_MS = 5000
-#: Times are compared in buckets of this many milliseconds (``rt += 20 - rt % 20``).
-BUCKET_MS = 20
 
 #: Finds the peer a request's sticky hint names in its current group, if usable.
 StickyLookup = Callable[[RequestState, int], PeerState | None]
@@ -75,20 +71,49 @@ def _msec(seconds: float) -> int:
 
 
 class _LeastTimePicker:
-    """Runtime side of :class:`LeastTime`: nginx's ``get``, ``notify`` and ``free``."""
+    """Runtime side of :class:`LeastTime`: nginx's ``get``, ``notify`` and ``free``.
 
-    __slots__ = ("_clock", "_header", "_hints", "_inflight", "_notify")
+    A request's first attempt from the primary group is answered by the buckets of
+    :class:`~lbkit.balancers._least_time_buckets.LeastTimeBuckets` while they run (no
+    sticky hints); anything else, or a pick they cannot answer, by nginx's scan, after
+    :meth:`sync`. Every ``len(peers)`` scans the buckets are tried again.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_countdown",
+        "_group",
+        "_header",
+        "_hints",
+        "_inflight",
+        "_notify",
+        "released",
+    )
 
     #: :meth:`begin` does nothing: the upstream may skip it.
     begins = False
 
-    def __init__(self, method: LeastTime, primary: PeerGroup) -> None:
+    def __init__(
+        self,
+        method: LeastTime,
+        primary: PeerGroup,
+        buckets: type[LeastTimeBuckets] = LeastTimeBuckets,
+    ) -> None:
         self._header = method.mode == "header"
         self._inflight = method.inflight
         # nginx installs its notify handler only with ``inflight``; it acts in header mode
         self._notify = method.inflight and self._header
         self._clock: Callable[[], float] = time.monotonic
         self._hints: StickyLookup | None = None
+        self._group = primary
+        self._buckets = buckets(primary, self._header, self._inflight, eta)
+        #: Scans left before the buckets are tried again (the first scan tries them).
+        self._countdown = 0
+        #: A peer's connections or times changed outside a pick (see
+        #: :meth:`LeastTimeBuckets.retimed`): the buckets' method while they answer, so
+        #: that the upstream calls it at each end of an attempt; None while they do not.
+        self.released: Callable[[PeerState], None] | None = None
         group: PeerGroup | None = primary
         while group is not None:
             for peer in group.peers:
@@ -110,6 +135,33 @@ class _LeastTimePicker:
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """nginx's ``ngx_http_upstream_get_least_time_peer``, with the backup fallback."""
         now_ms = int(self._clock() * 1000)
+        if request.tried == 0 and request.group is self._group and self._hints is None:
+            peer = self._buckets.take(now, now_ms)
+            if peer is not None:
+                request.tried = 1 << peer.index
+                return peer
+        self.sync()
+        peer = self._scan(request, now, now_ms)
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self.start(now)
+        return peer
+
+    def start(self, now: int) -> None:
+        """Try the buckets (at whole second ``now``) and count the scans down again."""
+        self._countdown = len(self._group.peers)
+        buckets = self._buckets
+        buckets.start(now)
+        if buckets.fast:
+            self.released = buckets.retimed
+
+    def sync(self) -> None:
+        """Write the buckets' current weights back to the peers and return to the scan."""
+        self._buckets.sync()
+        self.released = None
+
+    def _scan(self, request: RequestState, now: int, now_ms: int) -> PeerState | None:
+        """nginx's scan of the request's group, then of the backups."""
         while True:
             group = request.group
             if group.single:
@@ -223,6 +275,9 @@ class _LeastTimePicker:
         header_ms = self._elapsed_ms(peer, now_ms) if elapsed is None else _msec(elapsed)
         peer.header_ms = header_ms
         self._notified(peer, header_ms, now_ms)
+        released = self.released
+        if released is not None and self._notify:
+            released(peer.state)  # its header time and in-flight account changed
 
     def _notified(self, peer: TimedPeer, header_ms: int, now_ms: int) -> None:
         if not self._notify:
