@@ -14,6 +14,7 @@ time field must agree. The fields are read without stopping the fast path (a rea
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -314,6 +315,35 @@ def test_the_buckets_answer_picks_while_peers_are_healthy() -> None:
         clock.ms += 300
 
 
+def test_plain_picks_from_16_threads_leave_nothing_counted() -> None:
+    """Plain picks and their ends from 16 threads at once, some held while others pick
+    (the buckets and nginx's scan alternate, with inflight): every pick is counted once,
+    and no connection or request in flight stays counted."""
+    servers = [Server(f"10.0.0.{i + 1}:80", weight=1 + i % 3) for i in range(24)]
+    rounds = 200
+    for method in (LeastTime(), LeastTime("last_byte", inflight=True)):
+        up = Upstream(servers, method)
+
+        def work(seed: int, up: Upstream = up) -> None:
+            held = []
+            for i in range(rounds):
+                held.append(up.pick())
+                if (i + seed) % 3:
+                    up.done(held.pop(0), elapsed=((i * seed) % 7) / 100)
+            for peer in held:
+                up.done(peer, elapsed=0.01)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        peers = up.peers
+        assert sum(p.requests for p in peers) == 16 * rounds
+        assert all(p.conns == 0 for p in peers)
+        assert all(p.times is not None and p.times.inflight_reqs == 0 for p in peers)
+
+
 # -- the property catches wrong fast paths ----------------------------------------------
 
 
@@ -340,8 +370,8 @@ class _FlightBlindBuckets(LeastTimeBuckets):
 
     __slots__ = ()
 
-    def take(self, now: int, now_ms: int) -> PeerState | None:
-        peer = super().take(now, now_ms)
+    def take(self, now: int, seconds: float) -> PeerState | None:
+        peer = super().take(now, seconds)
         if peer is not None and self._in_flight and not peer.is_full():
             self._in_flight = 0
             self._flying[peer.index] = False

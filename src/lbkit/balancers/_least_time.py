@@ -66,6 +66,10 @@ def eta(peer: PeerState, times: PeerTimes, header: bool, now: int) -> int:
     return rt * (1 + peer.conns)
 
 
+def _no_first_timed(now: int, seconds: float) -> None:
+    """``first_timed`` with sticky hints: always the full path."""
+
+
 def _msec(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -88,6 +92,7 @@ class _LeastTimePicker:
         "_hints",
         "_inflight",
         "_notify",
+        "first_timed",
         "released",
     )
 
@@ -114,6 +119,11 @@ class _LeastTimePicker:
         #: :meth:`LeastTimeBuckets.retimed`): the buckets' method while they answer, so
         #: that the upstream calls it at each end of an attempt; None while they do not.
         self.released: Callable[[PeerState], None] | None = None
+        #: The answer for the first attempt of a plain pick (no request state), taken, at
+        #: whole second ``now`` and clock reading ``seconds``; None for the full path:
+        #: the buckets' own method (see :meth:`LeastTimeBuckets.take`) without sticky
+        #: hints, so that the upstream calls it directly.
+        self.first_timed: Callable[[int, float], PeerState | None] = self._buckets.take
         group: PeerGroup | None = primary
         while group is not None:
             for peer in group.peers:
@@ -128,15 +138,17 @@ class _LeastTimePicker:
     def use_hints(self, lookup: StickyLookup) -> None:
         """Look sticky hints up in each group before choosing (nginx's ``SID`` path)."""
         self._hints = lookup
+        self.first_timed = _no_first_timed  # (a hint is looked up before anything else)
 
     def begin(self, request: RequestState) -> None:
         """Nothing to prepare for least_time."""
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
         """nginx's ``ngx_http_upstream_get_least_time_peer``, with the backup fallback."""
-        now_ms = int(self._clock() * 1000)
+        seconds = self._clock()
+        now_ms = int(seconds * 1000)
         if request.tried == 0 and request.group is self._group and self._hints is None:
-            peer = self._buckets.take(now, now_ms)
+            peer = self._buckets.take(now, seconds)
             if peer is not None:
                 request.tried = 1 << peer.index
                 return peer
@@ -150,6 +162,8 @@ class _LeastTimePicker:
     def start(self, now: int) -> None:
         """Try the buckets (at whole second ``now``) and count the scans down again."""
         self._countdown = len(self._group.peers)
+        if self._hints is not None:
+            return  # the buckets never answer a sticky upstream
         buckets = self._buckets
         buckets.start(now)
         if buckets.fast:
@@ -299,14 +313,20 @@ class _LeastTimePicker:
         """nginx's ``ngx_http_upstream_free_least_time_peer`` (the model then releases the
         peer as round robin does)."""
         now_ms = int(self._clock() * 1000)
-        response_ms = self._elapsed_ms(peer, now_ms) if elapsed is None else _msec(elapsed)
-        times = peer.state.times
+        response_ms = (
+            (now_ms - int(peer.started * 1000)) & MSEC_MASK  # _elapsed_ms() inline
+            if elapsed is None
+            else round(elapsed * 1000)  # _msec() inline
+        )
+        extra = peer.state.extra
+        times = None if extra is None else extra.times
         if times is None:  # pragma: no cover - every peer of a bound group has times
             return
         if outcome == "ok" and peer.header_ms is None:
             # a success had a header: nginx notified it before the end
             peer.header_ms = response_ms if header_time is None else _msec(header_time)
-            self._notified(peer, peer.header_ms, now_ms)
+            if self._notify:
+                self._notified(peer, peer.header_ms, now_ms)
         if peer.in_flight:
             # a failed or passed-on attempt is freed before nginx sets its response time:
             # it leaves the in-flight account with (ngx_msec_t) -1 as its time

@@ -102,6 +102,7 @@ class LeastTimeBuckets:
     """
 
     __slots__ = (
+        "_best",
         "_by_weight",
         "_classes",
         "_due",
@@ -115,6 +116,7 @@ class LeastTimeBuckets:
         "_now",
         "_offset",
         "_peers",
+        "_pending",
         "_schedule",
         "_seq",
         "_where",
@@ -130,12 +132,18 @@ class LeastTimeBuckets:
         self._now = 0
         self._classes: list[_WeightClass] = []
         self._by_weight: dict[int, _WeightClass] = {}
+        #: The bucket of the least ``eta / weight`` while known to be one alone (None:
+        #: to be found again by :meth:`_least`).
+        self._best: _Bucket | None = None
         self._where: list[_Bucket | None] = []
         self._offset: list[int] = []
         self._seq: list[int] = []
         #: Whether each peer has requests in flight (``inflight``), and how many do.
         self._flying: list[bool] = []
         self._in_flight = 0
+        #: Peers taken (out of the buckets) that the next pick puts back unless their end
+        #: does it first: a pick and its end then move a peer once, not twice.
+        self._pending: list[int] = []
         #: ``(second, index)`` of each peer's next decay boundary that changes its eta;
         #: an entry whose second is no longer the peer's ``_due`` is stale.
         self._schedule: list[tuple[int, int]] = []
@@ -146,10 +154,11 @@ class LeastTimeBuckets:
         """Whether the buckets answer (False: until :meth:`start`)."""
         return self._fast
 
-    def take(self, now: int, now_ms: int) -> PeerState | None:
-        """nginx's choice for a first attempt from the primary group, taken (one more
-        connection, ``checked`` restarted, the in-flight account); None, having changed
-        no peer, when nginx's scan must answer."""
+    def take(self, now: int, seconds: float) -> PeerState | None:
+        """nginx's choice for a first attempt from the primary group at whole second
+        ``now`` (clock reading ``seconds``), taken (one more connection, ``checked``
+        restarted, the in-flight account); None, having changed no peer, when nginx's
+        scan must answer."""
         if not self._fast or self._in_flight:
             return None
         if now != self._now:
@@ -157,14 +166,13 @@ class LeastTimeBuckets:
                 self.sync()  # the clock went back: estimates may grow again
                 return None
             self._advance(now)
-        classes = self._classes
-        if len(classes) == 1:
-            tied = classes[0].low()
-        else:
-            found = self._least()
-            if found is None:
-                return None  # every peer out, or weights tied: nginx's quirky pass
-            tied = found
+        if self._pending:
+            self._settle()
+            if not self._fast:
+                return None
+        tied = self._best or self._least()
+        if tied is None:
+            return None  # every peer out, or weights tied: nginx's quirky pass
         seq = self._seq
         heap = tied.heap
         while heap[0][2] != seq[heap[0][1]]:
@@ -183,29 +191,42 @@ class LeastTimeBuckets:
         server = peer.server
         if now - peer.checked > server.fail_timeout:
             peer.checked = now
+        if server.max_conns:
+            peer.refresh()
+        # out of the buckets, its current weight on the peer, until its end (retimed) or
+        # the next pick (_settle) puts it back where its estimate is then
+        peer.current_weight = cw
         if self._inflight:
             times = peer.extra.times  # type: ignore[union-attr]  # bound: every peer has times
             assert times is not None
-            times.inflight_reqs_changed = now_ms  # (no request was in flight: nothing to add)
+            # (no request was in flight: nothing to add up)
+            times.inflight_reqs_changed = int(seconds * 1000)
             times.inflight_reqs = 1
             self._flying[index] = True
             self._in_flight += 1
-            peer.current_weight = cw
-            if server.max_conns:
-                peer.refresh()
-            return peer
-        if server.max_conns:
-            peer.refresh()
-            if peer.blocked_until != AVAILABLE:
-                peer.current_weight = cw  # full: out, its current weight on the peer
-                return peer
-        if peer.conns >= SAFE_CONNS:
-            peer.current_weight = cw
-            self.sync()
-            return peer
-        self._insert(index, weight, self._eta(peer, peer.extra.times, self._header, now), cw)  # type: ignore[union-attr,arg-type]
-        self._plan(index, peer)
+        else:
+            self._pending.append(index)
         return peer
+
+    def _settle(self) -> None:
+        """Put back the peers taken since the last pick and not ended since (their
+        estimates are those of one more connection), unless full."""
+        where = self._where
+        peers = self._peers
+        header = self._header
+        now = self._now
+        pending = self._pending
+        self._pending = []
+        for index in pending:
+            peer = peers[index]
+            if where[index] is not None or peer.blocked_until != AVAILABLE:
+                continue  # put back already, or full (out until a connection ends)
+            if peer.conns >= SAFE_CONNS:
+                self.sync()
+                return
+            eta = self._eta(peer, peer.extra.times, header, now)  # type: ignore[union-attr,arg-type]
+            self._insert(index, peer.weight, eta, peer.current_weight)
+            self._plan(index, peer)
 
     def _least(self) -> _Bucket | None:
         """The bucket of the least ``eta / weight`` over every weight; None when there is
@@ -224,7 +245,10 @@ class LeastTimeBuckets:
                 found, tie = bucket, False
             elif mine == theirs:
                 tie = True
-        return None if tie else found
+        if tie:
+            return None
+        self._best = found
+        return found
 
     def retimed(self, state: PeerState) -> None:
         """``state``'s estimate may have changed outside a pick (an attempt ended without
@@ -252,8 +276,11 @@ class LeastTimeBuckets:
             if not state.is_full():
                 self.sync()  # out for a time (cannot happen without a failure, which syncs)
             return
+        if state.conns >= SAFE_CONNS:  # pragma: no cover - 67 million connections
+            self.sync()
+            return
         eta = self._eta(state, times, self._header, self._now)
-        if bucket is None:  # no longer full, or back from flight
+        if bucket is None:  # taken since the last pick, no longer full, back from flight
             self._insert(index, state.weight, eta, state.current_weight)
         elif bucket.eta != eta:
             self._insert(index, bucket.weight, eta, self._remove(index, bucket))
@@ -326,6 +353,8 @@ class LeastTimeBuckets:
         self._where[index] = None
         bucket.live -= 1
         if not bucket.live:
+            if bucket is self._best:
+                self._best = None
             cls = self._by_weight[weight]
             buckets = cls.buckets
             del buckets[bucket.eta]
@@ -353,6 +382,14 @@ class LeastTimeBuckets:
         if target is None:
             target = buckets[eta] = _Bucket(weight, eta)
             heapq.heappush(cls.etas, eta)
+        best = self._best
+        if best is not None and target is not best:
+            mine = eta * best.weight
+            theirs = best.eta * weight
+            if mine < theirs:
+                self._best = target
+            elif mine == theirs:
+                self._best = None  # tied with another weight: _least() finds out
         off = cw - weight * target.ticks
         self._offset[index] = off
         heapq.heappush(target.heap, (-off, index, self._seq[index]))
@@ -383,6 +420,7 @@ class LeastTimeBuckets:
         count = len(peers)
         self._classes = []
         self._by_weight = {}
+        self._best = None
         self._where = [None] * count
         self._offset = [0] * count
         self._seq = [0] * count
@@ -405,6 +443,7 @@ class LeastTimeBuckets:
             self._plan(i, p)
         self._flying = flying
         self._in_flight = in_flight
+        self._pending = []
         self._fast = True
 
     def sync(self) -> None:
@@ -417,10 +456,12 @@ class LeastTimeBuckets:
                 p.current_weight = off + bucket.weight * bucket.ticks
         self._classes = []
         self._by_weight = {}
+        self._best = None
         self._where = []
         self._offset = []
         self._seq = []
         self._flying = []
         self._in_flight = 0
+        self._pending = []
         self._schedule = []
         self._due = []

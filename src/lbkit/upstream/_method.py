@@ -46,7 +46,10 @@ class Picker(Protocol):
     ``publish_first(publish)`` is called once with a function the picker calls with the
     callable the upstream should use as ``first`` from then on (least_conn: its idle
     order's ``first`` or its buckets', so that a pick makes one call);
-    ``begins = False`` says ``begin`` does nothing.
+    ``begins = False`` says ``begin`` does nothing. A picker that times attempts
+    (:class:`AttemptTimer`) has ``first_timed(now, seconds)`` instead of ``first``: the
+    same answer, given the clock's reading too (its peer is then a
+    :class:`~lbkit.upstream.TimedPeer` without request state, ended through the timer).
     """
 
     def begin(self, request: RequestState) -> None:

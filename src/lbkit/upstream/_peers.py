@@ -28,6 +28,7 @@ __all__ = [
     "AVAILABLE",
     "MAX_HASH_TRIES",
     "BarePeer",
+    "BareTimedPeer",
     "Peer",
     "PeerGroup",
     "PeerState",
@@ -475,3 +476,12 @@ class TimedPeer(Peer):
     started: float = 0.0
     #: Whether the attempt still counts in its peer's in-flight account (``inflight``).
     in_flight: bool = False
+
+
+class BareTimedPeer(TimedPeer):
+    """A :class:`TimedPeer` made without running ``__init__`` (see :class:`BarePeer`): the
+    request-free peer of a method that times attempts, whose end :meth:`~lbkit.Upstream.done`
+    still reports to the method."""
+
+    __slots__ = ()
+    __init__ = object.__init__

@@ -18,6 +18,7 @@ from lbkit.upstream._method import AttemptOutcome, AttemptTimer, Method, Picker,
 from lbkit.upstream._peers import (
     AVAILABLE,
     BarePeer,
+    BareTimedPeer,
     Peer,
     PeerGroup,
     PeerState,
@@ -48,6 +49,7 @@ class _Membership:
         "_by_name",
         "begins",
         "first",
+        "first_timed",
         "follower",
         "generation",
         "picker",
@@ -94,6 +96,14 @@ class _Membership:
         publish = getattr(picker, "publish_first", None)
         if publish is not None and self.timer is None:
             publish(partial(setattr, self, "first"))
+        #: The answer of a picker that times attempts for the first attempt of a plain
+        #: pick() (whole seconds, and the clock's reading), taken, or None for the full
+        #: path (see :meth:`Upstream._pick_timed`).
+        self.first_timed: Callable[[int, float], PeerState | None] = (
+            getattr(picker, "first_timed", _no_first_timed)
+            if self.timer is picker
+            else _no_first_timed
+        )
         self.generation = generation
         backup = primary.backup
         self._by_name: dict[str, PeerState] | None = None
@@ -212,6 +222,10 @@ def _no_first(key: bytes, addr: bytes, now: int) -> None:
     """The ``first`` of a picker without a fast path: always the full path."""
 
 
+def _no_first_timed(now: int, seconds: float) -> None:
+    """The ``first_timed`` of a picker without one: always the full path."""
+
+
 def _groups(servers: tuple[Server, ...], reuse: dict[str, PeerState]) -> PeerGroup:
     """The primary group (with its backup group) for ``servers``, reusing the states of
     peers that stay so that they keep conns, failures and round-robin position."""
@@ -325,7 +339,10 @@ class Upstream:
         # What pick() takes as its input (None: nothing), for its request-free path, and
         # whether a pick with no input takes that path.
         self._input = "key" if method.needs_key else "addr" if method.needs_client_addr else None
-        self._plain = self._input is None and zone is None
+        # (least_time's plain picks take their own path: its peers are timed)
+        plain = self._input is None and zone is None
+        self._timed_plain = plain and method.kind == "least_time"
+        self._plain = plain and not self._timed_plain
 
     # -- introspection -------------------------------------------------------------
 
@@ -602,6 +619,8 @@ class Upstream:
         elif wants == "addr" and key is None and client_addr is not None:
             key_bytes = b""
             addr = client_address_bytes(client_addr)
+        elif self._timed_plain and key is None and client_addr is None:
+            return self._pick_timed()
         else:
             key_bytes, addr = self._inputs(key, client_addr)
         # (Callables held in attributes are read into locals before the call: CPython 3.11
@@ -630,6 +649,34 @@ class Upstream:
         peer.reported = peer.failed = peer.retry = False
         peer.header_ms = None
         return peer
+
+    def _pick_timed(self) -> Peer:
+        """:meth:`pick` with no input for a method that times attempts (least_time): its
+        answer for a first attempt without request state while it has one, handed out as
+        a :class:`BareTimedPeer` (which :meth:`done` ends through the timer)."""
+        clock = self._clock
+        seconds = clock()
+        now = trunc(seconds)
+        lock = self._lock
+        lock.acquire()
+        try:
+            members = self._members
+            state = None if self._ramping else members.first_timed(now, seconds)
+            if state is None:
+                return self._get_locked(self._request(members, b"", b""))
+            # TimedPeer(state, None, self), each field set here (see BarePeer).
+            peer: TimedPeer = BareTimedPeer()
+            peer.state = state
+            peer.request = None
+            peer.owner = self
+            peer.reported = peer.failed = peer.retry = False
+            peer.header_ms = None
+            timer = members.timer
+            assert timer is not None  # (first_timed answers only for a timer)
+            timer.attempt_started(peer)
+            return peer
+        finally:
+            lock.release()
 
     def done(
         self,
@@ -671,7 +718,7 @@ class Upstream:
             extra = state.extra  # (a peer that never failed has no probe to end)
             if (
                 failed
-                or peer.request is not None
+                or type(peer) is not BarePeer  # (only a BarePeer has no request and no timer)
                 or header_time is not None
                 or (extra and extra.fails and extra.accessed < state.checked)
             ):
@@ -710,28 +757,42 @@ class Upstream:
         if header_time is not None and peer.header_ms is not None:
             raise UsageError(f"the header time of {peer!r} was already reported by header()")
         state = peer.state
-        timer = self._members.timer
+        members = self._members
+        timer = members.timer
+        zone = self._zone
         if timer is not None:
             assert isinstance(peer, TimedPeer)  # every peer of a timing method
             outcome: AttemptOutcome = "failed" if failed else "next" if retry else "ok"
-            with self._synced((state,)):
+            if zone is None:
                 timer.attempt_ended(peer, outcome, elapsed, header_time)
+            else:
+                with zone.synced((state,)):
+                    timer.attempt_ended(peer, outcome, elapsed, header_time)
         peer.reported = True
-        # The clock matters only to a failure or to the end of a fail_timeout probe.
+        # The clock matters only to a failure or to the end of a fail_timeout probe that
+        # starts a slow start (a peer that never failed has no probe to end).
         if failed:
             failed = peer.failed = True
-            self._members.sync()
+            members.sync()
             now = int(self._clock())
         else:
             failed = False
             if retry:
                 peer.retry = True
-            extra = state.extra  # (a peer that never failed has no probe to end)
-            now = int(self._clock()) if extra and extra.accessed < state.checked else 0
-        with nullcontext() if self._zone is None else self._zone.synced((state,)):
+            extra = state.extra
+            now = (
+                int(self._clock())
+                if extra and extra.fails and extra.accessed < state.checked
+                else 0
+            )
+        if zone is None:
             self._release(peer.request, state, failed, now)
             _count_request(state, elapsed)
-        released = self._members.follower.released
+        else:
+            with zone.synced((state,)):
+                self._release(peer.request, state, failed, now)
+                _count_request(state, elapsed)
+        released = members.follower.released
         if released is not None:
             released(state)
         extra = state.extra
