@@ -14,37 +14,21 @@ import multiprocessing
 import os
 import threading
 import uuid
-from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lbkit
-from lbkit import NoLiveUpstreams, Server, TriesExhausted, Upstream
+from lbkit import NoLiveUpstreams, Server, Upstream
 from lbkit.balancers import LeastTime, Sticky, StickyMethod, server_id
 from lbkit.balancers._least_time import eta
 from lbkit.errors import ConfigError, UsageError
 from lbkit.nginx import parse_upstream, render_upstream
 from lbkit.upstream import MSEC_MAX, PeerState, PeerTimes, response_time_avg
-from tests.least_time_reference import (
-    NGX_PEER_FAILED,
-    NGX_PEER_NEXT,
-    U64,
-    RefLeastTime,
-    RefPeer,
-    RefRequest,
-)
-
-
-class Clock:
-    """A settable clock in exact milliseconds (seconds and ms never disagree)."""
-
-    def __init__(self, ms: int = 1_000_000) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return Fraction(self.ms, 1000)  # type: ignore[return-value]
+from tests.least_time_reference import U64
+from tests.least_time_replay import Clock, check_equals_nginx
 
 
 def upstream(
@@ -548,23 +532,6 @@ _op = st.one_of(
     st.tuples(st.just("tick"), st.integers(0, 2500)),
 )
 
-_FIELDS = (
-    "conns",
-    "fails",
-    "current_weight",
-    "effective_weight",
-    "checked",
-    "accessed",
-)
-_TIME_FIELDS = (
-    "header_time",
-    "response_time",
-    "inflight_time",
-    "inflight_last",
-    "inflight_reqs_changed",
-    "inflight_reqs",
-)
-
 
 @settings(max_examples=300, deadline=None)
 @given(
@@ -575,104 +542,15 @@ _TIME_FIELDS = (
     ops=st.lists(_op, max_size=60),
 )
 def test_matches_a_transcription_of_nginxs_c_code(
-    primary: list[dict[str, int]],
-    backup: list[dict[str, int]],
+    primary: list[dict[str, Any]],
+    backup: list[dict[str, Any]],
     header: bool,
     inflight: bool,
-    ops: list[tuple[object, ...]],
+    ops: list[tuple[Any, ...]],
 ) -> None:
-    clock = Clock(5_000_000)
-    names = [f"p{i}:1" for i in range(len(primary))] + [f"b{i}:1" for i in range(len(backup))]
-    servers = [
-        Server(name, backup=i >= len(primary), **spec)  # type: ignore[arg-type]
-        for i, (name, spec) in enumerate(zip(names, primary + backup, strict=True))
-    ]
-    # sticky routes: r0, r1... (hints r5, r6 name no server)
-    method = LeastTime("header" if header else "last_byte", inflight=inflight)
-    routes = {name: f"r{i}" for i, name in enumerate(names)}
-    up = Upstream(servers, StickyMethod(method, Sticky("route", routes=routes)), clock=clock)
-    refs = [
-        RefPeer(name, sid=routes[name], **spec)
-        for name, spec in zip(names, primary + backup, strict=True)
-    ]
-    ref = RefLeastTime(refs[: len(primary)], refs[len(primary) :], header, inflight)
-    # running attempts: lbkit's iterator and peer, the reference's request, start, header
-    running: list[tuple[object, lbkit.Peer, RefRequest, int, int | None]] = []
-
-    def now() -> tuple[int, int]:
-        return clock.ms // 1000, clock.ms
-
-    def next_attempt(it: object, request: RefRequest, first: bool) -> None:
-        """nginx's first get, or its next get after a failure unless no tries are left."""
-        s, ms = now()
-        if not first and request.tries == 0:
-            with pytest.raises((TriesExhausted, StopIteration)):
-                next(it)  # type: ignore[call-overload]
-            return
-        try:
-            peer = next(it)  # type: ignore[call-overload]
-        except NoLiveUpstreams:
-            assert ref.get(request, s, ms) is None
-            return
-        assert first or request.tries > 0
-        chosen = ref.get(request, s, ms)
-        assert chosen is not None
-        assert chosen.name == peer.name
-        running.append((it, peer, request, ms, None))
-
-    for op in ops:
-        s, ms = now()
-        if op[0] == "start":
-            hint = None if op[1] is None else f"r{op[1]}"
-            next_attempt(up.attempts(sticky=hint), ref.init_peer(hint), True)
-        elif op[0] == "drain":
-            drained = refs[op[1] % len(refs)]  # type: ignore[operator]
-            up.drain(drained.name)
-            drained.down = 8  # nginx's drain: down = NGX_HTTP_UPSTREAM_DRAINING
-        elif op[0] == "tick":
-            clock.ms += op[1]  # type: ignore[operator]
-        elif running:
-            k = op[1] % len(running)  # type: ignore[operator]
-            it, peer, request, started, header_ms = running[k]
-            if op[0] == "header":
-                if header_ms is not None:
-                    continue
-                h = ms - started if op[2] is None else op[2]
-                up.header(peer, None if op[2] is None else h / 1000)  # type: ignore[operator]
-                ref.notify_header(request, h, ms)  # type: ignore[arg-type]
-                running[k] = (it, peer, request, started, h)  # type: ignore[assignment]
-            elif op[0] == "abandon":
-                del running[k]
-                up.give_back(peer)
-                if request.inflight:
-                    assert request.current is not None
-                    ref.inflight_done(request, request.current, ms - started, ms)
-                assert request.current is not None
-                request.current.conns -= 1
-            else:
-                _, _, outcome, elapsed, given_header = op
-                del running[k]
-                r = ms - started if elapsed is None else elapsed
-                e = None if elapsed is None else r / 1000  # type: ignore[operator]
-                if outcome == "ok":
-                    h_given = None
-                    if header_ms is None:
-                        header_ms = r if given_header is None else given_header  # type: ignore[assignment]
-                        h_given = None if given_header is None else header_ms / 1000  # type: ignore[operator]
-                        ref.notify_header(request, header_ms, ms)  # type: ignore[arg-type]
-                    up.done(peer, elapsed=e, header_time=h_given)
-                    ref.free(request, 0, header_ms, r, s, ms)  # type: ignore[arg-type]
-                else:
-                    up.done(peer, failed=outcome == "failed", retry=outcome == "next", elapsed=e)
-                    state = NGX_PEER_FAILED if outcome == "failed" else NGX_PEER_NEXT
-                    ref.free(request, state, U64, U64, s, ms)
-                    next_attempt(it, request, False)
-        for mine, theirs in zip(up.peers, refs, strict=True):
-            assert mine.times is not None
-            assert [getattr(mine, f) for f in _FIELDS] == [getattr(theirs, f) for f in _FIELDS]
-            assert [getattr(mine.times, f) for f in _TIME_FIELDS] == [
-                getattr(theirs, f) for f in _TIME_FIELDS
-            ], mine.name
+    """Sticky hints (routes ``r0``... in server order; ``r5``, ``r6`` name no server) and
+    ``attempts()`` loops, step for step with the transcription."""
+    check_equals_nginx(primary, backup, header, inflight, ops, sticky=True)
 
 
 # -- threads ----------------------------------------------------------------------------

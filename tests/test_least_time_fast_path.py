@@ -14,68 +14,19 @@ time field must agree. The fields are read without stopping the fast path (a rea
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
-import attrs
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import lbkit
-from lbkit import NoLiveUpstreams, Server, TriesExhausted, Upstream
+from lbkit import Server, Upstream
 from lbkit.balancers import LeastTime
 from lbkit.balancers._least_time import _LeastTimePicker
 from lbkit.balancers._least_time_buckets import LeastTimeBuckets
-from lbkit.upstream import PeerGroup, PeerState
-from tests.least_time_reference import (
-    NGX_PEER_FAILED,
-    NGX_PEER_NEXT,
-    U64,
-    RefLeastTime,
-    RefPeer,
-    RefRequest,
-)
-from tests.test_least_time import _FIELDS, _TIME_FIELDS, Clock
-
-
-@attrs.frozen
-class WithBuckets:
-    """``LeastTime`` whose picker runs the buckets ``buckets`` (broken ones in tests)."""
-
-    inner: LeastTime
-    buckets: type[LeastTimeBuckets]
-
-    kind = "least_time"
-    supports_backup = True
-    needs_key = False
-    needs_client_addr = False
-
-    def bind(self, primary: PeerGroup) -> _LeastTimePicker:
-        return _LeastTimePicker(self.inner, primary, self.buckets)
-
-
-def current_weights(up: Upstream) -> list[int]:
-    """Every peer's current weight, primaries then backups, as nginx would hold it, read
-    without stopping the buckets (which keep the primaries' as offsets while they run)."""
-    members = up._members
-    primary = members.primary
-    peers = primary.peers + (primary.backup.peers if primary.backup else [])
-    weights = [p.current_weight for p in peers]
-    picker = members.picker
-    buckets = picker._buckets if isinstance(picker, _LeastTimePicker) else None
-    if buckets is not None and buckets.fast:
-        for i, bucket in enumerate(buckets._where):
-            if bucket is not None:
-                weights[i] = buckets._offset[i] + bucket.weight * bucket.ticks
-    return weights
-
-
-def all_peers(up: Upstream) -> list[PeerState]:
-    primary = up._members.primary
-    return primary.peers + (primary.backup.peers if primary.backup else [])
-
+from lbkit.upstream import PeerState
+from tests.least_time_replay import Clock, check_equals_nginx
+from tests.test_fast_paths import _in_16_threads
 
 server_st = st.fixed_dictionaries(
     {
@@ -108,130 +59,6 @@ op_st = st.one_of(
     st.tuples(st.just("drain"), st.integers(0, 7)),
     st.tuples(st.just("read")),
 )
-
-
-def check_equals_nginx(
-    primary: list[dict[str, Any]],
-    backup: list[dict[str, Any]],
-    header: bool,
-    inflight: bool,
-    ops: list[tuple[Any, ...]],
-    buckets: type[LeastTimeBuckets] = LeastTimeBuckets,
-) -> None:
-    """Replay ``ops`` on an upstream and on the transcription; all must agree."""
-    clock = Clock(5_000_000)
-    names = [f"p{i}:1" for i in range(len(primary))] + [f"b{i}:1" for i in range(len(backup))]
-    specs = primary + backup
-    servers = [
-        Server(name, backup=i >= len(primary), **spec)
-        for i, (name, spec) in enumerate(zip(names, specs, strict=True))
-    ]
-    method = LeastTime("header" if header else "last_byte", inflight=inflight)
-    up = Upstream(servers, WithBuckets(method, buckets), clock=clock)  # type: ignore[arg-type]
-    refs = [RefPeer(name, **spec) for name, spec in zip(names, specs, strict=True)]
-    ref = RefLeastTime(refs[: len(primary)], refs[len(primary) :], header, inflight)
-    # running attempts: lbkit's iterator (None: a plain pick) and peer, the reference's
-    # request, start, header
-    running: list[tuple[Any, lbkit.Peer, RefRequest, int, int | None]] = []
-
-    def now() -> tuple[int, int]:
-        return clock.ms // 1000, clock.ms
-
-    def chosen(take: Callable[[], lbkit.Peer], request: RefRequest) -> lbkit.Peer | None:
-        s, ms = now()
-        try:
-            peer = take()
-        except NoLiveUpstreams:
-            assert ref.get(request, s, ms) is None
-            return None
-        theirs = ref.get(request, s, ms)
-        assert theirs is not None
-        assert theirs.name == peer.name
-        return peer
-
-    def next_attempt(it: Any, request: RefRequest) -> None:
-        if request.tries == 0:
-            with pytest.raises((TriesExhausted, StopIteration)):
-                next(it)
-            return
-        peer = chosen(lambda: next(it), request)
-        if peer is not None:
-            running.append((it, peer, request, clock.ms, None))
-
-    def end(k: int, outcome: str, elapsed: int | None, given_header: int | None) -> None:
-        s, ms = now()
-        it, peer, request, started, header_ms = running.pop(k)
-        r = ms - started if elapsed is None else elapsed
-        e = None if elapsed is None else r / 1000
-        if outcome == "ok":
-            h_given = None
-            if header_ms is None:
-                header_ms = r if given_header is None else given_header
-                h_given = None if given_header is None else header_ms / 1000
-                ref.notify_header(request, header_ms, ms)
-            up.done(peer, elapsed=e, header_time=h_given)
-            ref.free(request, 0, header_ms, r, s, ms)
-            return
-        up.done(peer, failed=outcome == "failed", retry=outcome == "next", elapsed=e)
-        state = NGX_PEER_FAILED if outcome == "failed" else NGX_PEER_NEXT
-        ref.free(request, state, U64, U64, s, ms)
-        if it is not None:
-            next_attempt(it, request)
-
-    for op in ops:
-        ms = clock.ms
-        kind = op[0]
-        if kind == "pick":
-            request = ref.init_peer()
-            peer = chosen(up.pick, request)
-            if peer is not None:
-                running.append((None, peer, request, ms, None))
-                if not op[1]:
-                    end(len(running) - 1, "ok", op[2] + op[3], op[2])
-        elif kind == "start":
-            it = up.attempts()
-            request = ref.init_peer()
-            peer = chosen(lambda it=it: next(it), request)  # type: ignore[misc]
-            if peer is not None:
-                running.append((it, peer, request, ms, None))
-        elif kind == "drain":
-            drained = refs[op[1] % len(refs)]
-            up.drain(drained.name)
-            drained.down = 8  # nginx's drain: down = NGX_HTTP_UPSTREAM_DRAINING
-        elif kind == "tick":
-            clock.ms += op[1]
-        elif kind == "read":
-            assert [p.current_weight for p in up.peers] == [r.current_weight for r in refs]
-        elif running:
-            k = op[1] % len(running)
-            it, peer, request, started, header_ms = running[k]
-            if kind == "header":
-                if header_ms is not None:
-                    continue
-                h = ms - started if op[2] is None else op[2]
-                up.header(peer, None if op[2] is None else h / 1000)
-                ref.notify_header(request, h, ms)
-                running[k] = (it, peer, request, started, h)
-            elif kind == "abandon":
-                del running[k]
-                up.give_back(peer)
-                if request.inflight:
-                    assert request.current is not None
-                    ref.inflight_done(request, request.current, ms - started, ms)
-                assert request.current is not None
-                request.current.conns -= 1
-            else:
-                end(k, op[2], op[3], op[4])
-        peers = all_peers(up)
-        assert current_weights(up) == [r.current_weight for r in refs]
-        for mine, theirs in zip(peers, refs, strict=True):
-            assert mine.times is not None
-            assert [getattr(mine, f) for f in _FIELDS if f != "current_weight"] == [
-                getattr(theirs, f) for f in _FIELDS if f != "current_weight"
-            ], mine.name
-            assert [getattr(mine.times, f) for f in _TIME_FIELDS] == [
-                getattr(theirs, f) for f in _TIME_FIELDS
-            ], mine.name
 
 
 scenario = {
@@ -333,11 +160,7 @@ def test_plain_picks_from_16_threads_leave_nothing_counted() -> None:
             for peer in held:
                 up.done(peer, elapsed=0.01)
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _in_16_threads(work)
         peers = up.peers
         assert sum(p.requests for p in peers) == 16 * rounds
         assert all(p.conns == 0 for p in peers)
