@@ -769,8 +769,10 @@ class Upstream:
                 with zone.synced((state,)):
                     timer.attempt_ended(peer, outcome, elapsed, header_time)
         peer.reported = True
-        # The clock matters only to a failure or to the end of a fail_timeout probe that
-        # starts a slow start (a peer that never failed has no probe to end).
+        # The clock matters only to a failure or to the end of a fail_timeout probe, which
+        # may start a slow start: a peer that never failed has no probe to end, and one
+        # with no failure to forget starts none (with a zone, the count is the zone's: it
+        # is read in the release).
         if failed:
             failed = peer.failed = True
             members.sync()
@@ -782,7 +784,7 @@ class Upstream:
             extra = state.extra
             now = (
                 int(self._clock())
-                if extra and extra.fails and extra.accessed < state.checked
+                if extra and (extra.fails or zone is not None) and extra.accessed < state.checked
                 else 0
             )
         if zone is None:
