@@ -280,6 +280,9 @@ class LeastTimeBuckets:
             self.sync()
             return
         eta = self._eta(state, times, self._header, self._now)
+        pending = self._pending
+        if pending and pending[-1] == index:
+            pending.pop()  # (the end of the last pick: put back here, not by the next pick)
         if bucket is None:  # taken since the last pick, no longer full, back from flight
             self._insert(index, state.weight, eta, state.current_weight)
         elif bucket.eta != eta:
