@@ -177,6 +177,16 @@ def _step(
         else:
             up.done(peer, failed=op[2] == "failed", retry=op[2] == "retry")
         return peer.name
+    if kind == "idle":  # picks each reported before the next
+        return [_step(("pick", False, k), up, mine, method, servers) for k in range(op[1])]
+    if kind == "hold":  # picks held at once
+        return [_step(("pick", True, k), up, mine, method, servers) for k in range(op[1])]
+    if kind == "release":  # every held pick reported, from the op[1]-th on (round)
+        return [_step(("done", op[1], "ok"), up, mine, method, servers) for _ in list(mine)]
+    if kind == "fail":  # a pick that fails
+        peer = up.pick(**_request_args(method, 0))
+        up.done(peer, failed=True)
+        return peer.name
     if kind == "drain":
         return up.drain(servers[op[1] % len(servers)].address)
     if kind == "update":
@@ -306,6 +316,45 @@ churn_scenario = {
 }
 
 
+#: Servers and runs that take the fast paths off and let them come back: bursts of held
+#: connections released, failures that expire, reads of the peers, updates, each followed
+#: by runs of idle picks longer than an order (least_conn goes back to round robin's
+#: precomputed order once every peer has been idle as many times as the order is long).
+recover_server_st = st.builds(
+    dict,
+    weight=st.integers(1, 3),
+    max_fails=st.sampled_from([0, 1, 1, 2]),
+    fail_timeout=st.integers(0, 3),
+    max_conns=st.sampled_from([0, 0, 0, 0, 2]),
+    backup=st.sampled_from([False] * 5 + [True]),
+    down=st.sampled_from([False] * 19 + [True]),
+    slow_start=st.sampled_from([0, 0, 0, 0, 2]),
+)
+
+recover_op_st = st.one_of(
+    st.tuples(st.just("idle"), st.integers(1, 60)),
+    st.tuples(st.just("idle"), st.integers(20, 60)),
+    st.tuples(st.just("idle"), st.integers(20, 60)),
+    st.tuples(st.just("hold"), st.integers(1, 6)),
+    st.tuples(st.just("hold"), st.integers(1, 6)),
+    st.tuples(st.just("release"), st.integers(0, 5)),
+    st.tuples(st.just("release"), st.integers(0, 5)),
+    st.tuples(st.just("done"), st.integers(0, 20), st.sampled_from(["ok", "failed", "retry"])),
+    st.tuples(st.just("give_back"), st.integers(0, 20)),
+    st.tuples(st.just("fail")),
+    st.tuples(st.just("tick"), st.integers(0, 4)),
+    st.tuples(st.just("read")),
+    st.tuples(st.just("update"), st.integers(1, 2**8 - 1)),
+    st.tuples(st.just("attempts"), st.integers(0, 1), st.integers(0, 3)),
+)
+
+recover_scenario = {
+    "configs": st.lists(recover_server_st, min_size=2, max_size=7),
+    "ops": st.lists(recover_op_st, min_size=5, max_size=40),
+    "warm": st.integers(0, 10),
+}
+
+
 #: Runs of failures, clock steps and picks: a success after a failure and a fail_timeout,
 #: which ends the probe and forgets the failures, comes up often (on the fast paths too).
 probe_op_st = st.one_of(
@@ -345,6 +394,16 @@ def test_least_conn_fast_path_with_churning_connections_equals_nginx_scan(
     configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
 ) -> None:
     check_fast_path_equals_scan(lbkit.LeastConn(), scan_least_conn(), configs, ops, warm)
+
+
+@pytest.mark.parametrize("name", ["round_robin", "least_conn"])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**recover_scenario)
+def test_fast_path_coming_back_equals_nginx_scan(
+    name: str, configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int
+) -> None:
+    fast, ref = PAIRS[name]
+    check_fast_path_equals_scan(fast(), ref(), configs, ops, warm)
 
 
 @pytest.mark.parametrize("name", list(PAIRS))
@@ -500,6 +559,43 @@ class _DriftingCompactBuckets(LeastConnBuckets):
             self._entry[entry[1]] = entry
 
 
+class _RestartingResumePicker(LeastConnPicker):
+    """Broken: the idle order stopped by a sync (a read of the peers) is taken up again
+    at the start of its period, not where it stopped."""
+
+    __slots__ = ()
+
+    def _resume(self) -> None:
+        super()._resume()
+        self._pos = 0
+
+
+class _RestartingRoundRobin(SmoothPicker):
+    """Broken: round robin's order stopped by a sync is taken up again at the start of
+    its period, not where it stopped."""
+
+    __slots__ = ()
+
+    def _resume(self) -> None:
+        super()._resume()
+        self._pos = 0
+
+
+class _ResetIdlePicker(LeastConnPicker):
+    """Broken: when every peer is idle again the idle order takes over from the start of
+    a fresh upstream's (all current weights 0), not from the current weights."""
+
+    __slots__ = ()
+
+    def _idle(self) -> None:
+        if self._allows_order():
+            self._buckets.sync()
+            self.released = None
+            self._try_fast()
+            self._base = None
+            self._order = self._period([0] * len(self._peers))
+
+
 class _ProbeBlindUpstream(lbkit.Upstream):
     """Broken: done() ends every request-free success inline, also the one that ends a
     fail_timeout probe (its peer's failures are then never forgotten)."""
@@ -561,6 +657,20 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
         lambda: Rebound(lbkit.LeastConn(), lambda g: SmoothPicker(g, get_least_conn_peer)),
         scan_least_conn,
     ),
+    "least_conn taking the idle order up at the start of its period": (
+        lambda: Rebound(
+            lbkit.LeastConn(), lambda g: _RestartingResumePicker(g, get_least_conn_peer)
+        ),
+        scan_least_conn,
+    ),
+    "least_conn back to the idle order from reset weights": (
+        lambda: Rebound(lbkit.LeastConn(), lambda g: _ResetIdlePicker(g, get_least_conn_peer)),
+        scan_least_conn,
+    ),
+    "round robin taking its order up at the start of its period": (
+        lambda: Rebound(lbkit.RoundRobin(), _RestartingRoundRobin),
+        scan_round_robin,
+    ),
     "round robin not restarting checked": (
         lambda: Rebound(lbkit.RoundRobin(), _StaleClockPicker),
         scan_round_robin,
@@ -569,6 +679,15 @@ BROKEN: dict[str, tuple[Callable[[], Method], Callable[[], Method]]] = {
         lambda: Rebound(lbkit.Hash(), lambda g: _BrokenHashPicker(lbkit.Hash().bind(g), g)),
         lambda: without_first(lbkit.Hash()),
     ),
+}
+
+
+#: The broken variants of a fast path coming back (searched with the runs that take it
+#: off and let it come back).
+COMING_BACK = {
+    "least_conn taking the idle order up at the start of its period",
+    "least_conn back to the idle order from reset weights",
+    "round robin taking its order up at the start of its period",
 }
 
 
@@ -588,8 +707,10 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     else:
         fast, ref = BROKEN[name]
     scenario_st = (
-        churn_scenario
-        if name.startswith("least_conn compacting")
+        recover_scenario
+        if name in COMING_BACK
+        else churn_scenario
+        if name.startswith(("least_conn compacting", "least_conn keeping"))
         else held_scenario
         if name.startswith("least_conn")
         else probe_scenario
@@ -676,8 +797,9 @@ def test_least_conn_on_idle_intact_peers_answers_from_round_robins_order() -> No
 
 def test_least_conn_upstream_calls_the_part_that_answers() -> None:
     """The upstream calls least_conn's answering part itself (one call a pick): the idle
-    order's first() while every peer is idle, the buckets' once connections are held, and
-    the buckets' again when the scan restarts them after a sync."""
+    order's first() while every peer is idle, the buckets' once connections are held, the
+    idle order's again when the scan tries again after a sync with every peer idle, and
+    the buckets' when it tries again with a connection held."""
     servers = [lbkit.Server(f"10.0.0.{i}:80", weight=1 + i % 3) for i in range(1, 5)]
     up = lbkit.Upstream(servers, lbkit.LeastConn())
     members = up._members
@@ -689,7 +811,63 @@ def test_least_conn_upstream_calls_the_part_that_answers() -> None:
         up.done(peer)
     assert [p.conns for p in up.peers] == [0, 0, 0, 0]  # (a read of the peers syncs)
     assert not picker._buckets.fast
-    for _ in range(len(servers)):
-        up.done(up.pick())  # nginx's scan, then the buckets start again
+    for _ in range(len(servers) + 1):
+        up.done(up.pick())  # nginx's scan, then the idle order starts again
+    assert picker.fast
+    assert members.first == picker.first
+    held = [up.pick()]
+    assert [p.conns for p in up.peers].count(1) == 1  # (a read: the order stops)
+    for _ in range(len(servers) + 1):
+        up.done(up.pick())  # nginx's scan (a peer busy), then the buckets start again
     assert picker._buckets.fast
     assert members.first == picker._buckets.first
+    up.done(held[0])
+
+
+def _after(kind: str, up: lbkit.Upstream, clock: FakeClock) -> None:
+    """Bring ``up`` (least_conn, its peers idle) off its precomputed order by ``kind``."""
+    if kind == "read":
+        assert all(p.conns == 0 for p in up.peers)  # a read of the peers syncs them
+    elif kind == "expired failure":
+        up.done(up.pick(), failed=True)
+        clock.now += 11  # past fail_timeout (10 s): the next pick probes the peer
+    elif kind == "held then released":
+        held = [up.pick() for _ in range(5)]
+        for peer in held[::2] + held[1::2]:
+            up.done(peer)
+    elif kind == "update":
+        up.update([*up.servers[:-1], lbkit.Server("10.0.0.9:80", weight=2)])
+        held = [up.pick() for _ in range(2)]
+        for peer in held:
+            up.done(peer)
+
+
+@pytest.mark.parametrize("kind", ["read", "expired failure", "held then released", "update"])
+def test_least_conn_idle_again_answers_from_round_robins_order(kind: str) -> None:
+    """Once every peer is idle and intact again least_conn goes back to round robin's
+    precomputed order (its cheapest path), whatever took it off: a read of the peers, a
+    failure that expired, connections held then released, an update. Within a few periods
+    of idle picks the upstream calls the order's first() again, and the choices and
+    weights are still nginx's scan's."""
+    servers = [lbkit.Server(f"10.0.0.{i}:80", weight=1 + i % 3) for i in range(1, 7)]
+    clocks = [FakeClock(), FakeClock()]
+    up = lbkit.Upstream(servers, lbkit.LeastConn(), clock=clocks[0])
+    ref = lbkit.Upstream(servers, scan_least_conn(), clock=clocks[1])  # type: ignore[arg-type]
+    picker: Any = up._members.picker
+    for u, clock in zip((up, ref), clocks, strict=True):
+        for _ in range(4):
+            u.done(u.pick())
+        _after(kind, u, clock)
+    picker = up._members.picker  # (an update binds a new one)
+    period = sum(p.weight for p in up.peers if not p.server.backup)
+    answered = []
+    for _ in range(4 * period):
+        answered.append(up._members.first == picker.first and picker.fast)
+        names = []
+        for u in (up, ref):
+            peer = u.pick()
+            names.append(peer.name)
+            u.done(peer)
+        assert names[0] == names[1]
+    assert answered[-period:] == [True] * period
+    assert _fields(up) == _fields(ref)

@@ -14,7 +14,7 @@ same weight at each step, so a member's current weight is stored relative to the
 bucket's steps and a heap gives the bucket's winner in O(log n). A pick moves the winner
 one bucket up and the end of a connection one bucket down, along links between the
 buckets of a weight. While every peer is idle, :class:`LeastConnPicker` answers from
-round robin's precomputed order instead.
+round robin's precomputed order instead, and goes back to it when every peer is idle again.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ First = Callable[[bytes, bytes, int], PeerState | None]
 
 def _tell_nobody(first: First) -> None:
     """What :class:`LeastConnPicker` tells until an upstream asks (see ``publish_first``)."""
+
+
+def _stay() -> None:
+    """What :class:`LeastConnBuckets` call when every peer is idle again, until told."""
 
 
 class _Bucket:
@@ -104,6 +108,9 @@ class LeastConnBuckets:
     ends of connections change the candidates, and both are reported here (:meth:`first`,
     :meth:`released`). Anything else is preceded by :meth:`sync`, which writes the
     current weights back to the peers and stops it until :meth:`start`.
+
+    They count the connections held on the group's peers, and call :attr:`idle` when
+    every peer has been idle again a given number of times (see :meth:`start`).
     """
 
     __slots__ = (
@@ -112,9 +119,12 @@ class LeastConnBuckets:
         "_entry",
         "_fast",
         "_group",
+        "_held",
+        "_idle_left",
         "_peers",
         "_tied",
         "_where",
+        "idle",
     )
 
     def __init__(self, primary: PeerGroup) -> None:
@@ -129,6 +139,13 @@ class LeastConnBuckets:
         #: The buckets whose peers tie for the pick (None: to be found again, as the
         #: lowest bucket of a weight changed).
         self._tied: list[_Bucket] | None = None
+        #: Connections held on the group's peers (while the buckets answer).
+        self._held = 0
+        #: Times every peer may be idle again before :attr:`idle` is called (0: never).
+        self._idle_left = 0
+        #: Called (in :meth:`released`) when every peer has been idle again as many times
+        #: as :meth:`start` said; it may stop the buckets (:meth:`sync`).
+        self.idle: Callable[[], None] = _stay
 
     @property
     def fast(self) -> bool:
@@ -184,6 +201,7 @@ class LeastConnBuckets:
             weight = bucket.weight
             cw = best_cw - total
         heappop(heap)  # the winner's entry
+        self._held += 1
         bucket.live = live - 1
         if live == 1:
             heap.clear()  # only stale entries are left
@@ -224,9 +242,12 @@ class LeastConnBuckets:
         where = self._where
         if index >= len(where) or self._peers[index] is not state:
             return  # not a candidate of this group (a backup, an older membership's)
+        held = self._held = self._held - 1
         bucket = where[index]
         if bucket is None or state.conns != bucket.conns - 1 or state.blocked_until != AVAILABLE:
             self._released_other(state, bucket)
+            if not held and self._idle_left:
+                self._idle_again()
             return
         # One connection fewer: one bucket down.
         entry = self._entry
@@ -248,6 +269,17 @@ class LeastConnBuckets:
         if down.conns < owner.low:
             owner.low = down.conns
             self._tied = None
+        if not held and self._idle_left:
+            self._idle_again()
+
+    def _idle_again(self) -> None:
+        """Every peer is idle again: the ``idle_after``-th time (see :meth:`start`),
+        :attr:`idle` is called."""
+        if not self._fast:
+            return  # (stopped by the change just followed)
+        left = self._idle_left = self._idle_left - 1
+        if not left:
+            self.idle()
 
     def _released_other(self, state: PeerState, bucket: _Bucket | None) -> None:
         """:meth:`released` for any other change: a full peer no longer full, another
@@ -326,9 +358,10 @@ class LeastConnBuckets:
         self._tied = tied or None
         return tied
 
-    def start(self) -> None:
+    def start(self, idle_after: int = 0) -> None:
         """Build the buckets when every peer allows the fast path (see the class
-        docstring)."""
+        docstring); :attr:`idle` is called once every peer has been idle again
+        ``idle_after`` times (0: never)."""
         group = self._group
         peers = group.peers
         if group.single:
@@ -365,6 +398,8 @@ class LeastConnBuckets:
         self._where = where
         self._entry = entry
         self._tied = None
+        self._held = sum(p.conns for p in peers)
+        self._idle_left = idle_after
         self._fast = True
 
     def sync(self) -> None:
@@ -389,15 +424,15 @@ class LeastConnPicker(SmoothPicker):
 
     The precomputed order is O(1) a pick (this class is round robin's picker, with
     ``idle_only``); it ends at the first pick that finds a peer busy, and the buckets take
-    over (O(n) once) until something syncs the peers (a failure, a read of the peers, an
-    update...). After a sync nginx's scan answers, and every ``len(peers)`` picks the
-    order is tried again, then the buckets.
+    over (O(n) once). Once every peer has been idle again as many times as the order is
+    long (a rebuilt order costs about as many steps), the order takes over again, computed
+    from the current weights. A sync of the peers (a failure, a read of the peers, an
+    update...) stops either: the order is taken up again where it stopped if nothing
+    changed (:class:`SmoothPicker`); otherwise nginx's scan answers, and every
+    ``len(peers)`` scans the order is tried again before a first attempt, then the buckets.
     """
 
     __slots__ = ("_buckets", "_publish", "released")
-
-    #: The buckets answer :meth:`first` while the idle order is off.
-    _first_when_off = True
 
     def __init__(
         self,
@@ -407,6 +442,7 @@ class LeastConnPicker(SmoothPicker):
     ) -> None:
         super().__init__(primary, scan, idle_only=True)
         self._buckets = buckets(primary)
+        self._buckets.idle = self._idle
         #: A connection of a peer ended (see :meth:`LeastConnBuckets.released`): the
         #: buckets' own method while they answer, so that the upstream calls it directly;
         #: None while they do not (the idle order and the scan need no telling), so that
@@ -419,14 +455,15 @@ class LeastConnPicker(SmoothPicker):
         # idle order only while it is on
         self.start()
 
-    def _first_off(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
-        """:meth:`first` while the idle order is off: the buckets' answer."""
+    def _first_unordered(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` while the idle order cannot answer: the buckets' answer."""
         return self._buckets.first(key, addr, now)
 
     def _first_busy(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """:meth:`first` when a peer of the idle order is busy: from now on the buckets
-        answer."""
+        answer (the order is dropped: the buckets' steps are not round robin's)."""
         SmoothPicker.sync(self)
+        self._drop_order()
         self._buckets_start()
         return self._buckets.first(key, addr, now)
 
@@ -434,10 +471,24 @@ class LeastConnPicker(SmoothPicker):
         """Start the buckets if they allow it, and have the upstream tell them of every
         connection that ends from now on (:attr:`released`) if they do."""
         buckets = self._buckets
-        buckets.start()
+        buckets.start(self._group.total_weight)
         if buckets.fast:
             self.released = buckets.released
             self._publish(buckets.first)
+
+    def _idle(self) -> None:
+        """The buckets found every peer idle again (as many times as the order is long):
+        the order takes over from the current weights if the peers allow it (none down:
+        the buckets never call again otherwise, until they start again)."""
+        if self._allows_order():
+            self._buckets.sync()
+            self.released = None
+            self._try_fast()
+
+    def _order_on(self) -> None:
+        """The idle order answers from its current position, and the upstream calls it."""
+        super()._order_on()
+        self._publish(self.first)
 
     def publish_first(self, publish: Callable[[First], None]) -> None:
         """Call ``publish`` with the method that answers a first attempt, now and whenever
@@ -453,9 +504,7 @@ class LeastConnPicker(SmoothPicker):
         """Switch to the idle order if every peer allows it, else to the buckets if they
         allow it (see :class:`LeastConnBuckets`)."""
         self._try_fast()  # also counts len(peers) picks down again
-        if self._fast:
-            self._publish(self.first)
-        else:
+        if not self._fast:
             self._buckets_start()
 
     def sync(self) -> None:

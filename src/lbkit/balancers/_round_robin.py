@@ -90,8 +90,10 @@ class SmoothPicker:
     the current weights are fixed: they are precomputed (:func:`smooth_wrr_from`) and a
     fresh request takes the next one. The peers' ``current_weight`` then lags; :meth:`sync`
     writes it back (the upstream calls it before anything else reads or changes a peer)
-    and returns to the scan (``scan``), which tries the fast path again every
-    ``len(peers)`` picks.
+    and returns to the scan (``scan``). The order is kept: the next first attempt takes it
+    up again at the same position if the peers are still as the sync left them (a read of
+    the peers changes nothing); otherwise the scan answers, and the fast path is tried
+    again (from the current weights) at the first attempt after every ``len(peers)`` scans.
 
     With ``idle_only`` (least_conn) the fast path also needs every peer idle: least_conn
     then finds all peers tied at 0 connections and runs exactly round robin's step among
@@ -106,19 +108,17 @@ class SmoothPicker:
         "_fast",
         "_group",
         "_idle_only",
+        "_kept",
         "_last",
         "_order",
         "_peers",
         "_pos",
+        "_retry",
         "_scan",
-        "_tried_fast",
     )
 
     #: :meth:`begin` does nothing: the upstream may skip it.
     begins = False
-    #: Whether :meth:`first` may answer while the precomputed order is off (round robin's
-    #: answers only from the order; least_conn's buckets answer without it).
-    _first_when_off = False
 
     def __init__(
         self,
@@ -134,19 +134,25 @@ class SmoothPicker:
         #: The peer the fast path handed out last (``idle_only``; None: none yet).
         self._last: PeerState | None = None
         self._fast = False
-        #: One period of nginx's choices (indexes of peers) while the fast path is on,
-        #: built when the first pick needs it: a membership never picked from holds none
-        #: (bounded by MAX_FAST_PERIOD); dropped by :meth:`sync`.
+        #: One period of nginx's choices (indexes of peers) while the fast path is on or
+        #: may be taken up again (:attr:`_kept`), built when the first pick needs it: a
+        #: membership never picked from holds none (bounded by MAX_FAST_PERIOD).
         self._order: array[int] = array("B")
         #: The current weights the order starts from (None: all 0, as in a fresh upstream
         #: and at the end of every period that started there). The weights are the peers':
         #: nothing changes them without a :meth:`sync` first.
         self._base: list[int] | None = None
         self._pos = 0
+        #: Scans left before the fast path is tried again (see :attr:`_retry`).
         self._countdown = 0
-        #: Whether the fast path was tried yet: first by the first :meth:`first` (an
-        #: upstream with a zone never calls it) or after the first scan, not at bind time.
-        self._tried_fast = False
+        #: Whether the next first attempt tries the fast path (:meth:`start`): at the first
+        #: pick (not at bind time: a membership never picked from builds no order), then
+        #: after every ``len(peers)`` scans.
+        self._retry = True
+        #: The current weights :meth:`sync` wrote back when it stopped the fast path, the
+        #: order kept at its position (None: nothing kept): the next first attempt takes
+        #: the order up again if the peers still allow it and hold these weights.
+        self._kept: list[int] | None = None
 
     @property
     def fast(self) -> bool:
@@ -187,13 +193,21 @@ class SmoothPicker:
         return peer
 
     def _first_off(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
-        """:meth:`first` while the precomputed order is off: it is tried once, on the
-        first pick (round robin's order waits for it); then None until :meth:`get`'s
-        scan tries again."""
-        if self._tried_fast:
-            return None
-        self._try_fast()
-        return self.first(key, addr, now) if self._fast else None
+        """:meth:`first` while the precomputed order is off: taken up again where a sync
+        left it, or tried again when it is time (see :attr:`_retry`); else the answer of
+        :meth:`_first_unordered`."""
+        if self._kept is not None:
+            self._resume()
+        elif self._retry:
+            self.start()
+        if self._fast:
+            return self.first(key, addr, now)
+        return self._first_unordered(key, addr, now)
+
+    def _first_unordered(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
+        """:meth:`first` when the precomputed order cannot answer: None (round robin's
+        scan answers in :meth:`get`)."""
+        return None
 
     def _first_busy(self, key: bytes, addr: bytes, now: int) -> PeerState | None:
         """:meth:`first` when a peer it handed out is still busy (``idle_only``): None,
@@ -201,13 +215,9 @@ class SmoothPicker:
         return None
 
     def get(self, request: RequestState, now: int) -> PeerState | None:
-        """Next peer in nginx's order: :meth:`first` for a request's first attempt while it
-        may answer, else nginx's scan (and, every ``len(peers)`` scans, :meth:`start`)."""
-        if (
-            (self._fast or self._first_when_off)
-            and request.tried == 0
-            and request.group is self._group
-        ):
+        """Next peer in nginx's order: :meth:`first` for a request's first attempt (which
+        also takes the fast path up again when it may), else nginx's scan."""
+        if request.tried == 0 and request.group is self._group:
             peer = self.first(b"", b"", now)
             if peer is not None:
                 request.tried = 1 << peer.index
@@ -216,7 +226,7 @@ class SmoothPicker:
         chosen = self._scan(request, now)
         self._countdown -= 1
         if self._countdown <= 0:
-            self.start()
+            self._retry = True
         return chosen
 
     def start(self) -> None:
@@ -247,16 +257,14 @@ class SmoothPicker:
             for b, p, c in zip(self._start(), peers, picks, strict=True)
         ]
 
-    def _try_fast(self) -> None:
-        """Switch to the fast path when every peer is intact (see the class docstring)."""
-        self._tried_fast = True
+    def _allows_order(self) -> bool:
+        """Whether every peer is intact (and, ``idle_only``, idle): the precomputed order
+        then gives nginx's choices (see the class docstring)."""
         group = self._group
-        peers = group.peers
-        self._countdown = len(peers)
         if group.single or group.total_weight > MAX_FAST_PERIOD:
-            return
+            return False
         idle_only = self._idle_only
-        for p in peers:
+        for p in group.peers:
             if (
                 p.blocked_until != AVAILABLE
                 or p.effective_weight != p.weight
@@ -265,12 +273,45 @@ class SmoothPicker:
             ):
                 # (a busy peer also stops least_conn's fast path before it computes an
                 # order that its first pick would give up)
-                return
-        self._last = None
-        base = [p.current_weight for p in peers]
+                return False
+        return True
+
+    def _try_fast(self) -> None:
+        """Switch to the fast path when every peer is intact, its order computed from
+        the current weights (see the class docstring)."""
+        self._retry = False
+        self._kept = None
+        self._countdown = len(self._peers)
+        if not self._allows_order():
+            self._drop_order()
+            return
+        base = [p.current_weight for p in self._peers]
         self._base = base if any(base) else None
         self._order = self._period(base)
         self._pos = 0
+        self._order_on()
+
+    def _resume(self) -> None:
+        """Take the order kept by :meth:`sync` up again at its position if every peer is
+        still intact and holds the weight the sync wrote (nothing changed since: the rest
+        of the order is nginx's choices from here); else drop it, and the scan answers
+        until the next try (see :attr:`_retry`)."""
+        kept = self._kept
+        self._kept = None
+        self._countdown = len(self._peers)
+        if self._allows_order() and [p.current_weight for p in self._peers] == kept:
+            self._order_on()
+        else:
+            self._drop_order()
+
+    def _drop_order(self) -> None:
+        """Forget the precomputed order (it is computed again when the fast path starts)."""
+        self._kept = None
+        self._order = array("B")
+
+    def _order_on(self) -> None:
+        """The precomputed order answers from its current position."""
+        self._last = None
         self._fast = True
 
     def _period(self, start: list[int]) -> array[int]:
@@ -279,17 +320,15 @@ class SmoothPicker:
         return _indexes(smooth_wrr_from([p.weight for p in peers], start), len(peers))
 
     def sync(self) -> None:
-        """Write the lagging current weights back and return to nginx's scan."""
+        """Write the lagging current weights back and return to nginx's scan (the order
+        kept, to be taken up again where it stopped if nothing changes meanwhile)."""
         if not self._fast:
             return
         self._fast = False
         weights = self._current_weights(self._pos)
         for p, cw in zip(self._group.peers, weights, strict=True):
             p.current_weight = cw
-        # The weights may change from now on (slow start, a zone, an update): the next
-        # fast path computes its order again.
-        self._order = array("B")
-        self._pos = 0
+        self._kept = weights
 
 
 @attrs.frozen(slots=True)

@@ -579,6 +579,8 @@ class Upstream:
                 members.sync()
                 self._apply_slow_start(now)
             state = members.picker.get(request, now)
+            if zone is not None:
+                members.sync()  # (before the zone stores them: a fast path's answer lags)
         if state is None:
             raise NoLiveUpstreams(f"no live upstreams in upstream {self.name!r}")
         timer = members.timer
