@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lbkit
+from lbkit.balancers import LeastTime
 from lbkit.nginx import parse_upstream
 
 from .helpers import FakeClock, servers, wait_until
@@ -283,6 +284,33 @@ def test_update_keeps_the_state_of_peers_that_stay() -> None:
     assert after["d:1"] == (0, 0, 0)
     assert [s.address for s in up.servers] == ["c:1", "b:1", "a:1", "d:1"]
     up.done(held)
+    assert sum(_conns(up)) == 0
+
+
+@pytest.mark.parametrize("method", [lbkit.RoundRobin(), lbkit.LeastConn(), LeastTime()])
+def test_update_that_drops_slow_start_ends_a_running_ramp(method: lbkit.Method) -> None:
+    # a peer on its slow-start ramp, updated without slow_start: at full weight at once,
+    # and the next pick works (it used to trip over the ramp it still listed)
+    clock = FakeClock()
+    up = lbkit.Upstream(
+        [lbkit.Server("a:1", weight=4, slow_start=10), lbkit.Server("b:1")], method, clock=clock
+    )
+    held = []
+    while (peer := up.pick()).name != "a:1":
+        held.append(peer)
+    up.done(peer, failed=True)
+    clock.now += 11  # fail_timeout (10 s) over: a:1 is probed
+    for peer in held:
+        up.done(peer)
+    while (peer := up.pick()).name != "a:1":
+        up.done(peer)
+    up.done(peer)  # the probe succeeds: the ramp starts
+    assert up.peer_state("a:1").ramp_start is not None
+    up.update(["a:1 weight=4", "b:1"])
+    assert up.peer_state("a:1").ramp_start is None
+    for _ in range(5):
+        up.done(up.pick())
+    assert up.peer_state("a:1").weight == 4
     assert sum(_conns(up)) == 0
 
 

@@ -252,6 +252,32 @@ def test_without_a_zone_four_processes_pile_up() -> None:
     assert sorted(counts.values()) == [4, 4]  # every worker chose a then b
 
 
+def test_a_probe_ended_by_a_process_that_never_saw_a_failure_starts_the_ramp_now() -> None:
+    # a process whose peer never failed here ends an attempt after another process's
+    # probe: the success clears the zone's failures and starts the slow start at the
+    # clock's second (it used to start it at second 0: no ramp at all)
+    name = fresh_name()
+    now = [100.0]
+    servers = [lbkit.Server("a:1", slow_start=10), lbkit.Server("b:1")]
+    here, there = (
+        lbkit.Upstream(servers, name="ss", zone=name, clock=lambda: now[0]) for _ in range(2)
+    )
+    held = []
+    while (late := there.pick()).name != "a:1":
+        held.append(late)
+    while (peer := here.pick()).name != "a:1":
+        here.done(peer)
+    here.done(peer, failed=True)
+    now[0] += 11  # fail_timeout (10 s) over: the next pick of a probes it
+    while (probe := here.pick()).name != "a:1":
+        here.done(probe)
+    there.done(late)  # a success after the probe started, from the other process
+    assert here.peer_state("a:1").fails == 0
+    assert there.peer_state("a:1").ramp_start == 111
+    for peer in [*held, probe]:
+        (there if peer.owner is there else here).done(peer)
+
+
 def test_least_time_averages_slow_start_and_response_times_are_shared() -> None:
     name = fresh_name()
     method = LeastTime("last_byte", inflight=True)

@@ -449,7 +449,12 @@ class Upstream:
         members = _Membership(new, primary, self._bind(primary), old.generation + 1)
         if self._zone is not None:
             self._zone.bind(members.by_name.values())
-        self._ramping = [s for s in self._ramping if members.by_name.get(s.name) is s]
+        # (a peer whose server lost its slow_start left its ramp in reconfigure())
+        self._ramping = [
+            s
+            for s in self._ramping
+            if members.by_name.get(s.name) is s and s.ramp_start is not None
+        ]
         self._members = members
 
     def drain(self, name: str) -> None:
@@ -773,8 +778,8 @@ class Upstream:
         peer.reported = True
         # The clock matters only to a failure or to the end of a fail_timeout probe, which
         # may start a slow start: a peer that never failed has no probe to end, and one
-        # with no failure to forget starts none (with a zone, the count is the zone's: it
-        # is read in the release).
+        # with no failure to forget starts none (with a zone, the failures, their times
+        # and ``checked`` are the zone's, loaded in the release: the clock is read always).
         if failed:
             failed = peer.failed = True
             members.sync()
@@ -786,7 +791,7 @@ class Upstream:
             extra = state.extra
             now = (
                 int(self._clock())
-                if extra and (extra.fails or zone is not None) and extra.accessed < state.checked
+                if zone is not None or (extra and extra.fails and extra.accessed < state.checked)
                 else 0
             )
         if zone is None:
