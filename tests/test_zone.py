@@ -103,6 +103,40 @@ def test_zone_bounds_and_names(zone_dir: Path) -> None:
     assert oct(zone.path.stat().st_mode & 0o777) == "0o600"
 
 
+_NO_ROOM = """
+import resource, signal, sys
+import lbkit
+from lbkit.upstream import Zone
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (over the limit: EFBIG, not a kill)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+try:
+    Zone(sys.argv[1], 1 << 20)
+except lbkit.ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_a_zone_without_room_is_refused_and_leaves_no_half_zone(zone_dir: Path) -> None:
+    """A zone whose memory cannot be had (here: a file size limit under its size, as a
+    full /dev/shm) is a ConfigError naming the size and the directory, not a SIGBUS at
+    its first write; the file is left empty, so the next process starts it afresh."""
+    import subprocess
+    import sys
+
+    name = fresh_name()
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_ROOM, name], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert f'zone "{name}" of 1048576 bytes does not fit in {zone_dir}' in out.stdout
+    assert "LBKIT_ZONE_DIR" in out.stdout
+    assert (zone_dir / f"lbkit-zone-{name}").stat().st_size == 0
+    zone = Zone(name, 1 << 20)  # no limit here: made afresh at its size
+    assert zone.size == 1 << 20
+    assert zone.path.stat().st_blocks * 512 >= 1 << 20  # its memory taken at once
+    zone.close()
+
+
 def test_zone_size_bounds_the_peers_and_is_checked_before_anything_is_made(
     zone_dir: Path,
 ) -> None:

@@ -75,6 +75,8 @@ REAP_INTERVAL = 1.0
 MIN_ZONE_SIZE = 8 * 4096
 MAX_ZONE_SIZE = 1 << 30
 DEFAULT_ZONE_SIZE = 1 << 20
+#: Reserves a file's blocks (absent on some systems: the zone is then sized only).
+_fallocate: Callable[[int, int, int], None] | None = getattr(os, "posix_fallocate", None)
 #: Longest server address (bytes) a zone stores: a 253-byte DNS name and a port.
 MAX_ZONE_ADDRESS = 264
 
@@ -249,11 +251,27 @@ class Zone:
                 return
             self._unmap()
         os.ftruncate(fd, 0)  # nobody holds it: afresh, all zeroes, at the size asked for
-        os.ftruncate(fd, size)
+        self._reserve(fd, size)
         self._map_file(fd, size)
         self.q[0] = _MAGIC
         self.q[_SIZE] = size
         self._own_proc()
+
+    def _reserve(self, fd: int, size: int) -> None:
+        """Size the file and take its memory now: a zone on a full ``/dev/shm`` is refused
+        here, instead of killing the process (SIGBUS) at its first write to a page that
+        has no room. Left empty on failure, so no other process attaches to half a zone."""
+        try:
+            os.ftruncate(fd, size)
+            if _fallocate is not None:
+                _fallocate(fd, 0, size)
+        except OSError as exc:
+            os.ftruncate(fd, 0)
+            raise ConfigError(
+                f'zone "{self.name}" of {size} bytes does not fit in {self.path.parent}: '
+                f"{os.strerror(exc.errno) if exc.errno else exc} (free space there, or set "
+                f"LBKIT_ZONE_DIR to a directory on a memory file system with room)"
+            ) from None
 
     def _map_file(self, fd: int, size: int) -> None:
         self.map = mmap.mmap(fd, size)
