@@ -6,9 +6,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 import lbkit
+
+#: Settings of a property run against a deliberately broken variant, which it must catch:
+#: generated examples only (an explicit example would catch it for the property), none
+#: replayed from the database, at least 2,000 of them.
+SEARCH_FOR_THE_BUG = settings(
+    max_examples=2000,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def servers(*weights: int) -> list[lbkit.Server]:

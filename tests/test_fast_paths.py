@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lbkit
@@ -25,7 +25,7 @@ from lbkit.balancers._least_conn import get_least_conn_peer
 from lbkit.balancers._least_conn_picker import LeastConnBuckets, LeastConnPicker
 from lbkit.balancers._round_robin import SmoothPicker, get_round_robin_peer
 from lbkit.upstream import Method, PeerGroup, PeerState, Picker, RequestState
-from tests.helpers import FakeClock
+from tests.helpers import SEARCH_FOR_THE_BUG, FakeClock
 
 
 @attrs.frozen
@@ -718,13 +718,7 @@ def test_property_fails_for_a_broken_fast_path(name: str) -> None:
         else scenario
     )
 
-    @settings(
-        max_examples=2000,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @SEARCH_FOR_THE_BUG
     @given(**scenario_st)
     def prop(configs: list[dict[str, Any]], ops: list[tuple[Any, ...]], warm: int) -> None:
         check_fast_path_equals_scan(fast(), ref(), configs, ops, warm, upstream)

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lbkit
@@ -42,6 +42,7 @@ from lbkit.upstream import (
     hash_tries_exhausted,
     take_peer,
 )
+from tests.helpers import SEARCH_FOR_THE_BUG
 from tests.test_fast_paths import Rebound, check_fast_path_equals_scan, op_st, server_st
 
 # -- ip_hash's step ------------------------------------------------------------------------
@@ -352,18 +353,10 @@ def test_ip_hash_with_heavy_weights_equals_the_plain_lookups(
 
 # -- the properties catch wrong lookups ----------------------------------------------------
 
-_BROKEN_SETTINGS = settings(
-    max_examples=2000,
-    deadline=None,
-    database=None,
-    phases=[Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
 
 @pytest.mark.parametrize("step", [reversed_bytes_step, one_shift_step])
 def test_step_property_fails_for_a_wrong_closed_form(step: Callable[[int, bytes], int]) -> None:
-    @_BROKEN_SETTINGS
+    @SEARCH_FOR_THE_BUG
     @given(hash_value=hash_st, addr=any_bytes_st, retries=st.integers(0, MAX_HASH_TRIES + 1))
     def prop(hash_value: int, addr: bytes, retries: int) -> None:
         check_step_equals_loop(step, hash_value, addr, retries)
@@ -373,7 +366,7 @@ def test_step_property_fails_for_a_wrong_closed_form(step: Callable[[int, bytes]
 
 
 def test_table_property_fails_for_a_table_cut_short() -> None:
-    @_BROKEN_SETTINGS
+    @SEARCH_FOR_THE_BUG
     @given(weights=weights_st)
     def prop(weights: list[int]) -> None:
         check_table_equals_peer_at(one_short_table, weights)
@@ -383,7 +376,7 @@ def test_table_property_fails_for_a_table_cut_short() -> None:
 
 
 def test_ring_property_fails_for_the_first_point_above_the_key() -> None:
-    @_BROKEN_SETTINGS
+    @SEARCH_FOR_THE_BUG
     @given(servers=ring_servers_st, keys=st.lists(st.binary(max_size=12), max_size=5))
     def prop(servers: list[tuple[str, int]], keys: list[bytes]) -> None:
         check_table_equals_bisect(right_bisect_table, servers, keys)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lbkit import Server, Upstream
@@ -25,6 +25,7 @@ from lbkit.balancers import LeastTime
 from lbkit.balancers._least_time import _LeastTimePicker
 from lbkit.balancers._least_time_buckets import LeastTimeBuckets
 from lbkit.upstream import PeerState
+from tests.helpers import SEARCH_FOR_THE_BUG
 from tests.least_time_replay import Clock, check_equals_nginx
 from tests.test_fast_paths import _in_16_threads
 
@@ -234,13 +235,7 @@ BROKEN: dict[str, type[LeastTimeBuckets]] = {
 def test_property_fails_for_broken_buckets(name: str) -> None:
     broken = BROKEN[name]
 
-    @settings(
-        max_examples=2000,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @SEARCH_FOR_THE_BUG
     @given(**busy_scenario)
     def prop(
         primary: list[dict[str, Any]],

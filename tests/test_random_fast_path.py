@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import lbkit
@@ -24,6 +24,7 @@ from lbkit.balancers import Sticky, StickyMethod
 from lbkit.balancers._random import _RandomPicker
 from lbkit.balancers._round_robin import MAX_FAST_PERIOD
 from lbkit.upstream import PeerState
+from tests.helpers import SEARCH_FOR_THE_BUG
 from tests.test_fast_paths import (
     Rebound,
     _fields,
@@ -324,13 +325,7 @@ BROKEN: dict[str, Callable[[bool, int], lbkit.Method]] = {
 def test_property_fails_for_a_broken_fast_path(name: str) -> None:
     make = BROKEN[name]
 
-    @settings(
-        max_examples=2000,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @SEARCH_FOR_THE_BUG
     @given(**crowded_scenario)
     def prop(
         two: bool, seed: int, configs: list[dict[str, Any]], ops: list[tuple[Any, ...]]

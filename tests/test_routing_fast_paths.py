@@ -24,6 +24,7 @@ from lbkit.routing._host import CLEAN_LABEL_CHARS, ascii_lower, is_clean_label
 from lbkit.routing._names import NameMatch, WildcardTables
 from lbkit.routing._regex import ServerRegex, compile_server_regex, default_engine
 from lbkit.routing._regex_scan import RegexScan
+from tests.helpers import SEARCH_FOR_THE_BUG
 
 ENGINES = ["re", "pcre2"] if default_engine() == "pcre2" else ["re"]
 DENSE = settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
@@ -626,7 +627,7 @@ def test_raw_wildcard_property_fails_for_a_broken_fast_path(
 
     monkeypatch.setattr(module, "CLEAN_LABEL_CHARS", CLEAN_LABEL_CHARS)
 
-    @settings(max_examples=2_000, deadline=None, phases=[Phase.generate])
+    @SEARCH_FOR_THE_BUG
     @given(cases)
     def prop(case: tuple[list[str], list[str]]) -> None:
         check_raw_wildcards_equal_reference(*case, breaking)
