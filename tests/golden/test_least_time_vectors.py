@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import lbkit.balancers._least_time as least_time_module
+import lbkit.balancers._least_time_buckets as buckets_module
 from lbkit import Attempts, Peer, Upstream
 from lbkit.balancers import LeastTime, StickyMethod
 from lbkit.nginx import parse_upstream
@@ -155,8 +156,8 @@ def _ignore_hints(self: object, lookup: object) -> None:
 @pytest.mark.parametrize(
     ("target", "name", "value"),
     [
-        (least_time_module, "BUCKET_MS", 10),  # buckets of 10 ms instead of 20
-        (least_time_module, "BUCKET_MS", 40),
+        (buckets_module, "BUCKET_MS", 10),  # buckets of 10 ms instead of 20
+        (buckets_module, "BUCKET_MS", 40),
         (least_time_module, "response_time_avg", _keep_last_sample),  # the last time only
         (least_time_module._LeastTimePicker, "use_hints", _ignore_hints),  # sticky ignored
     ],

@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from lbkit.balancers._least_time_buckets import BUCKET_MS, RT_CAP_MS, LeastTimeBuckets
+from lbkit.balancers._least_time_buckets import LeastTimeBuckets, bucketed
 from lbkit.balancers._round_robin import switch_to_backup
 from lbkit.errors import ConfigError
 from lbkit.upstream import (
@@ -59,11 +59,7 @@ def eta(peer: PeerState, times: PeerTimes, header: bool, now: int) -> int:
         rt >>= (idle // (peer.fail_timeout + 1)) & 63
     if times.inflight_reqs > 0 and times.inflight_time > rt:
         rt = times.inflight_time
-    if rt > RT_CAP_MS:
-        rt = RT_CAP_MS
-    else:
-        rt += BUCKET_MS - rt % BUCKET_MS  # 0 -> 20, and 5000 -> 5020 while 5001 -> 5000
-    return rt * (1 + peer.conns)
+    return bucketed(rt) * (1 + peer.conns)
 
 
 def _no_first_timed(now: int, seconds: float) -> None:
