@@ -99,10 +99,7 @@ class _RandomPicker:
                 if not two:
                     return take_first(peer, now)
                 if prev is not None:
-                    # _fewer_conns(prev, peer), without the call (5% of a pick)
-                    if peer.conns * prev.weight > prev.conns * peer.weight:
-                        peer = prev
-                    return take_first(peer, now)
+                    return take_first(_fewer_conns(prev, peer), now)
                 prev = peer
             probes += 1  # hash_tries_exhausted()
             if probes > MAX_HASH_TRIES:
